@@ -1,0 +1,67 @@
+"""ratchet's pure rules engine: `step(state, event) -> Transition(state, commands)`.
+
+No I/O, no clock, no randomness, no logging: time enters only as the `ts` of events.
+"""
+
+from engine.commands import (
+    RECORD_KINDS,
+    Alert,
+    CancelOrder,
+    Command,
+    OrderAction,
+    OrderType,
+    Record,
+    SubmitOrder,
+)
+from engine.config import Config, PriceGrid, ProtectionConfig, Rung, Tranche
+from engine.events import (
+    CancelRejected,
+    Clock,
+    EntryIntent,
+    Event,
+    OrderAccepted,
+    OrderCanceled,
+    OrderFilled,
+    OrderRejected,
+    Side,
+    Tick,
+)
+from engine.model import EngineState, Order, OrderRole, OrderStatus, Position, Protection
+from engine.step import Refusal, Transition, fold, step, validate_entry
+
+__all__ = [
+    "RECORD_KINDS",
+    "Alert",
+    "CancelOrder",
+    "CancelRejected",
+    "Clock",
+    "Command",
+    "Config",
+    "EngineState",
+    "EntryIntent",
+    "Event",
+    "Order",
+    "OrderAccepted",
+    "OrderAction",
+    "OrderCanceled",
+    "OrderFilled",
+    "OrderRejected",
+    "OrderRole",
+    "OrderStatus",
+    "OrderType",
+    "Position",
+    "PriceGrid",
+    "Protection",
+    "ProtectionConfig",
+    "Record",
+    "Refusal",
+    "Rung",
+    "Side",
+    "SubmitOrder",
+    "Tick",
+    "Tranche",
+    "Transition",
+    "fold",
+    "step",
+    "validate_entry",
+]

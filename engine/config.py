@@ -1,0 +1,88 @@
+"""Protection settings as plain data: the ladder, the partial schedule and the price grid."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from attrs import field, frozen
+
+__all__ = [
+    "DEFAULT_LADDER",
+    "DEFAULT_LEVELS",
+    "DEFAULT_PARTIALS",
+    "Config",
+    "PriceGrid",
+    "ProtectionConfig",
+    "Rung",
+    "Tranche",
+]
+
+
+@frozen
+class Rung:
+    """One step of the stop ladder: at `at_r` the stop locks `lock_r` (SPEC §3)."""
+
+    at_r: Decimal
+    lock_r: Decimal
+
+
+@frozen
+class Tranche:
+    """One partial exit: at `at_r`, sell `fraction` of the ORIGINAL quantity."""
+
+    at_r: Decimal
+    fraction: Decimal
+
+
+@frozen
+class PriceGrid:
+    """Order price increments: `fine` below `threshold`, `coarse` at or above it."""
+
+    coarse: Decimal = Decimal("0.01")
+    fine: Decimal = Decimal("0.0001")
+    threshold: Decimal = Decimal("1")
+
+    def increment(self, price: Decimal) -> Decimal:
+        """The increment an order at `price` must sit on."""
+        return self.fine if price < self.threshold else self.coarse
+
+
+DEFAULT_LADDER: tuple[Rung, ...] = (
+    Rung(Decimal("1.0"), Decimal("0")),
+    Rung(Decimal("1.5"), Decimal("0.5")),
+    Rung(Decimal("2.0"), Decimal("1.0")),
+    Rung(Decimal("3.0"), Decimal("1.5")),
+    Rung(Decimal("4.0"), Decimal("2.0")),
+)
+DEFAULT_PARTIALS: tuple[Tranche, ...] = (
+    Tranche(Decimal("2"), Decimal("0.50")),
+    Tranche(Decimal("3"), Decimal("0.25")),
+    Tranche(Decimal("4"), Decimal("0.25")),
+)
+# R at which BREAKEVEN_PROTECTED, PARTIAL_, ADVANCED_ and FINAL_PROFIT_TAKEN begin.
+DEFAULT_LEVELS: tuple[Decimal, ...] = (Decimal("1"), Decimal("2"), Decimal("3"), Decimal("4"))
+
+
+@frozen
+class ProtectionConfig:
+    """How positions are protected; every default is SPEC §3's."""
+
+    ladder: tuple[Rung, ...] = DEFAULT_LADDER
+    partials: tuple[Tranche, ...] = DEFAULT_PARTIALS
+    levels: tuple[Decimal, ...] = DEFAULT_LEVELS
+    trail: bool = False
+    lot_step: Decimal = Decimal("1")
+    take_profit: bool = True
+    grid: PriceGrid = field(factory=PriceGrid)
+
+    @property
+    def sells_everything(self) -> bool:
+        """True when the partial schedule sums to the whole position."""
+        return sum((t.fraction for t in self.partials), Decimal(0)) == 1
+
+
+@frozen
+class Config:
+    """Everything the engine needs to decide; the shell builds it from TOML and env."""
+
+    protection: ProtectionConfig = field(factory=ProtectionConfig)

@@ -1,0 +1,122 @@
+"""Events: the facts the engine is told, each stamped with an aware UTC `ts`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from typing import TypeAlias
+
+from attrs import frozen
+
+__all__ = [
+    "CancelRejected",
+    "Clock",
+    "EntryIntent",
+    "Event",
+    "OrderAccepted",
+    "OrderCanceled",
+    "OrderFilled",
+    "OrderRejected",
+    "Side",
+    "Tick",
+]
+
+_ZERO = Decimal(0)
+
+
+class Side(Enum):
+    """Direction of a position."""
+
+    LONG = "long"
+    SHORT = "short"
+
+    @property
+    def sign(self) -> int:
+        """+1 for a long, -1 for a short: P/L = (price - entry) * qty * sign."""
+        return 1 if self is Side.LONG else -1
+
+
+@frozen
+class Tick:
+    """A trade printed at `price` for `symbol`."""
+
+    ts: datetime
+    symbol: str
+    price: Decimal
+    size: Decimal = _ZERO
+
+
+@frozen
+class EntryIntent:
+    """The bot wants a position; ratchet opens it and protects it from the first share."""
+
+    ts: datetime
+    symbol: str
+    side: Side
+    stop: Decimal
+    qty: Decimal | None = None
+    entry: Decimal | None = None
+
+
+@frozen
+class OrderAccepted:
+    """The broker acknowledged an order."""
+
+    ts: datetime
+    order_id: str
+
+
+@frozen
+class OrderRejected:
+    """The broker refused an order; `reason` is its words."""
+
+    ts: datetime
+    order_id: str
+    reason: str
+
+
+@frozen
+class OrderFilled:
+    """`qty` shares of an order were executed at `price` (one fill, maybe partial)."""
+
+    ts: datetime
+    order_id: str
+    qty: Decimal
+    price: Decimal
+
+
+@frozen
+class OrderCanceled:
+    """The broker confirmed a cancel."""
+
+    ts: datetime
+    order_id: str
+
+
+@frozen
+class CancelRejected:
+    """The broker refused a cancel (the order was filled or is unknown)."""
+
+    ts: datetime
+    order_id: str
+    reason: str
+
+
+@frozen
+class Clock:
+    """A heartbeat: time passed with no other news."""
+
+    ts: datetime
+
+
+Event: TypeAlias = (
+    Tick
+    | EntryIntent
+    | OrderAccepted
+    | OrderRejected
+    | OrderFilled
+    | OrderCanceled
+    | CancelRejected
+    | Clock
+)

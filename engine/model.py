@@ -1,0 +1,233 @@
+"""The engine's state: positions, the orders protecting them, the last price of each symbol."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any, NamedTuple
+
+from attrs import frozen
+from immutables import Map
+
+from engine.commands import OrderAction, OrderType
+from engine.config import Config
+from engine.events import Side, Tick
+
+__all__ = [
+    "NEXT_PROTECTION",
+    "EngineState",
+    "Level",
+    "Order",
+    "OrderRole",
+    "OrderStatus",
+    "PendingEntry",
+    "Position",
+    "PositionView",
+    "Protection",
+]
+
+_ZERO = Decimal(0)
+
+
+class Protection(Enum):
+    """How much profit a position has locked; it only ever moves forward (SPEC §3)."""
+
+    INITIAL_RISK = "INITIAL_RISK"
+    BREAKEVEN_PROTECTED = "BREAKEVEN_PROTECTED"
+    PARTIAL_PROFIT_TAKEN = "PARTIAL_PROFIT_TAKEN"
+    ADVANCED_PROFIT_TAKEN = "ADVANCED_PROFIT_TAKEN"
+    FINAL_PROFIT_TAKEN = "FINAL_PROFIT_TAKEN"
+
+
+NEXT_PROTECTION: dict[Protection, Protection] = {
+    Protection.INITIAL_RISK: Protection.BREAKEVEN_PROTECTED,
+    Protection.BREAKEVEN_PROTECTED: Protection.PARTIAL_PROFIT_TAKEN,
+    Protection.PARTIAL_PROFIT_TAKEN: Protection.ADVANCED_PROFIT_TAKEN,
+    Protection.ADVANCED_PROFIT_TAKEN: Protection.FINAL_PROFIT_TAKEN,
+}
+
+
+class OrderStatus(Enum):
+    """Where an order stands as far as the engine knows."""
+
+    PENDING_NEW = "pending_new"
+    LIVE = "live"
+    PENDING_CANCEL = "pending_cancel"
+
+
+class OrderRole(Enum):
+    """Why an order exists."""
+
+    ENTRY = "entry"
+    PROTECT = "protect"
+    PARTIAL = "partial"
+    EXIT = "exit"
+
+
+@frozen
+class Order:
+    """One order ratchet sent, as the engine last heard of it."""
+
+    id: str
+    role: OrderRole
+    action: OrderAction
+    type: OrderType
+    qty: Decimal
+    stop_price: Decimal | None = None
+    limit_price: Decimal | None = None
+    status: OrderStatus = OrderStatus.PENDING_NEW
+    filled: Decimal = _ZERO
+
+    @property
+    def open_qty(self) -> Decimal:
+        """Shares this order still holds."""
+        return self.qty - self.filled
+
+
+@frozen
+class Level:
+    """One row of a position's schedule: what happens when price reaches `price` (= `r` R)."""
+
+    r: Decimal
+    price: Decimal
+    protection: Protection | None = None
+    stop: Decimal | None = None
+    lock_r: Decimal | None = None
+    tranche: int | None = None
+
+
+@frozen
+class PendingEntry:
+    """An accepted entry whose order has not filled yet."""
+
+    key: str
+    side: Side
+    stop: Decimal
+    qty: Decimal
+    order: Order
+    ts: datetime
+
+
+@frozen
+class Position:
+    """One open position and the protection it has earned.
+
+    `stop` is the protective stop ratchet wants; `exit_order` is the one the broker holds.
+    `trigger` is the next price at which anything happens to the position, so that a tick
+    short of it costs one comparison.
+    """
+
+    key: str
+    symbol: str
+    side: Side
+    entry: Decimal
+    initial_stop: Decimal
+    original_qty: Decimal
+    remaining_qty: Decimal
+    stop: Decimal
+    opened: datetime
+    schedule: tuple[Level, ...]
+    trigger: Decimal | None
+    long: bool
+    take_profit: Decimal | None = None
+    protection: Protection = Protection.INITIAL_RISK
+    next_level: int = 0
+    lock_r: Decimal | None = None
+    gap_r: Decimal | None = None
+    realized: Decimal = _ZERO
+    exit_value: Decimal = _ZERO
+    exited_qty: Decimal = _ZERO
+    to_sell: Decimal = _ZERO
+    milestones: tuple[tuple[Decimal, Decimal], ...] = ()
+    entry_order: Order | None = None
+    exit_order: Order | None = None
+    sell_order: Order | None = None
+    seq: int = 0
+    halted: bool = False
+    close_reason: str = ""
+
+    @property
+    def risk(self) -> Decimal:
+        """Initial risk per share, always > 0."""
+        return (self.entry - self.initial_stop) * self.side.sign
+
+    def r_at(self, price: Decimal) -> Decimal:
+        """R multiple at `price` (SPEC §3); 0 for a position whose fill left no risk to measure."""
+        risk = self.risk
+        return (price - self.entry) * self.side.sign / risk if risk > 0 else _ZERO
+
+    def pnl_at(self, price: Decimal) -> Decimal:
+        """Unrealized P/L of the remaining quantity at `price`."""
+        return (price - self.entry) * self.remaining_qty * self.side.sign
+
+    def held_by_sells(self) -> Decimal:
+        """Shares held by open exit orders (P11: never sell more than the rest)."""
+        held = _ZERO
+        for order in (self.exit_order, self.sell_order):
+            if order is not None:
+                held += order.open_qty
+        return held
+
+
+@frozen
+class PositionView:
+    """A position as of its last price: the derived values users ask about."""
+
+    position: Position
+    price: Decimal
+    as_of: datetime
+
+    @property
+    def r(self) -> Decimal:
+        return self.position.r_at(self.price)
+
+    @property
+    def unrealized(self) -> Decimal:
+        return self.position.pnl_at(self.price)
+
+
+_EMPTY_POSITIONS: Map[str, Position] = Map()
+_EMPTY_MARKS: Map[str, Tick] = Map()
+_EMPTY_ENTRIES: Map[str, PendingEntry] = Map()
+_EMPTY_COUNTS: Map[str, int] = Map()
+_EMPTY_ROUTES: Map[str, str] = Map()
+_DEFAULT_CONFIG = Config()
+
+
+class EngineState(NamedTuple):
+    """All the engine knows; immutable. Maps are persistent (HAMT), so recording a tick is
+    O(1) in the number of symbols. A NamedTuple rather than an attrs class because one is
+    built for every tick: it costs a third as much to construct."""
+
+    config: Config = _DEFAULT_CONFIG
+    positions: Map[str, Position] = _EMPTY_POSITIONS
+    marks: Map[str, Tick] = _EMPTY_MARKS
+    entries: Map[str, PendingEntry] = _EMPTY_ENTRIES
+    counts: Map[str, int] = _EMPTY_COUNTS
+    routes: Map[str, str] = _EMPTY_ROUTES
+
+    @classmethod
+    def empty(cls, config: Config | None = None) -> EngineState:
+        """A fresh engine with no positions."""
+        return cls(config=config or _DEFAULT_CONFIG)
+
+    def view(self, symbol: str) -> PositionView | None:
+        """R, unrealized P/L and as-of time of the position in `symbol`, derived from its mark."""
+        pos = self.positions.get(symbol)
+        if pos is None:
+            return None
+        mark = self.marks.get(symbol)
+        if mark is None or mark.ts < pos.opened:
+            return PositionView(pos, pos.entry, pos.opened)
+        return PositionView(pos, mark.price, mark.ts)
+
+    def with_marks(self, marks: Map[str, Tick]) -> EngineState:
+        """This state with new marks (the tick fast path)."""
+        return EngineState(
+            self.config, self.positions, marks, self.entries, self.counts, self.routes
+        )
+
+    def replace(self, **changes: Any) -> EngineState:
+        """This state with some fields replaced."""
+        return self._replace(**changes)

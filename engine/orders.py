@@ -1,0 +1,150 @@
+"""Order reconciliation: bring a position's broker orders to what its protection calls for.
+
+One step at a time and never two in flight (SPEC §4): cancel confirmed before a new order,
+sells never above the shares no open order holds (P11), the stop re-armed after each tranche.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from attrs import evolve
+
+from engine.commands import CancelOrder, Command, OrderAction, OrderType, Record, SubmitOrder
+from engine.ids import order_id
+from engine.model import Order, OrderRole, OrderStatus, Position
+
+__all__ = ["cancel", "exit_action", "is_better_stop", "is_through", "reconcile", "submit"]
+
+_ZERO = Decimal(0)
+
+
+def exit_action(pos: Position) -> OrderAction:
+    """The action that reduces the position: sell a long, buy back a short."""
+    return OrderAction.SELL if pos.long else OrderAction.BUY
+
+
+def is_better_stop(new: Decimal, old: Decimal, long: bool) -> bool:
+    """True when `new` locks more than `old` (higher for a long, lower for a short)."""
+    return new > old if long else new < old
+
+
+def is_through(price: Decimal, stop: Decimal, long: bool) -> bool:
+    """True when the market at `price` is already at or beyond `stop`."""
+    return price <= stop if long else price >= stop
+
+
+def submit(pos: Position, order: Order, ts: datetime, symbol: str, out: list[Command]) -> None:
+    """Emit the order and its `order.submitted` record."""
+    price = order.stop_price if order.stop_price is not None else order.limit_price
+    out.append(
+        SubmitOrder(
+            ts=ts,
+            order_id=order.id,
+            symbol=symbol,
+            action=order.action,
+            type=order.type,
+            qty=order.qty,
+            stop_price=order.stop_price,
+            limit_price=order.limit_price,
+            purpose=order.role.value,
+        )
+    )
+    out.append(
+        Record(
+            "order.submitted",
+            ts,
+            {
+                "symbol": symbol,
+                "key": pos.key,
+                "order_id": order.id,
+                "type": order.type.value,
+                "side": order.action.value,
+                "qty": order.qty,
+                "price": price,
+                "stop_price": order.stop_price,
+                "limit_price": order.limit_price,
+                "purpose": order.role.value,
+            },
+        )
+    )
+
+
+def cancel(order: Order, ts: datetime, symbol: str, out: list[Command]) -> Order:
+    """Emit a cancel and return the order marked as awaiting its confirmation."""
+    out.append(CancelOrder(ts=ts, order_id=order.id, symbol=symbol))
+    return evolve(order, status=OrderStatus.PENDING_CANCEL)
+
+
+def _new_order(
+    pos: Position,
+    role: OrderRole,
+    kind: OrderType,
+    qty: Decimal,
+    stop: Decimal | None = None,
+    limit: Decimal | None = None,
+) -> tuple[Position, Order]:
+    seq = pos.seq + 1
+    suffix = {OrderRole.PROTECT: "stop", OrderRole.PARTIAL: "partial", OrderRole.EXIT: "exit"}
+    order = Order(
+        id=order_id(pos.key, seq, suffix.get(role, role.value)),
+        role=role,
+        action=exit_action(pos),
+        type=kind,
+        qty=qty,
+        stop_price=stop,
+        limit_price=limit,
+    )
+    return evolve(pos, seq=seq), order
+
+
+def reconcile(pos: Position, price: Decimal | None, ts: datetime, out: list[Command]) -> Position:
+    """Take the next order step toward the protection `pos` calls for; append its commands."""
+    if pos.halted:
+        return pos
+    eo, so = pos.exit_order, pos.sell_order
+    # SPEC §4: one operation per position; wait for every acknowledgement in flight.
+    if so is not None or (eo is not None and eo.status is not OrderStatus.LIVE):
+        return pos
+    if pos.remaining_qty <= 0:
+        if eo is not None:
+            return evolve(pos, exit_order=cancel(eo, ts, pos.symbol, out))
+        return pos
+    if pos.to_sell > 0:
+        if eo is not None:
+            # The protective order holds the shares: free them first (shares_locked avoided).
+            return evolve(pos, exit_order=cancel(eo, ts, pos.symbol, out))
+        qty = min(pos.to_sell, pos.remaining_qty - pos.held_by_sells())
+        role = OrderRole.PARTIAL if pos.milestones else OrderRole.EXIT
+        pos, order = _new_order(pos, role, OrderType.MARKET, qty)
+        submit(pos, order, ts, pos.symbol, out)
+        return evolve(pos, sell_order=order, to_sell=pos.to_sell - qty)
+    tp = pos.take_profit
+    if eo is not None:
+        if eo.stop_price == pos.stop and eo.limit_price == tp and eo.open_qty == pos.remaining_qty:
+            return pos
+        return evolve(pos, exit_order=cancel(eo, ts, pos.symbol, out))
+    if price is not None and is_through(price, pos.stop, pos.long):
+        # The market is already at or beyond the stop: a stop order there would be refused
+        # or fill at once, so exit now at market and say so.
+        out.append(
+            Record(
+                "conflict.detected",
+                ts,
+                {
+                    "symbol": pos.symbol,
+                    "type": "invalid_price",
+                    "order_ids": [],
+                    "resolution": "exit_at_market",
+                    "stop": pos.stop,
+                    "price": price,
+                },
+            )
+        )
+        pos = evolve(pos, to_sell=pos.remaining_qty, close_reason="stop_through_market")
+        return reconcile(pos, price, ts, out)
+    kind = OrderType.STOP if tp is None else OrderType.OCO
+    pos, order = _new_order(pos, OrderRole.PROTECT, kind, pos.remaining_qty, pos.stop, tp)
+    submit(pos, order, ts, pos.symbol, out)
+    return evolve(pos, exit_order=order)

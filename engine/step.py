@@ -1,0 +1,725 @@
+"""The engine: `step(state, event)` returns the next state and every command the event calls for."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+from typing import NamedTuple, assert_never
+
+from attrs import evolve, frozen
+from returns.result import Failure, Result, Success
+
+from engine.commands import Alert, Command, OrderAction, OrderType, Record, SubmitOrder
+from engine.config import ProtectionConfig
+from engine.events import (
+    CancelRejected,
+    Clock,
+    EntryIntent,
+    Event,
+    OrderAccepted,
+    OrderCanceled,
+    OrderFilled,
+    OrderRejected,
+    Side,
+    Tick,
+)
+from engine.ids import entry_order_id, position_key
+from engine.ladder import floor_to_lot, round_in_favour, schedule, take_profit_price, tranche_sizes
+from engine.model import (
+    EngineState,
+    Order,
+    OrderRole,
+    OrderStatus,
+    PendingEntry,
+    Position,
+)
+from engine.orders import is_better_stop, reconcile
+
+__all__ = ["Refusal", "Transition", "fold", "step"]
+
+_ZERO = Decimal(0)
+_NO_COMMANDS: tuple[Command, ...] = ()
+
+
+class Transition(NamedTuple):
+    """The next state and the commands, in order, that the event called for (a NamedTuple:
+    one is built per event, and `state, commands = step(...)` reads well)."""
+
+    state: EngineState
+    commands: tuple[Command, ...] = ()
+
+
+@frozen
+class Refusal:
+    """Why an entry was not taken."""
+
+    reason: str
+    detail: str = ""
+
+
+def step(state: EngineState, event: Event) -> Transition:
+    """Apply one event; return the next state and every command it calls for."""
+    if type(event) is Tick:  # the hot path, checked first
+        return _on_tick(state, event)
+    match event:
+        case Tick():
+            return _on_tick(state, event)
+        case EntryIntent():
+            return _on_entry(state, event)
+        case OrderFilled():
+            return _on_fill(state, event)
+        case OrderAccepted():
+            return _on_accepted(state, event)
+        case OrderCanceled():
+            return _on_canceled(state, event)
+        case OrderRejected():
+            return _on_rejected(state, event)
+        case CancelRejected():
+            return _on_cancel_rejected(state, event)
+        case Clock():
+            return Transition(state)
+        case _:
+            assert_never(event)
+
+
+def fold(state: EngineState, events: Iterable[Event]) -> tuple[EngineState, list[Command]]:
+    """Step through `events` in order; return the last state and all commands."""
+    commands: list[Command] = []
+    for event in events:
+        t = step(state, event)
+        state = t.state
+        commands.extend(t.commands)
+    return state, commands
+
+
+# --- ticks -------------------------------------------------------------------------------
+
+
+def _on_tick(state: EngineState, tick: Tick) -> Transition:
+    symbol = tick.symbol
+    marks = state.marks.set(symbol, tick)
+    pos = state.positions.get(symbol)
+    if pos is None:
+        return Transition(state.with_marks(marks))
+    trigger = pos.trigger
+    # O(1): a tick short of the position's next trigger price changes nothing but the mark.
+    if trigger is None or (tick.price < trigger if pos.long else tick.price > trigger):
+        return Transition(state.with_marks(marks))
+    out: list[Command] = []
+    pos = _climb(pos, tick.price, tick.ts, state.config.protection, out)
+    pos = reconcile(pos, tick.price, tick.ts, out)
+    return _settle(state.with_marks(marks), pos, tick.ts, out)
+
+
+def _climb(
+    pos: Position, price: Decimal, ts: datetime, cfg: ProtectionConfig, out: list[Command]
+) -> Position:
+    """Pass every schedule level `price` reaches, in order, with each level's actions."""
+    long = pos.long
+    r = pos.r_at(price)
+    levels = pos.schedule
+    i = pos.next_level
+    stop, protection, lock_r, gap_r = pos.stop, pos.protection, pos.lock_r, pos.gap_r
+    to_sell = pos.to_sell
+    milestones = list(pos.milestones)
+    sizes = tranche_sizes(pos.original_qty, cfg)
+    last = len(cfg.partials) - 1
+    in_flight = pos.sell_order.open_qty if pos.sell_order is not None else _ZERO
+    while i < len(levels) and (price >= levels[i].price if long else price <= levels[i].price):
+        level = levels[i]
+        reason = f"reached {level.r}R"
+        if level.protection is not None:
+            out.append(
+                Record(
+                    "position.state",
+                    ts,
+                    {
+                        "symbol": pos.symbol,
+                        "key": pos.key,
+                        "old": protection.value,
+                        "new": level.protection.value,
+                        "reason": reason,
+                        "r": r,
+                    },
+                )
+            )
+            protection = level.protection
+        if level.stop is not None and level.lock_r is not None:
+            lock_r, gap_r = level.lock_r, level.r - level.lock_r
+            if is_better_stop(level.stop, stop, long):
+                out.append(_stop_moved(pos, stop, level.stop, r, f"{reason}: lock {lock_r}R", ts))
+                stop = level.stop
+        if level.tranche is not None:
+            available = pos.remaining_qty - to_sell - in_flight
+            if level.tranche == last and cfg.sells_everything:
+                qty = available  # P7: the last tranche takes the rest.
+            else:
+                qty = min(sizes[level.tranche], available)
+            if qty > 0:
+                out.append(
+                    Record(
+                        "partial.ordered",
+                        ts,
+                        {
+                            "symbol": pos.symbol,
+                            "key": pos.key,
+                            "milestone": level.r,
+                            "tranche": level.tranche + 1,
+                            "qty": qty,
+                            "r": r,
+                        },
+                    )
+                )
+                to_sell += qty
+                milestones.append((level.r, qty))
+        i += 1
+    if cfg.trail and gap_r is not None:
+        trailed = round_in_favour(price - gap_r * pos.risk * pos.side.sign, pos.side, cfg)
+        if is_better_stop(trailed, stop, long):
+            out.append(_stop_moved(pos, stop, trailed, r, f"trail {gap_r}R below best", ts))
+            stop = trailed
+    trigger = levels[i].price if i < len(levels) else None
+    if cfg.trail and gap_r is not None:
+        # The trailed stop next rises when price passes stop + gap.
+        trail_at = stop + gap_r * pos.risk * pos.side.sign
+        if trigger is None or (trail_at < trigger if long else trail_at > trigger):
+            trigger = trail_at
+    return evolve(
+        pos,
+        stop=stop,
+        protection=protection,
+        lock_r=lock_r,
+        gap_r=gap_r,
+        next_level=i,
+        trigger=trigger,
+        to_sell=to_sell,
+        milestones=tuple(milestones),
+    )
+
+
+def _stop_moved(
+    pos: Position, old: Decimal, new: Decimal, r: Decimal, reason: str, ts: datetime
+) -> Record:
+    return Record(
+        "stop.moved",
+        ts,
+        {"symbol": pos.symbol, "key": pos.key, "old": old, "new": new, "r": r, "reason": reason},
+    )
+
+
+# --- entries -----------------------------------------------------------------------------
+
+
+def validate_entry(state: EngineState, intent: EntryIntent) -> Result[Decimal, Refusal]:
+    """Check an entry intent; the quantity to buy on success, the reason on failure."""
+    cfg = state.config.protection
+    symbol = intent.symbol
+    if not symbol:
+        return Failure(Refusal("invalid_symbol", "symbol is empty"))
+    if symbol in state.positions:
+        return Failure(Refusal("position_open", f"{symbol} already has an open position"))
+    if symbol in state.entries:
+        return Failure(Refusal("entry_pending", f"{symbol} already has an entry in flight"))
+    if intent.qty is None:
+        return Failure(Refusal("no_quantity", "the entry has no qty and no phase sizes it"))
+    qty = intent.qty
+    if not qty.is_finite() or qty <= 0:
+        return Failure(Refusal("invalid_qty", f"qty must be > 0, got {qty}"))
+    if floor_to_lot(qty, cfg.lot_step) != qty:
+        return Failure(Refusal("invalid_qty", f"qty {qty} is not a multiple of {cfg.lot_step}"))
+    if not intent.stop.is_finite() or intent.stop <= 0:
+        return Failure(Refusal("invalid_stop", f"stop must be > 0, got {intent.stop}"))
+    mark = state.marks.get(symbol)
+    reference = intent.entry if intent.entry is not None else (mark.price if mark else None)
+    if reference is None:
+        return Failure(Refusal("no_price", f"no price seen for {symbol} and no entry price"))
+    if not reference.is_finite() or reference <= 0:
+        return Failure(Refusal("invalid_entry", f"entry must be > 0, got {reference}"))
+    if (reference - intent.stop) * intent.side.sign <= 0:
+        return Failure(
+            Refusal(
+                "initial_risk_not_positive",
+                f"stop {intent.stop} is not on the loss side of {reference}",
+            )
+        )
+    return Success(qty)
+
+
+def _on_entry(state: EngineState, intent: EntryIntent) -> Transition:
+    ts = intent.ts
+    match validate_entry(state, intent):
+        case Failure(refusal):
+            record = Record(
+                "entry.blocked",
+                ts,
+                {"symbol": intent.symbol, "reason": refusal.reason, "detail": refusal.detail},
+            )
+            return Transition(state, (record,))
+        case Success(qty):
+            pass
+    symbol = intent.symbol
+    count = state.counts.get(symbol, 0) + 1
+    key = position_key(symbol, count)
+    action = OrderAction.BUY if intent.side is Side.LONG else OrderAction.SELL
+    kind = OrderType.MARKET if intent.entry is None else OrderType.LIMIT
+    order = Order(
+        id=entry_order_id(key),
+        role=OrderRole.ENTRY,
+        action=action,
+        type=kind,
+        qty=qty,
+        limit_price=intent.entry,
+    )
+    pending = PendingEntry(key, intent.side, intent.stop, qty, order, ts)
+    commands: tuple[Command, ...] = (
+        Record(
+            "entry.accepted",
+            ts,
+            {
+                "symbol": symbol,
+                "reason": "accepted",
+                "key": key,
+                "side": intent.side.value,
+                "qty": qty,
+                "stop": intent.stop,
+                "entry": intent.entry,
+            },
+        ),
+        SubmitOrder(
+            ts=ts,
+            order_id=order.id,
+            symbol=symbol,
+            action=action,
+            type=kind,
+            qty=qty,
+            limit_price=intent.entry,
+            purpose=OrderRole.ENTRY.value,
+        ),
+        Record(
+            "order.submitted",
+            ts,
+            {
+                "symbol": symbol,
+                "key": key,
+                "order_id": order.id,
+                "type": kind.value,
+                "side": action.value,
+                "qty": qty,
+                "price": intent.entry,
+                "stop_price": None,
+                "limit_price": intent.entry,
+                "purpose": OrderRole.ENTRY.value,
+            },
+        ),
+    )
+    new = state.replace(
+        entries=state.entries.set(symbol, pending),
+        counts=state.counts.set(symbol, count),
+        routes=state.routes.set(order.id, symbol),
+    )
+    return Transition(new, commands)
+
+
+# --- fills -------------------------------------------------------------------------------
+
+
+def _on_fill(state: EngineState, fill: OrderFilled) -> Transition:
+    symbol = state.routes.get(fill.order_id)
+    if symbol is None:
+        return _unknown_order(state, fill.order_id, fill.ts, "fill")
+    out: list[Command] = []
+    pending = state.entries.get(symbol)
+    if pending is not None and pending.order.id == fill.order_id:
+        state, pos = _open(state, symbol, pending, fill, out)
+    else:
+        pos_or_none = state.positions.get(symbol)
+        if pos_or_none is None:
+            return _unknown_order(state, fill.order_id, fill.ts, "fill")
+        pos = _apply_fill(pos_or_none, fill, state.config.protection, out)
+    mark = state.marks.get(symbol)
+    pos = reconcile(pos, mark.price if mark else None, fill.ts, out)
+    return _settle(state, pos, fill.ts, out)
+
+
+def _open(
+    state: EngineState, symbol: str, pending: PendingEntry, fill: OrderFilled, out: list[Command]
+) -> tuple[EngineState, Position]:
+    cfg = state.config.protection
+    side = pending.side
+    filled = pending.order.filled + fill.qty
+    entry_order = (
+        None
+        if filled >= pending.order.qty
+        else evolve(pending.order, filled=filled, status=OrderStatus.LIVE)
+    )
+    risk = (fill.price - pending.stop) * side.sign
+    if risk > 0:
+        levels = schedule(fill.price, risk, side, cfg)
+        take_profit = take_profit_price(fill.price, risk, side, cfg)
+        close_reason, to_sell = "", _ZERO
+    else:
+        # The fill gapped through the stop: the position cannot be protected as asked.
+        levels, take_profit = (), None
+        close_reason, to_sell = "initial_risk_not_positive", fill.qty
+        out.append(
+            Alert(
+                fill.ts,
+                "initial_risk_not_positive",
+                {"symbol": symbol, "entry": fill.price, "stop": pending.stop},
+            )
+        )
+    pos = Position(
+        key=pending.key,
+        symbol=symbol,
+        side=side,
+        entry=fill.price,
+        initial_stop=pending.stop,
+        original_qty=fill.qty,
+        remaining_qty=fill.qty,
+        stop=round_in_favour(pending.stop, side, cfg),
+        opened=fill.ts,
+        schedule=levels,
+        trigger=levels[0].price if levels else None,
+        long=side is Side.LONG,
+        take_profit=take_profit,
+        entry_order=entry_order,
+        to_sell=to_sell,
+        close_reason=close_reason,
+    )
+    out.append(
+        Record(
+            "position.opened",
+            fill.ts,
+            {
+                "symbol": symbol,
+                "key": pos.key,
+                "side": side.value,
+                "qty": pos.original_qty,
+                "entry": pos.entry,
+                "stop": pending.stop,
+                "order_stop": pos.stop,
+                "take_profit": take_profit,
+                "protection": pos.protection.value,
+                "opened": fill.ts,
+            },
+        )
+    )
+    state = state.replace(entries=state.entries.delete(symbol))
+    if entry_order is None:
+        state = state.replace(routes=state.routes.delete(fill.order_id))
+    return state, pos
+
+
+def _apply_fill(
+    pos: Position, fill: OrderFilled, cfg: ProtectionConfig, out: list[Command]
+) -> Position:
+    """Account for a fill of one of the position's exit-side orders."""
+    q, price, sign = fill.qty, fill.price, pos.side.sign
+    if pos.entry_order is not None and pos.entry_order.id == fill.order_id:
+        return _grow(pos, fill, cfg, out)
+    exits = (pos.exit_order, pos.sell_order)
+    order = next((o for o in exits if o is not None and o.id == fill.order_id), None)
+    if order is None:
+        out.append(Alert(fill.ts, "unknown_order", {"order_id": fill.order_id, "event": "fill"}))
+        return pos
+    q = min(q, pos.remaining_qty)  # P9: never below zero, whatever the broker says.
+    filled = order.filled + q
+    done = None if filled >= order.qty else evolve(order, filled=filled)
+    pos = evolve(
+        pos,
+        remaining_qty=pos.remaining_qty - q,
+        realized=pos.realized + (price - pos.entry) * q * sign,
+        exit_value=pos.exit_value + price * q,
+        exited_qty=pos.exited_qty + q,
+    )
+    r = pos.r_at(price)
+    if order is pos.exit_order:
+        tp = order.limit_price
+        hit_tp = tp is not None and (price >= tp if pos.long else price <= tp)
+        if hit_tp:
+            out.append(_partial_filled(pos, cfg.partials[-1].at_r, q, price, r, fill.ts))
+        return evolve(pos, exit_order=done, close_reason="take_profit" if hit_tp else "stop")
+    # A market sell: a tranche (allocated to its milestones in order) or an exit.
+    milestones = list(pos.milestones)
+    left = q
+    while left > 0 and milestones:
+        milestone, want = milestones[0]
+        part = min(left, want)
+        out.append(_partial_filled(pos, milestone, part, price, r, fill.ts))
+        left -= part
+        if part == want:
+            milestones.pop(0)
+        else:
+            milestones[0] = (milestone, want - part)
+    reason = pos.close_reason
+    if pos.remaining_qty <= 0 and not reason:
+        reason = "final_target" if order.role is OrderRole.PARTIAL else "exit"
+    return evolve(pos, sell_order=done, milestones=tuple(milestones), close_reason=reason)
+
+
+def _grow(pos: Position, fill: OrderFilled, cfg: ProtectionConfig, out: list[Command]) -> Position:
+    """A later fill of the entry order: the position grows, its schedule is re-derived."""
+    assert pos.entry_order is not None
+    total = pos.original_qty + fill.qty
+    entry = (pos.entry * pos.original_qty + fill.price * fill.qty) / total
+    filled = pos.entry_order.filled + fill.qty
+    risk = (entry - pos.initial_stop) * pos.side.sign
+    levels = schedule(entry, risk, pos.side, cfg) if risk > 0 else ()
+    i = pos.next_level
+    out.append(
+        Record(
+            "position.opened",
+            fill.ts,
+            {
+                "symbol": pos.symbol,
+                "key": pos.key,
+                "side": pos.side.value,
+                "qty": total,
+                "entry": entry,
+                "stop": pos.initial_stop,
+                "added": fill.qty,
+            },
+        )
+    )
+    return evolve(
+        pos,
+        entry=entry,
+        original_qty=total,
+        remaining_qty=pos.remaining_qty + fill.qty,
+        schedule=levels,
+        trigger=levels[i].price if i < len(levels) else None,
+        take_profit=take_profit_price(entry, risk, pos.side, cfg) if risk > 0 else None,
+        entry_order=None
+        if filled >= pos.entry_order.qty
+        else evolve(pos.entry_order, filled=filled),
+    )
+
+
+def _partial_filled(
+    pos: Position, milestone: Decimal, qty: Decimal, price: Decimal, r: Decimal, ts: datetime
+) -> Record:
+    return Record(
+        "partial.filled",
+        ts,
+        {
+            "symbol": pos.symbol,
+            "key": pos.key,
+            "milestone": milestone,
+            "qty": qty,
+            "price": price,
+            "r": r,
+            "profit": (price - pos.entry) * qty * pos.side.sign,
+        },
+    )
+
+
+# --- acknowledgements --------------------------------------------------------------------
+
+
+def _on_accepted(state: EngineState, ack: OrderAccepted) -> Transition:
+    symbol = state.routes.get(ack.order_id)
+    if symbol is None:
+        return _unknown_order(state, ack.order_id, ack.ts, "accepted")
+    pending = state.entries.get(symbol)
+    if pending is not None and pending.order.id == ack.order_id:
+        order = evolve(pending.order, status=OrderStatus.LIVE)
+        return Transition(
+            state.replace(entries=state.entries.set(symbol, evolve(pending, order=order)))
+        )
+    pos = state.positions.get(symbol)
+    if pos is None:
+        return Transition(state)
+    pos = _with_order_status(pos, ack.order_id, OrderStatus.LIVE, only_from=OrderStatus.PENDING_NEW)
+    out: list[Command] = []
+    mark = state.marks.get(symbol)
+    pos = reconcile(pos, mark.price if mark else None, ack.ts, out)
+    return _settle(state, pos, ack.ts, out)
+
+
+def _on_canceled(state: EngineState, ack: OrderCanceled) -> Transition:
+    symbol = state.routes.get(ack.order_id)
+    if symbol is None:
+        return _unknown_order(state, ack.order_id, ack.ts, "canceled")
+    state = state.replace(routes=state.routes.delete(ack.order_id))
+    pending = state.entries.get(symbol)
+    if pending is not None and pending.order.id == ack.order_id:
+        record = Record(
+            "entry.blocked",
+            ack.ts,
+            {"symbol": symbol, "reason": "entry_canceled", "detail": ack.order_id},
+        )
+        return Transition(state.replace(entries=state.entries.delete(symbol)), (record,))
+    pos = state.positions.get(symbol)
+    if pos is None:
+        return Transition(state)
+    out: list[Command] = []
+    for order in (pos.exit_order, pos.sell_order, pos.entry_order):
+        if order is not None and order.id == ack.order_id:
+            out.append(_order_record("order.canceled", pos, order, ack.ts))
+    if pos.exit_order is not None and pos.exit_order.id == ack.order_id:
+        pos = evolve(pos, exit_order=None)
+    elif pos.sell_order is not None and pos.sell_order.id == ack.order_id:
+        # A tranche the broker dropped goes back to be sold again.
+        pos = evolve(pos, sell_order=None, to_sell=pos.to_sell + pos.sell_order.open_qty)
+    elif pos.entry_order is not None and pos.entry_order.id == ack.order_id:
+        pos = evolve(pos, entry_order=None)
+    mark = state.marks.get(symbol)
+    pos = reconcile(pos, mark.price if mark else None, ack.ts, out)
+    return _settle(state, pos, ack.ts, out)
+
+
+def _on_rejected(state: EngineState, ack: OrderRejected) -> Transition:
+    symbol = state.routes.get(ack.order_id)
+    if symbol is None:
+        return _unknown_order(state, ack.order_id, ack.ts, "rejected")
+    state = state.replace(routes=state.routes.delete(ack.order_id))
+    record = Record(
+        "order.rejected",
+        ack.ts,
+        {"symbol": symbol, "order_id": ack.order_id, "reason": ack.reason},
+    )
+    pending = state.entries.get(symbol)
+    if pending is not None and pending.order.id == ack.order_id:
+        blocked = Record(
+            "entry.blocked",
+            ack.ts,
+            {"symbol": symbol, "reason": "order_rejected", "detail": ack.reason},
+        )
+        return Transition(state.replace(entries=state.entries.delete(symbol)), (record, blocked))
+    pos = state.positions.get(symbol)
+    if pos is None:
+        return Transition(state, (record,))
+    if pos.exit_order is not None and pos.exit_order.id == ack.order_id:
+        pos = evolve(pos, exit_order=None, halted=True)
+    elif pos.sell_order is not None and pos.sell_order.id == ack.order_id:
+        pos = evolve(
+            pos, sell_order=None, halted=True, to_sell=pos.to_sell + pos.sell_order.open_qty
+        )
+    elif pos.entry_order is not None and pos.entry_order.id == ack.order_id:
+        pos = evolve(pos, entry_order=None)
+    alert = Alert(
+        ack.ts,
+        "order_rejected",
+        {"symbol": symbol, "order_id": ack.order_id, "reason": ack.reason, "halted": pos.halted},
+    )
+    return _settle(state, pos, ack.ts, [record, alert])
+
+
+def _on_cancel_rejected(state: EngineState, ack: CancelRejected) -> Transition:
+    symbol = state.routes.get(ack.order_id)
+    if symbol is None:
+        # Already filled and accounted for: nothing left to cancel.
+        return Transition(state)
+    pos = state.positions.get(symbol)
+    if pos is None:
+        return Transition(state)
+    pos = _with_order_status(
+        pos, ack.order_id, OrderStatus.LIVE, only_from=OrderStatus.PENDING_CANCEL
+    )
+    alert = Alert(
+        ack.ts,
+        "cancel_rejected",
+        {"symbol": symbol, "order_id": ack.order_id, "reason": ack.reason},
+    )
+    return _settle(state, evolve(pos, halted=True), ack.ts, [alert])
+
+
+def _with_order_status(
+    pos: Position, oid: str, status: OrderStatus, only_from: OrderStatus
+) -> Position:
+    def moved(order: Order | None) -> Order | None:
+        if order is not None and order.id == oid and order.status is only_from:
+            return evolve(order, status=status)
+        return order
+
+    return evolve(
+        pos,
+        exit_order=moved(pos.exit_order),
+        sell_order=moved(pos.sell_order),
+        entry_order=moved(pos.entry_order),
+    )
+
+
+def _unknown_order(state: EngineState, oid: str, ts: datetime, what: str) -> Transition:
+    return Transition(state, (Alert(ts, "unknown_order", {"order_id": oid, "event": what}),))
+
+
+def _order_record(kind: str, pos: Position, order: Order, ts: datetime) -> Record:
+    price = order.stop_price if order.stop_price is not None else order.limit_price
+    return Record(
+        kind,
+        ts,
+        {
+            "symbol": pos.symbol,
+            "key": pos.key,
+            "order_id": order.id,
+            "type": order.type.value,
+            "side": order.action.value,
+            "qty": order.qty,
+            "price": price,
+        },
+    )
+
+
+# --- bookkeeping -------------------------------------------------------------------------
+
+
+def _settle(state: EngineState, pos: Position, ts: datetime, out: list[Command]) -> Transition:
+    """Store `pos` (or close it when nothing is left), routing its new orders by symbol."""
+    routes = state.routes
+    for command in out:
+        if type(command) is SubmitOrder:
+            routes = routes.set(command.order_id, pos.symbol)
+    for order in (pos.exit_order, pos.sell_order):
+        if order is not None and order.open_qty <= 0:
+            routes = routes.delete(order.id) if order.id in routes else routes
+    open_orders = pos.exit_order or pos.sell_order or pos.entry_order
+    if pos.remaining_qty <= 0 and open_orders is None:
+        out.extend(_close_records(pos, ts))
+        for order_id in [oid for oid, sym in routes.items() if sym == pos.symbol]:
+            routes = routes.delete(order_id)
+        positions = state.positions.delete(pos.symbol)
+    else:
+        positions = state.positions.set(pos.symbol, pos)
+    return Transition(state.replace(positions=positions, routes=routes), tuple(out))
+
+
+def _close_records(pos: Position, ts: datetime) -> list[Command]:
+    dollar_risk = pos.risk * pos.original_qty
+    r = pos.realized / dollar_risk if dollar_risk > 0 else _ZERO
+    exit_price = pos.exit_value / pos.exited_qty if pos.exited_qty else pos.entry
+    return [
+        Record(
+            "position.closed",
+            ts,
+            {
+                "symbol": pos.symbol,
+                "key": pos.key,
+                "qty": pos.exited_qty,
+                "price": exit_price,
+                "reason": pos.close_reason or "exit",
+                "pnl": pos.realized,
+                "r": r,
+            },
+        ),
+        Record(
+            "trade.closed",
+            ts,
+            {
+                "symbol": pos.symbol,
+                "key": pos.key,
+                "side": pos.side.value,
+                "qty": pos.original_qty,
+                "entry": pos.entry,
+                "exit": exit_price,
+                "opened": pos.opened,
+                "closed": ts,
+                "pnl": pos.realized,
+                "r": r,
+                "risk": dollar_risk,
+                "risk_per_share": pos.risk,
+                "reason": pos.close_reason or "exit",
+            },
+        ),
+    ]

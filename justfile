@@ -1,0 +1,29 @@
+# ratchet's recipes; each runs inside ./dev's virtual environment.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# Run the whole test suite (Hypothesis profile from RATCHET_PROFILE: dev by default, ci in CI).
+test *args:
+    ./dev pytest {{args}}
+
+# Lint, format check and strict typing of engine/ and shell/.
+lint:
+    ./dev ruff check .
+    ./dev ruff format --check .
+    ./dev mypy --strict engine shell
+
+# Benchmarks (pytest-benchmark): step latency, simulate throughput on the SPY week, baseline ratio.
+bench *args:
+    ./dev pytest benchmarks --benchmark-only --benchmark-columns=min,median,mean,max,rounds -p no:randomly {{args}}
+
+# The README's first command: simulate the bundled synthetic sample.
+demo:
+    ./dev ratchet simulate samples/synthetic.jsonl
+
+# Regenerate the bundled synthetic sample (deterministic).
+sample:
+    ./dev python tools/make_sample.py samples/synthetic.jsonl
+
+# Everything CI runs.
+ci:
+    bash .ci/run

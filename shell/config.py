@@ -1,0 +1,224 @@
+"""`ratchet.toml`: read, validated and turned into the engine's Config; a bad value is refused
+with its key, the value and what is allowed."""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from attrs import field, frozen
+
+from engine import Config, PriceGrid, ProtectionConfig, Rung, Tranche
+
+__all__ = ["ConfigError", "Settings", "load_settings", "parse_settings"]
+
+
+class ConfigError(ValueError):
+    """A configuration value ratchet refuses to start with."""
+
+
+@frozen
+class Settings:
+    """The engine's Config plus the shell's own options."""
+
+    config: Config = field(factory=Config)
+    market_fill: str = "next"
+
+
+_PROTECTION_KEYS = {
+    "ladder",
+    "partials",
+    "levels",
+    "trail",
+    "lot_step",
+    "take_profit",
+    "price_increment",
+    "sub_dollar_increment",
+}
+_SIMULATION_KEYS = {"market_fill"}
+
+
+def load_settings(path: Path | None) -> Settings:
+    """Settings from a TOML file (every key optional), or the defaults when `path` is None."""
+    if path is None:
+        return Settings()
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return parse_settings(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def parse_settings(data: Mapping[str, Any]) -> Settings:
+    """Validate a parsed TOML document."""
+    unknown = set(data) - {"protection", "simulation"}
+    if unknown:
+        raise ConfigError(f"unknown section(s): {', '.join(sorted(unknown))}")
+    protection = _table(data, "protection", _PROTECTION_KEYS)
+    simulation = _table(data, "simulation", _SIMULATION_KEYS)
+    market_fill = simulation.get("market_fill", "next")
+    if market_fill not in ("next", "same"):
+        raise ConfigError(f"simulation.market_fill = {market_fill!r}: allowed 'next' or 'same'")
+    return Settings(Config(protection=_protection(protection)), market_fill)
+
+
+def _table(data: Mapping[str, Any], name: str, keys: set[str]) -> Mapping[str, Any]:
+    table = data.get(name, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{name} must be a table")
+    unknown = set(table) - keys
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(f'{name}.{k}' for k in sorted(unknown))}; "
+            f"allowed: {', '.join(sorted(keys))}"
+        )
+    return table
+
+
+def _decimal(
+    key: str,
+    value: object,
+    *,
+    low: Decimal | None = None,
+    high: Decimal | None = None,
+    low_open: bool = False,
+    allowed: str = "",
+) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ConfigError(f"{key} = {value!r}: expected a number")
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        raise ConfigError(f"{key} = {value!r}: not a number") from None
+    too_low = low is not None and (number <= low if low_open else number < low)
+    too_high = high is not None and number > high
+    if not number.is_finite() or too_low or too_high:
+        raise ConfigError(f"{key} = {value!r}: allowed {allowed}")
+    return number
+
+
+def _pairs(key: str, value: object, names: tuple[str, str]) -> list[tuple[object, object]]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{key} = {value!r}: expected a non-empty list of {names}")
+    pairs = []
+    for i, item in enumerate(value):
+        where = f"{key}[{i}]"
+        if isinstance(item, dict) and set(item) == set(names):
+            pairs.append((item[names[0]], item[names[1]]))
+        elif isinstance(item, list) and len(item) == 2:
+            pairs.append((item[0], item[1]))
+        else:
+            raise ConfigError(f"{where} = {item!r}: expected {{ {names[0]} = …, {names[1]} = … }}")
+    return pairs
+
+
+def _protection(table: Mapping[str, Any]) -> ProtectionConfig:
+    defaults = ProtectionConfig()
+    ladder = defaults.ladder
+    if "ladder" in table:
+        rungs: list[Rung] = []
+        for i, (at, lock) in enumerate(
+            _pairs("protection.ladder", table["ladder"], ("at_r", "lock_r"))
+        ):
+            at_r = _decimal(
+                f"protection.ladder[{i}].at_r", at, low=Decimal(0), low_open=True, allowed="> 0"
+            )
+            lock_r = _decimal(
+                f"protection.ladder[{i}].lock_r",
+                lock,
+                low=Decimal(-1),
+                allowed=f">= -1 and < at_r ({at_r})",
+            )
+            if lock_r >= at_r:
+                raise ConfigError(
+                    f"protection.ladder[{i}].lock_r = {lock}: allowed < at_r ({at_r})"
+                )
+            if rungs and (at_r <= rungs[-1].at_r or lock_r < rungs[-1].lock_r):
+                raise ConfigError(
+                    f"protection.ladder[{i}] = ({at}, {lock}): rungs must rise in at_r and never "
+                    "lower lock_r"
+                )
+            rungs.append(Rung(at_r, lock_r))
+        ladder = tuple(rungs)
+    partials = defaults.partials
+    if "partials" in table:
+        tranches: list[Tranche] = []
+        pairs = _pairs("protection.partials", table["partials"], ("at_r", "fraction"))
+        for i, (at, fraction) in enumerate(pairs):
+            at_r = _decimal(
+                f"protection.partials[{i}].at_r", at, low=Decimal(0), low_open=True, allowed="> 0"
+            )
+            frac = _decimal(
+                f"protection.partials[{i}].fraction",
+                fraction,
+                low=Decimal(0),
+                low_open=True,
+                high=Decimal(1),
+                allowed="0 < fraction <= 1",
+            )
+            if tranches and at_r <= tranches[-1].at_r:
+                raise ConfigError(f"protection.partials[{i}].at_r = {at}: milestones must rise")
+            tranches.append(Tranche(at_r, frac))
+        total = sum((t.fraction for t in tranches), Decimal(0))
+        if total > 1:
+            raise ConfigError(f"protection.partials: fractions sum to {total}: allowed <= 1")
+        partials = tuple(tranches)
+    levels = defaults.levels
+    if "levels" in table:
+        raw = table["levels"]
+        if not isinstance(raw, list) or len(raw) != 4:
+            raise ConfigError(
+                f"protection.levels = {raw!r}: expected 4 R values (breakeven, "
+                "partial, advanced, final)"
+            )
+        levels = tuple(
+            _decimal(f"protection.levels[{i}]", v, low=Decimal(0), low_open=True, allowed="> 0")
+            for i, v in enumerate(raw)
+        )
+        if any(b <= a for a, b in itertools.pairwise(levels)):
+            raise ConfigError(f"protection.levels = {raw!r}: allowed strictly rising values")
+    trail = table.get("trail", defaults.trail)
+    take_profit = table.get("take_profit", defaults.take_profit)
+    for key, flag in (("trail", trail), ("take_profit", take_profit)):
+        if not isinstance(flag, bool):
+            raise ConfigError(f"protection.{key} = {flag!r}: allowed true or false")
+    lot = _decimal(
+        "protection.lot_step",
+        table.get("lot_step", "1"),
+        low=Decimal(0),
+        low_open=True,
+        allowed="> 0 (1 for whole shares, e.g. 0.001 for fractions)",
+    )
+    coarse = _decimal(
+        "protection.price_increment",
+        table.get("price_increment", "0.01"),
+        low=Decimal(0),
+        low_open=True,
+        allowed="> 0",
+    )
+    fine = _decimal(
+        "protection.sub_dollar_increment",
+        table.get("sub_dollar_increment", "0.0001"),
+        low=Decimal(0),
+        low_open=True,
+        allowed="> 0",
+    )
+    return ProtectionConfig(
+        ladder=ladder,
+        partials=partials,
+        levels=levels,
+        trail=trail,
+        lot_step=lot,
+        take_profit=take_profit,
+        grid=PriceGrid(coarse=coarse, fine=fine),
+    )

@@ -1,0 +1,207 @@
+"""Replay: fold the engine over recorded events against the simulated broker, and sum it up."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from typing import Any
+
+from attrs import define, field
+
+from engine import (
+    Alert,
+    Command,
+    EngineState,
+    Event,
+    Record,
+    Tick,
+    Transition,
+    step,
+)
+from shell.broker.simulated import SimulatedBroker
+
+__all__ = ["Summary", "TradeResult", "run_simulation"]
+
+Sink = Callable[[Command], None]
+StepObserver = Callable[[Event, EngineState, Transition], None]
+
+
+@define
+class TradeResult:
+    """One closed trade, as the summary lists it."""
+
+    symbol: str
+    key: str
+    side: str
+    qty: Decimal
+    entry: Decimal
+    exit: Decimal
+    pnl: Decimal
+    r: Decimal
+    reason: str
+
+
+@define
+class Summary:
+    """What a simulation did: counts, P&L and R per trade. Its size grows with trades, not ticks."""
+
+    events: int = 0
+    ticks: int = 0
+    entries_accepted: int = 0
+    entries_blocked: int = 0
+    positions_opened: int = 0
+    stop_moves: int = 0
+    partials_ordered: int = 0
+    partials_filled: int = 0
+    closes: int = 0
+    conflicts: int = 0
+    alerts: int = 0
+    orders_submitted: int = 0
+    realized_pnl: Decimal = Decimal(0)
+    trades: list[TradeResult] = field(factory=list)
+    blocked_reasons: dict[str, int] = field(factory=dict)
+    open_positions: list[dict[str, Any]] = field(factory=list)
+    oversells: int = 0
+
+    def observe(self, command: Command) -> None:
+        """Count one record or alert."""
+        if type(command) is Alert:
+            self.alerts += 1
+            return
+        if type(command) is not Record:
+            return
+        kind = command.kind
+        if kind == "stop.moved":
+            self.stop_moves += 1
+        elif kind == "order.submitted":
+            self.orders_submitted += 1
+        elif kind == "partial.ordered":
+            self.partials_ordered += 1
+        elif kind == "partial.filled":
+            self.partials_filled += 1
+        elif kind == "position.opened" and "added" not in command.data:
+            self.positions_opened += 1
+        elif kind == "position.closed":
+            self.closes += 1
+        elif kind == "entry.accepted":
+            self.entries_accepted += 1
+        elif kind == "entry.blocked":
+            self.entries_blocked += 1
+            reason = str(command["reason"])
+            self.blocked_reasons[reason] = self.blocked_reasons.get(reason, 0) + 1
+        elif kind == "conflict.detected":
+            self.conflicts += 1
+        elif kind == "trade.closed":
+            d = command.data
+            pnl = _dec(d["pnl"])
+            self.realized_pnl += pnl
+            self.trades.append(
+                TradeResult(
+                    symbol=str(d["symbol"]),
+                    key=str(d["key"]),
+                    side=str(d["side"]),
+                    qty=_dec(d["qty"]),
+                    entry=_dec(d["entry"]),
+                    exit=_dec(d["exit"]),
+                    pnl=pnl,
+                    r=_dec(d["r"]),
+                    reason=str(d["reason"]),
+                )
+            )
+
+
+def _dec(value: object) -> Decimal:
+    assert isinstance(value, Decimal), value
+    return value
+
+
+def run_simulation(
+    events: Iterable[Event],
+    state: EngineState,
+    broker: SimulatedBroker | None = None,
+    sink: Sink | None = None,
+    on_step: StepObserver | None = None,
+) -> tuple[EngineState, Summary]:
+    """Fold `step` over `events`, executing order commands on the simulated broker.
+
+    For each tick the broker matches its resting orders first (they rest at the exchange and
+    fill as the market trades), then the engine sees the tick. Acknowledgements are fed back
+    in the order they were produced, before the next recorded event.
+    """
+    broker = broker or SimulatedBroker()
+    summary = Summary()
+    queue: deque[Event] = deque()
+
+    def handle(commands: tuple[Command, ...]) -> None:
+        orders = []
+        for command in commands:
+            if type(command) is Record or type(command) is Alert:
+                summary.observe(command)
+                if sink is not None:
+                    sink(command)
+            else:
+                orders.append(command)
+                if sink is not None:
+                    sink(command)
+        if orders:
+            queue.extend(broker.execute(orders))
+
+    def drain(current: EngineState) -> EngineState:
+        while queue:
+            event = queue.popleft()
+            t = step(current, event)
+            if on_step is not None:
+                on_step(event, current, t)
+            current = t.state
+            if t.commands:
+                handle(t.commands)
+        return current
+
+    ticks = 0
+    count = 0
+    for event in events:
+        count += 1
+        if type(event) is Tick:
+            ticks += 1
+            fills = broker.on_tick(event)
+            if fills:
+                queue.extend(fills)
+                state = drain(state)
+            t = step(state, event)
+            if on_step is not None:
+                on_step(event, state, t)
+            state = t.state
+            if t.commands:
+                handle(t.commands)
+                state = drain(state)
+        else:
+            t = step(state, event)
+            if on_step is not None:
+                on_step(event, state, t)
+            state = t.state
+            if t.commands:
+                handle(t.commands)
+                state = drain(state)
+    summary.events = count
+    summary.ticks = ticks
+    summary.oversells = broker.oversells
+    for symbol in sorted(state.positions):
+        view = state.view(symbol)
+        assert view is not None
+        pos = view.position
+        summary.open_positions.append(
+            {
+                "symbol": symbol,
+                "key": pos.key,
+                "side": pos.side.value,
+                "qty": pos.remaining_qty,
+                "entry": pos.entry,
+                "price": view.price,
+                "r": view.r,
+                "unrealized": view.unrealized,
+                "state": pos.protection.value,
+                "stop": pos.stop,
+            }
+        )
+    return state, summary
