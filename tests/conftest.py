@@ -1,0 +1,13 @@
+"""Hypothesis profiles, picked once by RATCHET_PROFILE (dev by default; ci in CI; soak by hand)."""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+_COMMON = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
+settings.register_profile("dev", max_examples=40, **_COMMON)
+settings.register_profile("ci", max_examples=200, **_COMMON)
+settings.register_profile("soak", max_examples=10_000, **_COMMON)
+settings.load_profile(os.environ.get("RATCHET_PROFILE", "dev"))

@@ -1,0 +1,35 @@
+"""P28 Milestone latency."""
+
+from decimal import Decimal
+
+from hypothesis import given
+
+from tests.harness import same_instant, trace
+from tests.strategies import configs, histories, market_fills
+
+
+@given(histories(), configs(), market_fills())
+def test_p28_the_tranche_order_leaves_in_the_instant_its_milestone_is_reached(
+    history, config, fill
+):
+    """A tick that orders tranches gets the market order for them out in that same instant:
+    the tick's step starts the exit (freeing the shares), its acknowledgements finish it."""
+    steps = trace(history.events, config, fill)
+    for index, step in enumerate(steps):
+        if step.tick is None:
+            continue
+        ordered = sum((r["qty"] for r in step.records("partial.ordered")), Decimal(0))
+        if not ordered:
+            continue
+        pos = step.before.positions[step.tick.symbol]
+        sent = sum(
+            (
+                s.qty
+                for later in same_instant(steps, index)
+                for s in later.submits()
+                if s.purpose == "partial"
+            ),
+            Decimal(0),
+        )
+        assert sent == ordered + pos.to_sell, (sent, ordered, pos.to_sell)
+        assert step.commands, "the tick's own step must start the exit"
