@@ -1,5 +1,6 @@
 """P2 Stop monotonicity."""
 
+import itertools
 from collections import defaultdict
 
 from hypothesis import given
@@ -19,7 +20,7 @@ def test_p02_stops_never_move_against_the_position(history, config, fill):
         moves[record["key"]].append(record)
     for key, records in moves.items():
         sign = sides[key].sign
-        for prev, cur in zip(records, records[1:], strict=False):
+        for prev, cur in itertools.pairwise(records):
             assert cur["old"] == prev["new"], (prev, cur)
         for record in records:
             assert (record["new"] - record["old"]) * sign > 0, record
@@ -29,5 +30,5 @@ def test_p02_stops_never_move_against_the_position(history, config, fill):
             sent[record["key"]].append(record["stop_price"])
     for key, stops in sent.items():
         sign = sides[key].sign
-        for a, b in zip(stops, stops[1:], strict=False):
+        for a, b in itertools.pairwise(stops):
             assert (b - a) * sign >= 0, (key, stops)

@@ -16,9 +16,9 @@ def test_p03_after_1r_the_stop_is_never_worse_than_entry(history, config, fill):
         for pos in step.after.positions.values():
             if pos.risk <= 0:
                 continue
-            if tick is not None and tick.symbol == pos.symbol:
-                if r_of(tick.price, pos.entry, pos.initial_stop, pos.side) >= 1:
-                    reached.add(pos.key)
+            priced = tick is not None and tick.symbol == pos.symbol
+            if priced and r_of(tick.price, pos.entry, pos.initial_stop, pos.side) >= 1:
+                reached.add(pos.key)
             if pos.key in reached:
                 assert better(pos.stop, pos.entry, pos.side), (pos.stop, pos.entry)
                 order = pos.exit_order

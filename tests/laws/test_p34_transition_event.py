@@ -1,5 +1,7 @@
 """P34 Transition event."""
 
+import itertools
+
 from hypothesis import given
 
 from engine import Protection
@@ -24,7 +26,7 @@ def test_p34_every_transition_is_recorded_in_order_with_a_reason(history, config
             chain = [pos.protection] + [Protection(r["new"]) for r in records]
             for record, old in zip(records, chain, strict=False):
                 assert Protection(record["old"]) is old and record["reason"]
-            for a, b in zip(chain, chain[1:], strict=False):
+            for a, b in itertools.pairwise(chain):
                 assert ORDER.index(b) == ORDER.index(a) + 1, chain
             assert chain[-1] is after.protection
             if tick is not None and tick.symbol == symbol and pos.risk > 0:
