@@ -1,0 +1,62 @@
+"""ratchet.toml: defaults, valid overrides, and refusals that name key, value and range."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+import pytest
+
+from engine import ProtectionConfig, Rung, Tranche
+from shell.config import ConfigError, load_settings
+
+
+def test_no_file_means_spec_defaults():
+    """Without a file every value is SPEC §3's default."""
+    settings = load_settings(None)
+    assert settings.config.protection == ProtectionConfig()
+    assert settings.market_fill == "next"
+
+
+def test_a_valid_file_overrides_what_it_names(tmp_path):
+    """Both table and pair forms work; decimals come through exactly."""
+    path = tmp_path / "ratchet.toml"
+    path.write_text(
+        "[protection]\n"
+        "ladder = [{ at_r = 1.0, lock_r = 0 }, [2, 0.75]]\n"
+        "partials = [{ at_r = 2, fraction = 0.5 }, { at_r = 3, fraction = 0.5 }]\n"
+        "trail = true\n"
+        'lot_step = "0.001"\n'
+        "[simulation]\n"
+        'market_fill = "same"\n'
+    )
+    settings = load_settings(path)
+    p = settings.config.protection
+    assert p.ladder == (Rung(D("1.0"), D("0")), Rung(D("2"), D("0.75")))
+    assert p.partials == (Tranche(D("2"), D("0.5")), Tranche(D("3"), D("0.5")))
+    assert p.trail is True and p.lot_step == D("0.001") and settings.market_fill == "same"
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[protection]\nlot_step = 0\n", "protection.lot_step = 0: allowed > 0"),
+        ("[protection]\nladder = [[1, 1]]\n", "protection.ladder[0].lock_r = 1: allowed < at_r"),
+        ("[protection]\nladder = [[2, 1], [1, 0]]\n", "protection.ladder[1] = (1, 0)"),
+        ("[protection]\npartials = [[2, 0.7], [3, 0.7]]\n", "fractions sum to 1.4: allowed <= 1"),
+        ("[protection]\npartials = [[2, 1.5]]\n",
+         "protection.partials[0].fraction = 1.5: allowed 0 < fraction <= 1"),
+        ("[protection]\ntrail = 1\n", "protection.trail = 1: allowed true or false"),
+        ("[protection]\nladdr = []\n", "unknown key(s) protection.laddr"),
+        ("[protectoin]\n", "unknown section(s): protectoin"),
+        ('[simulation]\nmarket_fill = "later"\n', "simulation.market_fill = 'later'"),
+        ("[protection\n", "not valid TOML"),
+    ],
+)  # fmt: skip
+def test_bad_values_are_refused_with_key_value_and_range(tmp_path, toml, message):
+    """Each refusal names the file, the key, the value and what is allowed."""
+    path = tmp_path / "ratchet.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert str(caught.value).startswith(f"{path}: ")
+    assert message in str(caught.value)

@@ -1,0 +1,95 @@
+"""The simulated broker: fills as SPEC describes; acknowledgements in the same instant."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+from engine import (
+    CancelOrder,
+    CancelRejected,
+    OrderAccepted,
+    OrderAction,
+    OrderCanceled,
+    OrderFilled,
+    OrderRejected,
+    OrderType,
+    SubmitOrder,
+    Tick,
+)
+from shell.broker.simulated import SimulatedBroker
+from tests.strategies import T0
+
+
+def _order(oid, kind, action=OrderAction.SELL, qty="10", stop=None, limit=None, symbol="A"):
+    return SubmitOrder(
+        T0, oid, symbol, action, kind, D(qty),
+        D(stop) if stop else None, D(limit) if limit else None,
+    )  # fmt: skip
+
+
+def _tick(price, symbol="A"):
+    return Tick(T0, symbol, D(price))
+
+
+def test_a_stop_triggers_at_or_through_and_fills_at_the_tick_price():
+    """A sell stop at 9.50 ignores 9.51, then fills at 9.20 when a print gaps through it."""
+    broker = SimulatedBroker()
+    assert broker.execute([_order("s", OrderType.STOP, stop="9.50")]) == [OrderAccepted(T0, "s")]
+    assert list(broker.on_tick(_tick("9.51"))) == []
+    assert list(broker.on_tick(_tick("9.20"))) == [OrderFilled(T0, "s", D(10), D("9.20"))]
+    assert list(broker.on_tick(_tick("9.00"))) == []
+
+
+def test_a_buy_stop_and_a_sell_limit_mirror_each_other():
+    """A buy stop triggers at or above; a sell limit fills at its limit when price reaches it."""
+    broker = SimulatedBroker()
+    broker.execute(
+        [
+            _order("b", OrderType.STOP, OrderAction.BUY, stop="10.50"),
+            _order("l", OrderType.LIMIT, limit="10.40", symbol="B"),
+        ]
+    )
+    assert list(broker.on_tick(_tick("10.50"))) == [OrderFilled(T0, "b", D(10), D("10.50"))]
+    assert list(broker.on_tick(_tick("10.70", "B"))) == [OrderFilled(T0, "l", D(10), D("10.40"))]
+
+
+def test_an_oco_fills_one_leg_only():
+    """An OCO stop 9.50 / limit 11.00 fills its limit leg once and nothing more."""
+    broker = SimulatedBroker()
+    broker.execute([_order("o", OrderType.OCO, stop="9.50", limit="11.00")])
+    assert list(broker.on_tick(_tick("11.00"))) == [OrderFilled(T0, "o", D(10), D("11.00"))]
+    assert list(broker.on_tick(_tick("9.00"))) == []
+
+
+def test_market_orders_fill_at_the_next_tick_or_the_last_one():
+    """'next' waits for the next print; 'same' fills at the last print at once."""
+    nxt = SimulatedBroker(market_fill="next")
+    nxt.on_tick(_tick("10.00"))
+    assert nxt.execute([_order("m", OrderType.MARKET)]) == [OrderAccepted(T0, "m")]
+    assert list(nxt.on_tick(_tick("10.05"))) == [OrderFilled(T0, "m", D(10), D("10.05"))]
+    same = SimulatedBroker(market_fill="same")
+    same.on_tick(_tick("10.00"))
+    assert same.execute([_order("m", OrderType.MARKET)])[-1] == OrderFilled(
+        T0, "m", D(10), D("10.00")
+    )
+
+
+def test_duplicate_ids_are_refused_and_cancels_confirmed_or_refused():
+    """A reused client order id is rejected; cancelling an open order is confirmed, cancelling
+    one that is gone is refused."""
+    broker = SimulatedBroker()
+    broker.execute([_order("x", OrderType.STOP, stop="9")])
+    [rejected] = broker.execute([_order("x", OrderType.STOP, stop="9")])
+    assert isinstance(rejected, OrderRejected) and "unique" in rejected.reason
+    assert broker.execute([CancelOrder(T0, "x", "A")]) == [OrderCanceled(T0, "x")]
+    [refused] = broker.execute([CancelOrder(T0, "x", "A")])
+    assert isinstance(refused, CancelRejected)
+
+
+def test_an_exit_that_would_flip_the_position_counts_as_an_oversell():
+    """The broker's own share count catches a sell beyond what is held."""
+    broker = SimulatedBroker(market_fill="same")
+    broker.on_tick(_tick("10"))
+    broker.execute([_order("buy", OrderType.MARKET, OrderAction.BUY, qty="5")])
+    broker.execute([_order("sell", OrderType.MARKET, qty="6")])
+    assert broker.oversells == 1 and broker.positions["A"] == D(-1)
