@@ -86,3 +86,5 @@ class Config:
     """Everything the engine needs to decide; the shell builds it from TOML and env."""
 
     protection: ProtectionConfig = field(factory=ProtectionConfig)
+    # Most positions open at once, all symbols together (0: no limit).
+    max_open: int = 0

@@ -16,6 +16,7 @@ from engine.events import Side, Tick
 
 __all__ = [
     "NEXT_PROTECTION",
+    "Book",
     "EngineState",
     "Level",
     "Order",
@@ -102,6 +103,7 @@ class PendingEntry:
     """An accepted entry whose order has not filled yet."""
 
     key: str
+    symbol: str
     side: Side
     stop: Decimal
     qty: Decimal
@@ -170,6 +172,39 @@ class Position:
         return held
 
 
+_NEG_INF = Decimal("-Infinity")
+_POS_INF = Decimal("Infinity")
+
+
+@frozen
+class Book:
+    """The open positions (lots) of one symbol and the band of prices where none is triggered.
+
+    A tick strictly inside (lo, hi) changes nothing but the mark: one comparison, whatever the
+    number of lots. `lo` is the highest trigger of a short, `hi` the lowest of a long.
+    """
+
+    keys: tuple[str, ...] = ()
+    side: Side | None = None
+    lo: Decimal = _NEG_INF
+    hi: Decimal = _POS_INF
+
+    @classmethod
+    def of(cls, positions: tuple[Position, ...]) -> Book:
+        """The book of these positions (all in one symbol)."""
+        lo, hi = _NEG_INF, _POS_INF
+        for pos in positions:
+            trigger = pos.trigger
+            if trigger is None:
+                continue
+            if pos.long:
+                hi = min(hi, trigger)
+            else:
+                lo = max(lo, trigger)
+        side = positions[0].side if positions else None
+        return cls(tuple(p.key for p in positions), side, lo, hi)
+
+
 @frozen
 class PositionView:
     """A position as of its last price: the derived values users ask about."""
@@ -188,6 +223,7 @@ class PositionView:
 
 
 _EMPTY_POSITIONS: Map[str, Position] = Map()
+_EMPTY_BOOKS: Map[str, Book] = Map()
 _EMPTY_MARKS: Map[str, Tick] = Map()
 _EMPTY_ENTRIES: Map[str, PendingEntry] = Map()
 _EMPTY_COUNTS: Map[str, int] = Map()
@@ -198,10 +234,15 @@ _DEFAULT_CONFIG = Config()
 class EngineState(NamedTuple):
     """All the engine knows; immutable. Maps are persistent (HAMT), so recording a tick is
     O(1) in the number of symbols. A NamedTuple rather than an attrs class because one is
-    built for every tick: it costs a third as much to construct."""
+    built for every tick: it costs a third as much to construct.
+
+    `positions` and `entries` are keyed by position key (`SYMBOL-n`); `books` index the open
+    positions of each symbol; `routes` map client order ids to position keys.
+    """
 
     config: Config = _DEFAULT_CONFIG
     positions: Map[str, Position] = _EMPTY_POSITIONS
+    books: Map[str, Book] = _EMPTY_BOOKS
     marks: Map[str, Tick] = _EMPTY_MARKS
     entries: Map[str, PendingEntry] = _EMPTY_ENTRIES
     counts: Map[str, int] = _EMPTY_COUNTS
@@ -212,12 +253,19 @@ class EngineState(NamedTuple):
         """A fresh engine with no positions."""
         return cls(config=config or _DEFAULT_CONFIG)
 
-    def view(self, symbol: str) -> PositionView | None:
-        """R, unrealized P/L and as-of time of the position in `symbol`, derived from its mark."""
-        pos = self.positions.get(symbol)
+    def in_symbol(self, symbol: str) -> tuple[Position, ...]:
+        """The open positions in `symbol`, oldest first."""
+        book = self.books.get(symbol)
+        if book is None:
+            return ()
+        return tuple(self.positions[key] for key in book.keys)
+
+    def view(self, key: str) -> PositionView | None:
+        """R, unrealized P/L and as-of time of position `key`, derived from its symbol's mark."""
+        pos = self.positions.get(key)
         if pos is None:
             return None
-        mark = self.marks.get(symbol)
+        mark = self.marks.get(pos.symbol)
         if mark is None or mark.ts < pos.opened:
             return PositionView(pos, pos.entry, pos.opened)
         return PositionView(pos, mark.price, mark.ts)
@@ -225,7 +273,13 @@ class EngineState(NamedTuple):
     def with_marks(self, marks: Map[str, Tick]) -> EngineState:
         """This state with new marks (the tick fast path)."""
         return EngineState(
-            self.config, self.positions, marks, self.entries, self.counts, self.routes
+            self.config,
+            self.positions,
+            self.books,
+            marks,
+            self.entries,
+            self.counts,
+            self.routes,
         )
 
     def replace(self, **changes: Any) -> EngineState:

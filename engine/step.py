@@ -27,6 +27,7 @@ from engine.events import (
 from engine.ids import entry_order_id, position_key
 from engine.ladder import floor_to_lot, round_in_favour, schedule, take_profit_price, tranche_sizes
 from engine.model import (
+    Book,
     EngineState,
     Order,
     OrderRole,
@@ -40,6 +41,8 @@ __all__ = ["Refusal", "Transition", "fold", "step"]
 
 _ZERO = Decimal(0)
 _NO_COMMANDS: tuple[Command, ...] = ()
+# NamedTuple construction without its Python-level __new__ frame (the per-tick fast path).
+_tuple_new = tuple.__new__
 
 
 class Transition(NamedTuple):
@@ -60,7 +63,16 @@ class Refusal:
 
 def step(state: EngineState, event: Event) -> Transition:
     """Apply one event; return the next state and every command it calls for."""
-    if type(event) is Tick:  # the hot path, checked first
+    if type(event) is Tick:
+        # The hot path, inlined: a tick inside its symbol's band only records the mark.
+        book = state.books.get(event.symbol)
+        if book is None or book.lo < event.price < book.hi:
+            marks = state.marks.set(event.symbol, event)
+            config, positions, books, _, entries, counts, routes = state
+            new = _tuple_new(
+                EngineState, (config, positions, books, marks, entries, counts, routes)
+            )
+            return _tuple_new(Transition, (new, _NO_COMMANDS))
         return _on_tick(state, event)
     match event:
         case Tick():
@@ -99,17 +111,23 @@ def fold(state: EngineState, events: Iterable[Event]) -> tuple[EngineState, list
 def _on_tick(state: EngineState, tick: Tick) -> Transition:
     symbol = tick.symbol
     marks = state.marks.set(symbol, tick)
-    pos = state.positions.get(symbol)
-    if pos is None:
+    book = state.books.get(symbol)
+    price = tick.price
+    # O(1): inside the book's band no position is triggered; only the mark changes.
+    if book is None or book.lo < price < book.hi:
         return Transition(state.with_marks(marks))
-    trigger = pos.trigger
-    # O(1): a tick short of the position's next trigger price changes nothing but the mark.
-    if trigger is None or (tick.price < trigger if pos.long else tick.price > trigger):
-        return Transition(state.with_marks(marks))
+    state = state.with_marks(marks)
     out: list[Command] = []
-    pos = _climb(pos, tick.price, tick.ts, state.config.protection, out)
-    pos = reconcile(pos, tick.price, tick.ts, out)
-    return _settle(state.with_marks(marks), pos, tick.ts, out)
+    cfg = state.config.protection
+    for key in book.keys:
+        pos = state.positions[key]
+        trigger = pos.trigger
+        if trigger is None or (price < trigger if pos.long else price > trigger):
+            continue
+        pos = _climb(pos, price, tick.ts, cfg, out)
+        pos = reconcile(pos, price, tick.ts, out)
+        state = _store(state, pos, tick.ts, out)
+    return Transition(state, tuple(out))
 
 
 def _climb(
@@ -217,10 +235,16 @@ def validate_entry(state: EngineState, intent: EntryIntent) -> Result[Decimal, R
     symbol = intent.symbol
     if not symbol:
         return Failure(Refusal("invalid_symbol", "symbol is empty"))
-    if symbol in state.positions:
-        return Failure(Refusal("position_open", f"{symbol} already has an open position"))
-    if symbol in state.entries:
-        return Failure(Refusal("entry_pending", f"{symbol} already has an entry in flight"))
+    # The broker nets a symbol: lots in one symbol must all be on one side.
+    sides = {p.side for p in state.in_symbol(symbol)}
+    sides |= {e.side for e in state.entries.values() if e.symbol == symbol}
+    if sides - {intent.side}:
+        return Failure(
+            Refusal("opposite_side_open", f"{symbol} has open {sides.pop().value} positions")
+        )
+    limit = state.config.max_open
+    if limit and len(state.positions) + len(state.entries) >= limit:
+        return Failure(Refusal("max_open_positions", f"{limit} positions are open or pending"))
     if intent.qty is None:
         return Failure(Refusal("no_quantity", "the entry has no qty and no phase sizes it"))
     qty = intent.qty
@@ -271,7 +295,7 @@ def _on_entry(state: EngineState, intent: EntryIntent) -> Transition:
         qty=qty,
         limit_price=intent.entry,
     )
-    pending = PendingEntry(key, intent.side, intent.stop, qty, order, ts)
+    pending = PendingEntry(key, symbol, intent.side, intent.stop, qty, order, ts)
     commands: tuple[Command, ...] = (
         Record(
             "entry.accepted",
@@ -314,9 +338,9 @@ def _on_entry(state: EngineState, intent: EntryIntent) -> Transition:
         ),
     )
     new = state.replace(
-        entries=state.entries.set(symbol, pending),
+        entries=state.entries.set(key, pending),
         counts=state.counts.set(symbol, count),
-        routes=state.routes.set(order.id, symbol),
+        routes=state.routes.set(order.id, key),
     )
     return Transition(new, commands)
 
@@ -325,27 +349,26 @@ def _on_entry(state: EngineState, intent: EntryIntent) -> Transition:
 
 
 def _on_fill(state: EngineState, fill: OrderFilled) -> Transition:
-    symbol = state.routes.get(fill.order_id)
-    if symbol is None:
+    key = state.routes.get(fill.order_id)
+    if key is None:
         return _unknown_order(state, fill.order_id, fill.ts, "fill")
     out: list[Command] = []
-    pending = state.entries.get(symbol)
+    pending = state.entries.get(key)
     if pending is not None and pending.order.id == fill.order_id:
-        state, pos = _open(state, symbol, pending, fill, out)
+        state, pos = _open(state, pending, fill, out)
     else:
-        pos_or_none = state.positions.get(symbol)
+        pos_or_none = state.positions.get(key)
         if pos_or_none is None:
             return _unknown_order(state, fill.order_id, fill.ts, "fill")
         pos = _apply_fill(pos_or_none, fill, state.config.protection, out)
-    mark = state.marks.get(symbol)
-    pos = reconcile(pos, mark.price if mark else None, fill.ts, out)
-    return _settle(state, pos, fill.ts, out)
+    return _finish(state, pos, fill.ts, out)
 
 
 def _open(
-    state: EngineState, symbol: str, pending: PendingEntry, fill: OrderFilled, out: list[Command]
+    state: EngineState, pending: PendingEntry, fill: OrderFilled, out: list[Command]
 ) -> tuple[EngineState, Position]:
     cfg = state.config.protection
+    symbol = pending.symbol
     side = pending.side
     filled = pending.order.filled + fill.qty
     entry_order = (
@@ -405,7 +428,7 @@ def _open(
             },
         )
     )
-    state = state.replace(entries=state.entries.delete(symbol))
+    state = state.replace(entries=state.entries.delete(pending.key))
     if entry_order is None:
         state = state.replace(routes=state.routes.delete(fill.order_id))
     return state, pos
@@ -518,39 +541,36 @@ def _partial_filled(
 
 
 def _on_accepted(state: EngineState, ack: OrderAccepted) -> Transition:
-    symbol = state.routes.get(ack.order_id)
-    if symbol is None:
+    key = state.routes.get(ack.order_id)
+    if key is None:
         return _unknown_order(state, ack.order_id, ack.ts, "accepted")
-    pending = state.entries.get(symbol)
+    pending = state.entries.get(key)
     if pending is not None and pending.order.id == ack.order_id:
         order = evolve(pending.order, status=OrderStatus.LIVE)
         return Transition(
-            state.replace(entries=state.entries.set(symbol, evolve(pending, order=order)))
+            state.replace(entries=state.entries.set(key, evolve(pending, order=order)))
         )
-    pos = state.positions.get(symbol)
+    pos = state.positions.get(key)
     if pos is None:
         return Transition(state)
     pos = _with_order_status(pos, ack.order_id, OrderStatus.LIVE, only_from=OrderStatus.PENDING_NEW)
-    out: list[Command] = []
-    mark = state.marks.get(symbol)
-    pos = reconcile(pos, mark.price if mark else None, ack.ts, out)
-    return _settle(state, pos, ack.ts, out)
+    return _finish(state, pos, ack.ts, [])
 
 
 def _on_canceled(state: EngineState, ack: OrderCanceled) -> Transition:
-    symbol = state.routes.get(ack.order_id)
-    if symbol is None:
+    key = state.routes.get(ack.order_id)
+    if key is None:
         return _unknown_order(state, ack.order_id, ack.ts, "canceled")
     state = state.replace(routes=state.routes.delete(ack.order_id))
-    pending = state.entries.get(symbol)
+    pending = state.entries.get(key)
     if pending is not None and pending.order.id == ack.order_id:
         record = Record(
             "entry.blocked",
             ack.ts,
-            {"symbol": symbol, "reason": "entry_canceled", "detail": ack.order_id},
+            {"symbol": pending.symbol, "reason": "entry_canceled", "detail": ack.order_id},
         )
-        return Transition(state.replace(entries=state.entries.delete(symbol)), (record,))
-    pos = state.positions.get(symbol)
+        return Transition(state.replace(entries=state.entries.delete(key)), (record,))
+    pos = state.positions.get(key)
     if pos is None:
         return Transition(state)
     out: list[Command] = []
@@ -564,30 +584,29 @@ def _on_canceled(state: EngineState, ack: OrderCanceled) -> Transition:
         pos = evolve(pos, sell_order=None, to_sell=pos.to_sell + pos.sell_order.open_qty)
     elif pos.entry_order is not None and pos.entry_order.id == ack.order_id:
         pos = evolve(pos, entry_order=None)
-    mark = state.marks.get(symbol)
-    pos = reconcile(pos, mark.price if mark else None, ack.ts, out)
-    return _settle(state, pos, ack.ts, out)
+    return _finish(state, pos, ack.ts, out)
 
 
 def _on_rejected(state: EngineState, ack: OrderRejected) -> Transition:
-    symbol = state.routes.get(ack.order_id)
-    if symbol is None:
+    key = state.routes.get(ack.order_id)
+    if key is None:
         return _unknown_order(state, ack.order_id, ack.ts, "rejected")
     state = state.replace(routes=state.routes.delete(ack.order_id))
+    pending = state.entries.get(key)
+    pos = state.positions.get(key)
+    symbol = pending.symbol if pending is not None else pos.symbol if pos is not None else ""
     record = Record(
         "order.rejected",
         ack.ts,
-        {"symbol": symbol, "order_id": ack.order_id, "reason": ack.reason},
+        {"symbol": symbol, "key": key, "order_id": ack.order_id, "reason": ack.reason},
     )
-    pending = state.entries.get(symbol)
     if pending is not None and pending.order.id == ack.order_id:
         blocked = Record(
             "entry.blocked",
             ack.ts,
             {"symbol": symbol, "reason": "order_rejected", "detail": ack.reason},
         )
-        return Transition(state.replace(entries=state.entries.delete(symbol)), (record, blocked))
-    pos = state.positions.get(symbol)
+        return Transition(state.replace(entries=state.entries.delete(key)), (record, blocked))
     if pos is None:
         return Transition(state, (record,))
     if pos.exit_order is not None and pos.exit_order.id == ack.order_id:
@@ -603,15 +622,15 @@ def _on_rejected(state: EngineState, ack: OrderRejected) -> Transition:
         "order_rejected",
         {"symbol": symbol, "order_id": ack.order_id, "reason": ack.reason, "halted": pos.halted},
     )
-    return _settle(state, pos, ack.ts, [record, alert])
+    return _finish(state, pos, ack.ts, [record, alert], reconcile_first=False)
 
 
 def _on_cancel_rejected(state: EngineState, ack: CancelRejected) -> Transition:
-    symbol = state.routes.get(ack.order_id)
-    if symbol is None:
+    key = state.routes.get(ack.order_id)
+    if key is None:
         # Already filled and accounted for: nothing left to cancel.
         return Transition(state)
-    pos = state.positions.get(symbol)
+    pos = state.positions.get(key)
     if pos is None:
         return Transition(state)
     pos = _with_order_status(
@@ -620,9 +639,9 @@ def _on_cancel_rejected(state: EngineState, ack: CancelRejected) -> Transition:
     alert = Alert(
         ack.ts,
         "cancel_rejected",
-        {"symbol": symbol, "order_id": ack.order_id, "reason": ack.reason},
+        {"symbol": pos.symbol, "order_id": ack.order_id, "reason": ack.reason},
     )
-    return _settle(state, evolve(pos, halted=True), ack.ts, [alert])
+    return _finish(state, evolve(pos, halted=True), ack.ts, [alert], reconcile_first=False)
 
 
 def _with_order_status(
@@ -665,24 +684,49 @@ def _order_record(kind: str, pos: Position, order: Order, ts: datetime) -> Recor
 # --- bookkeeping -------------------------------------------------------------------------
 
 
-def _settle(state: EngineState, pos: Position, ts: datetime, out: list[Command]) -> Transition:
-    """Store `pos` (or close it when nothing is left), routing its new orders by symbol."""
+def _finish(
+    state: EngineState,
+    pos: Position,
+    ts: datetime,
+    out: list[Command],
+    *,
+    reconcile_first: bool = True,
+) -> Transition:
+    """Take the position's next order step (at the symbol's last price), then store it."""
+    if reconcile_first:
+        mark = state.marks.get(pos.symbol)
+        pos = reconcile(pos, mark.price if mark else None, ts, out)
+    return Transition(_store(state, pos, ts, out), tuple(out))
+
+
+def _store(state: EngineState, pos: Position, ts: datetime, out: list[Command]) -> EngineState:
+    """Store `pos` (or close it when nothing is left); route its new orders; re-band its book."""
+    key, symbol = pos.key, pos.symbol
     routes = state.routes
     for command in out:
-        if type(command) is SubmitOrder:
-            routes = routes.set(command.order_id, pos.symbol)
+        if type(command) is SubmitOrder and command.order_id.startswith(f"rt-{key}-"):
+            routes = routes.set(command.order_id, key)
     for order in (pos.exit_order, pos.sell_order):
-        if order is not None and order.open_qty <= 0:
-            routes = routes.delete(order.id) if order.id in routes else routes
+        if order is not None and order.open_qty <= 0 and order.id in routes:
+            routes = routes.delete(order.id)
+    book = state.books.get(symbol)
+    keys = book.keys if book is not None else ()
     open_orders = pos.exit_order or pos.sell_order or pos.entry_order
     if pos.remaining_qty <= 0 and open_orders is None:
         out.extend(_close_records(pos, ts))
-        for order_id in [oid for oid, sym in routes.items() if sym == pos.symbol]:
+        for order_id in [oid for oid, k in routes.items() if k == key]:
             routes = routes.delete(order_id)
-        positions = state.positions.delete(pos.symbol)
+        positions = state.positions.delete(key) if key in state.positions else state.positions
+        keys = tuple(k for k in keys if k != key)
     else:
-        positions = state.positions.set(pos.symbol, pos)
-    return Transition(state.replace(positions=positions, routes=routes), tuple(out))
+        positions = state.positions.set(key, pos)
+        if key not in keys:
+            keys = (*keys, key)
+    if keys:
+        books = state.books.set(symbol, Book.of(tuple(positions[k] for k in keys)))
+    else:
+        books = state.books.delete(symbol) if symbol in state.books else state.books
+    return state.replace(positions=positions, books=books, routes=routes)
 
 
 def _close_records(pos: Position, ts: datetime) -> list[Command]:

@@ -159,41 +159,38 @@ def run_simulation(
         return current
 
     ticks = 0
-    count = 0
+    others = 0
+    on_tick = broker.on_tick
     for event in events:
-        count += 1
         if type(event) is Tick:
             ticks += 1
-            fills = broker.on_tick(event)
+            fills = on_tick(event)
             if fills:
                 queue.extend(fills)
                 state = drain(state)
-            t = step(state, event)
-            if on_step is not None:
-                on_step(event, state, t)
-            state = t.state
-            if t.commands:
-                handle(t.commands)
-                state = drain(state)
+            before = state
+            state, commands = step(state, event)
         else:
-            t = step(state, event)
-            if on_step is not None:
-                on_step(event, state, t)
-            state = t.state
-            if t.commands:
-                handle(t.commands)
-                state = drain(state)
+            others += 1
+            before = state
+            state, commands = step(state, event)
+        if on_step is not None:
+            on_step(event, before, Transition(state, commands))
+        if commands:
+            handle(commands)
+            state = drain(state)
+    count = ticks + others
     summary.events = count
     summary.ticks = ticks
     summary.oversells = broker.oversells
-    for symbol in sorted(state.positions):
-        view = state.view(symbol)
+    for key in sorted(state.positions):
+        view = state.view(key)
         assert view is not None
         pos = view.position
         summary.open_positions.append(
             {
-                "symbol": symbol,
-                "key": pos.key,
+                "symbol": pos.symbol,
+                "key": key,
                 "side": pos.side.value,
                 "qty": pos.remaining_qty,
                 "entry": pos.entry,

@@ -66,8 +66,7 @@ def open_position_ticks(steps: Iterable[Step]) -> Iterator[tuple[Step, Position]
         tick = s.tick
         if tick is None:
             continue
-        pos = s.before.positions.get(tick.symbol)
-        if pos is not None:
+        for pos in s.before.in_symbol(tick.symbol):
             yield s, pos
 
 

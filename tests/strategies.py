@@ -50,19 +50,27 @@ def histories(
     symbol: str = "AAA",
     start: datetime = T0,
     side: Side | None = None,
+    lots: bool = True,
 ) -> History:
-    """A tick, an entry intent, then ticks along a generated path of R multiples."""
+    """A tick, an entry intent, then ticks along a generated path of R multiples; with `lots`,
+    up to two more entries on the same side join along the way (lots in one symbol)."""
     side = side if side is not None else draw(st.sampled_from(Side))
     entry = Decimal(draw(st.integers(500, 50_000))) * CENT  # $5 .. $500
     risk = max(CENT, (entry * draw(st.integers(10, 500)) / 10_000).quantize(CENT))
     stop = entry - risk * side.sign
     qty = Decimal(draw(st.integers(1, 2_000)))
     path = [0, *draw(r_paths())]
+    extra = draw(st.lists(st.integers(1, len(path)), max_size=2)) if lots else []
     events: list[Event] = [Tick(start, symbol, entry, Decimal(100))]
     events.append(EntryIntent(start + timedelta(seconds=1), symbol, side, stop, qty))
     for i, hundredths in enumerate(path, start=2):
-        price = entry + Decimal(hundredths) / 100 * risk * side.sign
-        events.append(Tick(start + timedelta(seconds=i), symbol, max(price.quantize(CENT), CENT)))
+        price = max((entry + Decimal(hundredths) / 100 * risk * side.sign).quantize(CENT), CENT)
+        ts = start + timedelta(seconds=i)
+        events.append(Tick(ts, symbol, price))
+        for _ in range(extra.count(i - 1)):
+            lot_risk = max(CENT, (price * draw(st.integers(10, 500)) / 10_000).quantize(CENT))
+            lot_qty = Decimal(draw(st.integers(1, 500)))
+            events.append(EntryIntent(ts, symbol, side, price - lot_risk * side.sign, lot_qty))
     return History(symbol, side, entry, stop, qty, tuple(events))
 
 

@@ -52,9 +52,13 @@ class SimulatedBroker:
     _bands: dict[str, tuple[Decimal, Decimal]] = field(factory=dict)
     _last: dict[str, Decimal] = field(factory=dict)
     _ids: set[str] = field(factory=set)
+    _same: bool = field(init=False, default=False)
     positions: dict[str, Decimal] = field(factory=dict)
     oversells: int = 0
     fills: int = 0
+
+    def __attrs_post_init__(self) -> None:
+        self._same = self.market_fill == "same"
 
     # --- the engine's commands -------------------------------------------------------------
 
@@ -98,6 +102,8 @@ class SimulatedBroker:
         for resting in markets:
             if resting.command.order_id == command.order_id:
                 markets.remove(resting)
+                if not markets:
+                    del self._markets[command.symbol]
                 return OrderCanceled(command.ts, command.order_id)
         return CancelRejected(command.ts, command.order_id, "order is not open")
 
@@ -106,14 +112,15 @@ class SimulatedBroker:
     def on_tick(self, tick: Tick) -> tuple[Event, ...] | list[Event]:
         """Match resting orders against one tick; return the fills it causes."""
         symbol, price = tick.symbol, tick.price
-        self._last[symbol] = price
-        markets = self._markets.get(symbol)
+        if self._same:
+            self._last[symbol] = price
         band = self._bands.get(symbol)
-        if not markets and (band is None or band[0] < price < band[1]):
+        # Hot path: nothing waits for the next print and the price is inside the band.
+        if not self._markets and (band is None or band[0] < price < band[1]):
             return _NOTHING
         fills: list[Event] = []
+        markets = self._markets.pop(symbol, None)
         if markets:
-            self._markets[symbol] = []
             fills.extend(self._fill(resting, price, tick.ts) for resting in markets)
         book = self._resting.get(symbol)
         if book and band is not None and not band[0] < price < band[1]:

@@ -19,4 +19,4 @@ def test_p01_first_tick_at_1r_moves_the_stop_to_entry(history, config, fill):
             moves = [m for m in step.records("stop.moved") if m["key"] == pos.key]
             assert moves, f"no stop.moved at the first 1R tick {step.tick}"
             assert better(moves[-1]["new"], pos.entry, pos.side), moves[-1]
-            assert better(step.after.positions[pos.symbol].stop, pos.entry, pos.side)
+            assert better(step.after.positions[pos.key].stop, pos.entry, pos.side)

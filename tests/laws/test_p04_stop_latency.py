@@ -18,7 +18,7 @@ def test_p04_a_tick_that_earns_a_rung_moves_the_stop_in_the_same_step(history, c
         r = r_of(step.tick.price, pos.entry, pos.initial_stop, pos.side)
         best_r = max(r, best.get(pos.key, r))
         best[pos.key] = best_r
-        after = step.after.positions[pos.symbol]
+        after = step.after.positions[pos.key]
         expected = ladder_stop(best_r, pos.entry, pos.initial_stop, pos.side)
         if expected is not None:
             assert better(after.stop, expected, pos.side), (after.stop, expected, best_r)

@@ -69,4 +69,4 @@ def test_p07_reaching_4r_sells_all_that_remains(history, config, fill):
             pos = owners[0]
             assert fill_event.qty == pos.remaining_qty, (fill_event, pos.remaining_qty)
             assert finals[0]["qty"] == pos.remaining_qty
-            assert pos.symbol not in step.after.positions
+            assert pos.key not in step.after.positions

@@ -14,7 +14,7 @@ def test_p09_a_fill_reduces_the_remaining_quantity_at_once(history, config, fill
             exits = [o for o in (pos.exit_order, pos.sell_order) if o is not None]
             if not any(o.id == event.order_id for o in exits):
                 continue
-            after = step.after.positions.get(pos.symbol)
+            after = step.after.positions.get(pos.key)
             remaining = after.remaining_qty if after is not None else 0
             assert remaining == pos.remaining_qty - event.qty
             assert remaining >= 0

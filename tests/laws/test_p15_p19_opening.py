@@ -7,35 +7,39 @@ from tests.harness import trace
 from tests.strategies import configs, histories, market_fills
 
 
-def _openings(history, config, fill):
-    for step in trace(history.events, config, fill):
-        for record in step.records("position.opened"):
-            yield step, record
-
-
 @given(histories(), configs(), market_fills())
 def test_p15_an_opened_position_records_entry_qty_stop_and_ts(history, config, fill):
-    """position.opened carries entry, qty, initial stop and ts, and the state holds the same."""
-    for step, record in _openings(history, config, fill):
-        assert record["stop"] == history.stop
-        assert record["qty"] == history.qty
-        assert record["entry"] == step.event.price
-        assert record.ts == step.event.ts == record["opened"]
-        pos = step.after.positions[history.symbol]
-        assert (pos.entry, pos.original_qty, pos.initial_stop, pos.opened) == (
-            record["entry"],
-            record["qty"],
-            record["stop"],
-            record.ts,
-        )
+    """position.opened carries the accepted entry's qty and stop, the fill's price and ts, and
+    the state holds the same."""
+    steps = trace(history.events, config, fill)
+    accepted = {r["key"]: r for s in steps for r in s.records("entry.accepted")}
+    for step in steps:
+        for record in step.records("position.opened"):
+            intent = accepted[record["key"]]
+            assert (record["stop"], record["qty"]) == (intent["stop"], intent["qty"])
+            assert record["entry"] == step.event.price
+            assert record.ts == step.event.ts == record["opened"]
+            pos = step.after.positions[record["key"]]
+            assert (pos.entry, pos.original_qty, pos.initial_stop, pos.opened) == (
+                record["entry"],
+                record["qty"],
+                record["stop"],
+                record.ts,
+            )
 
 
 @given(histories(), configs(), market_fills())
 def test_p19_a_new_position_starts_in_initial_risk(history, config, fill):
-    """Every position opens in INITIAL_RISK."""
-    opened = 0
-    for step, record in _openings(history, config, fill):
-        opened += 1
+    """Every position opens in INITIAL_RISK, and every accepted entry that fills opens one."""
+    steps = trace(history.events, config, fill)
+    opened = [(s, r) for s in steps for r in s.records("position.opened")]
+    for step, record in opened:
         assert record["protection"] == Protection.INITIAL_RISK.value
-        assert step.after.positions[history.symbol].protection is Protection.INITIAL_RISK
-    assert opened == 1
+        assert step.after.positions[record["key"]].protection is Protection.INITIAL_RISK
+    filled_entries = {
+        s.event.order_id
+        for s in steps
+        if getattr(s.event, "order_id", "").endswith("-entry")
+        and type(s.event).__name__ == "OrderFilled"
+    }
+    assert len(opened) == len(filled_entries) >= 1

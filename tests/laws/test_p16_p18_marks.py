@@ -10,9 +10,11 @@ from tests.strategies import configs, histories, market_fills
 def _priced(history, config, fill):
     for step in trace(history.events, config, fill):
         tick = step.tick
-        if tick is not None and tick.symbol in step.after.positions:
-            view = step.after.view(tick.symbol)
-            if view.position.risk > 0:
+        if tick is None:
+            continue
+        for pos in step.after.in_symbol(tick.symbol):
+            view = step.after.view(pos.key)
+            if pos.risk > 0:
                 yield tick, view
 
 

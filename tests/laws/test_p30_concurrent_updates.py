@@ -43,5 +43,5 @@ def test_p30_ticks_of_different_symbols_commute(one, two, choices, config, fill)
     assert _per_symbol(first) == _per_symbol(mixed)
     a, b = first[-1].after, mixed[-1].after
     for symbol in ("AAA", "BBB"):
-        assert a.positions.get(symbol) == b.positions.get(symbol)
+        assert a.in_symbol(symbol) == b.in_symbol(symbol)
         assert a.marks.get(symbol) == b.marks.get(symbol)

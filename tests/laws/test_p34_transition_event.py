@@ -17,8 +17,8 @@ def test_p34_every_transition_is_recorded_in_order_with_a_reason(history, config
     best = {}
     for step in trace(history.events, config, fill):
         tick = step.tick
-        for symbol, pos in step.before.positions.items():
-            after = step.after.positions.get(symbol)
+        for key, pos in step.before.positions.items():
+            after = step.after.positions.get(key)
             records = [r for r in step.records("position.state") if r["key"] == pos.key]
             if after is None or after.key != pos.key:
                 assert not records
@@ -29,7 +29,7 @@ def test_p34_every_transition_is_recorded_in_order_with_a_reason(history, config
             for a, b in itertools.pairwise(chain):
                 assert ORDER.index(b) == ORDER.index(a) + 1, chain
             assert chain[-1] is after.protection
-            if tick is not None and tick.symbol == symbol and pos.risk > 0:
+            if tick is not None and tick.symbol == pos.symbol and pos.risk > 0:
                 r = r_of(tick.price, pos.entry, pos.initial_stop, pos.side)
                 best[pos.key] = max(r, best.get(pos.key, r))
                 assert after.protection is state_for(best[pos.key])

@@ -7,7 +7,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from engine import EngineState, EntryIntent, Side, SubmitOrder, Tick, step
+from engine import Config, EngineState, EntryIntent, Side, SubmitOrder, Tick, step
 from tests.strategies import T0
 
 
@@ -38,11 +38,24 @@ def test_bad_intents_are_blocked_with_a_reason(intent, reason):
     assert record.kind == "entry.blocked" and record["reason"] == reason
 
 
-def test_a_good_intent_sends_one_entry_order_and_a_second_is_refused():
-    """One position per symbol: a second entry while the first is in flight is refused."""
-    intent = EntryIntent(T0, "A", Side.LONG, D("9.50"), D(5))
-    t = step(_after_mark(), intent)
+def test_lots_in_one_symbol_get_their_own_keys_and_must_share_a_side():
+    """A second long in A is a second lot (its own key and ids); a short in A while longs are
+    open is refused, since the broker nets a symbol."""
+    t = step(_after_mark(), EntryIntent(T0, "A", Side.LONG, D("9.50"), D(5)))
     orders = [c for c in t.commands if isinstance(c, SubmitOrder)]
     assert [(o.order_id, o.qty, o.action.value) for o in orders] == [("rt-A-1-entry", D(5), "buy")]
-    again = step(t.state, EntryIntent(T0 + timedelta(seconds=1), "A", Side.LONG, D("9"), D(1)))
-    assert again.commands[0]["reason"] == "entry_pending"
+    later = T0 + timedelta(seconds=1)
+    again = step(t.state, EntryIntent(later, "A", Side.LONG, D("9"), D(1)))
+    assert [c.order_id for c in again.commands if isinstance(c, SubmitOrder)] == ["rt-A-2-entry"]
+    short = step(again.state, EntryIntent(later, "A", Side.SHORT, D("11"), D(1)))
+    assert short.commands[0]["reason"] == "opposite_side_open"
+
+
+def test_the_open_position_limit_refuses_the_next_entry():
+    """With max_open = 1, a second entry anywhere is refused while the first is open."""
+    state = EngineState.empty(Config(max_open=1))
+    state = step(state, Tick(T0, "A", D("10"))).state
+    state = step(state, Tick(T0, "B", D("20"))).state
+    state = step(state, EntryIntent(T0, "A", Side.LONG, D("9"), D(1))).state
+    refused = step(state, EntryIntent(T0, "B", Side.LONG, D("19"), D(1)))
+    assert refused.commands[0]["reason"] == "max_open_positions"
