@@ -245,7 +245,7 @@ def _read_jsonl(path: Path, skip_bad: bool, bad: list[BadLine]) -> Iterator[Even
             yield event
 
 
-def _blocks(path: Path, size: int = 1 << 20) -> Iterator[list[str]]:
+def _blocks(path: Path, size: int = 1 << 16) -> Iterator[list[str]]:
     """The lines of a (gzip) text file, a block at a time (split on newlines; tick CSV fields
     never hold one). Faster than iterating a GzipFile line by line."""
     unzip = zlib.decompressobj(16 + zlib.MAX_WBITS) if path.suffix == ".gz" else None
