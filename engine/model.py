@@ -140,6 +140,8 @@ class Position:
     realized: Decimal = _ZERO
     exit_value: Decimal = _ZERO
     exited_qty: Decimal = _ZERO
+    last_fill_qty: Decimal = _ZERO
+    last_fill_price: Decimal = _ZERO
     to_sell: Decimal = _ZERO
     milestones: tuple[tuple[Decimal, Decimal], ...] = ()
     entry_order: Order | None = None

@@ -35,9 +35,29 @@ def is_through(price: Decimal, stop: Decimal, long: bool) -> bool:
     return price <= stop if long else price >= stop
 
 
-def submit(pos: Position, order: Order, ts: datetime, symbol: str, out: list[Command]) -> None:
-    """Emit the order and its `order.submitted` record."""
+def order_record(kind: str, key: str, symbol: str, order: Order, ts: datetime) -> Record:
+    """The `order.submitted` / `order.canceled` record of an order."""
     price = order.stop_price if order.stop_price is not None else order.limit_price
+    return Record(
+        kind,
+        ts,
+        {
+            "symbol": symbol,
+            "key": key,
+            "order_id": order.id,
+            "type": order.type.value,
+            "side": order.action.value,
+            "qty": order.qty,
+            "price": price,
+            "stop_price": order.stop_price,
+            "limit_price": order.limit_price,
+            "purpose": order.role.value,
+        },
+    )
+
+
+def submit(key: str, symbol: str, order: Order, ts: datetime, out: list[Command]) -> None:
+    """Emit the order and its `order.submitted` record."""
     out.append(
         SubmitOrder(
             ts=ts,
@@ -51,24 +71,7 @@ def submit(pos: Position, order: Order, ts: datetime, symbol: str, out: list[Com
             purpose=order.role.value,
         )
     )
-    out.append(
-        Record(
-            "order.submitted",
-            ts,
-            {
-                "symbol": symbol,
-                "key": pos.key,
-                "order_id": order.id,
-                "type": order.type.value,
-                "side": order.action.value,
-                "qty": order.qty,
-                "price": price,
-                "stop_price": order.stop_price,
-                "limit_price": order.limit_price,
-                "purpose": order.role.value,
-            },
-        )
-    )
+    out.append(order_record("order.submitted", key, symbol, order, ts))
 
 
 def cancel(order: Order, ts: datetime, symbol: str, out: list[Command]) -> Order:
@@ -118,7 +121,7 @@ def reconcile(pos: Position, price: Decimal | None, ts: datetime, out: list[Comm
         qty = min(pos.to_sell, pos.remaining_qty - pos.held_by_sells())
         role = OrderRole.PARTIAL if pos.milestones else OrderRole.EXIT
         pos, order = _new_order(pos, role, OrderType.MARKET, qty)
-        submit(pos, order, ts, pos.symbol, out)
+        submit(pos.key, pos.symbol, order, ts, out)
         return evolve(pos, sell_order=order, to_sell=pos.to_sell - qty)
     tp = pos.take_profit
     if eo is not None:
@@ -146,5 +149,5 @@ def reconcile(pos: Position, price: Decimal | None, ts: datetime, out: list[Comm
         return reconcile(pos, price, ts, out)
     kind = OrderType.STOP if tp is None else OrderType.OCO
     pos, order = _new_order(pos, OrderRole.PROTECT, kind, pos.remaining_qty, pos.stop, tp)
-    submit(pos, order, ts, pos.symbol, out)
+    submit(pos.key, pos.symbol, order, ts, out)
     return evolve(pos, exit_order=order)

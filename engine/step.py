@@ -35,7 +35,7 @@ from engine.model import (
     PendingEntry,
     Position,
 )
-from engine.orders import is_better_stop, reconcile
+from engine.orders import is_better_stop, order_record, reconcile, submit
 
 __all__ = ["Refusal", "Transition", "fold", "step"]
 
@@ -296,7 +296,7 @@ def _on_entry(state: EngineState, intent: EntryIntent) -> Transition:
         limit_price=intent.entry,
     )
     pending = PendingEntry(key, symbol, intent.side, intent.stop, qty, order, ts)
-    commands: tuple[Command, ...] = (
+    out: list[Command] = [
         Record(
             "entry.accepted",
             ts,
@@ -309,40 +309,15 @@ def _on_entry(state: EngineState, intent: EntryIntent) -> Transition:
                 "stop": intent.stop,
                 "entry": intent.entry,
             },
-        ),
-        SubmitOrder(
-            ts=ts,
-            order_id=order.id,
-            symbol=symbol,
-            action=action,
-            type=kind,
-            qty=qty,
-            limit_price=intent.entry,
-            purpose=OrderRole.ENTRY.value,
-        ),
-        Record(
-            "order.submitted",
-            ts,
-            {
-                "symbol": symbol,
-                "key": key,
-                "order_id": order.id,
-                "type": kind.value,
-                "side": action.value,
-                "qty": qty,
-                "price": intent.entry,
-                "stop_price": None,
-                "limit_price": intent.entry,
-                "purpose": OrderRole.ENTRY.value,
-            },
-        ),
-    )
+        )
+    ]
+    submit(key, symbol, order, ts, out)
     new = state.replace(
         entries=state.entries.set(key, pending),
         counts=state.counts.set(symbol, count),
         routes=state.routes.set(order.id, key),
     )
-    return Transition(new, commands)
+    return Transition(new, tuple(out))
 
 
 # --- fills -------------------------------------------------------------------------------
@@ -455,6 +430,8 @@ def _apply_fill(
         realized=pos.realized + (price - pos.entry) * q * sign,
         exit_value=pos.exit_value + price * q,
         exited_qty=pos.exited_qty + q,
+        last_fill_qty=q,
+        last_fill_price=price,
     )
     r = pos.r_at(price)
     if order is pos.exit_order:
@@ -576,7 +553,7 @@ def _on_canceled(state: EngineState, ack: OrderCanceled) -> Transition:
     out: list[Command] = []
     for order in (pos.exit_order, pos.sell_order, pos.entry_order):
         if order is not None and order.id == ack.order_id:
-            out.append(_order_record("order.canceled", pos, order, ack.ts))
+            out.append(order_record("order.canceled", pos.key, pos.symbol, order, ack.ts))
     if pos.exit_order is not None and pos.exit_order.id == ack.order_id:
         pos = evolve(pos, exit_order=None)
     elif pos.sell_order is not None and pos.sell_order.id == ack.order_id:
@@ -664,23 +641,6 @@ def _unknown_order(state: EngineState, oid: str, ts: datetime, what: str) -> Tra
     return Transition(state, (Alert(ts, "unknown_order", {"order_id": oid, "event": what}),))
 
 
-def _order_record(kind: str, pos: Position, order: Order, ts: datetime) -> Record:
-    price = order.stop_price if order.stop_price is not None else order.limit_price
-    return Record(
-        kind,
-        ts,
-        {
-            "symbol": pos.symbol,
-            "key": pos.key,
-            "order_id": order.id,
-            "type": order.type.value,
-            "side": order.action.value,
-            "qty": order.qty,
-            "price": price,
-        },
-    )
-
-
 # --- bookkeeping -------------------------------------------------------------------------
 
 
@@ -738,10 +698,11 @@ def _close_records(pos: Position, ts: datetime) -> list[Command]:
             "position.closed",
             ts,
             {
+                # qty and price of the fill that closed it; pnl and r of the whole position.
                 "symbol": pos.symbol,
                 "key": pos.key,
-                "qty": pos.exited_qty,
-                "price": exit_price,
+                "qty": pos.last_fill_qty,
+                "price": pos.last_fill_price,
                 "reason": pos.close_reason or "exit",
                 "pnl": pos.realized,
                 "r": r,

@@ -72,6 +72,8 @@ def test_short_with_odd_quantity_gaps_through_three_levels_then_stops_out():
     assert closed["qty"] == D(7) and closed["pnl"] == D("4.40")
     assert closed["exit"] == (D(4) * D("19.05") + D(3) * D("19.80")) / D(7)
     assert closed["reason"] == "stop" and not state.positions
+    [close] = _kind(records, "position.closed")
+    assert (close["qty"], close["price"], close["pnl"]) == (D(3), D("19.80"), D("4.40"))
 
 
 def test_a_gap_down_through_the_stop_fills_at_the_gap_price():
