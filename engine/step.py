@@ -438,8 +438,8 @@ def _apply_fill(
         tp = order.limit_price
         hit_tp = tp is not None and (price >= tp if pos.long else price <= tp)
         if hit_tp:
-            out.append(_partial_filled(pos, cfg.partials[-1].at_r, q, price, r, fill.ts))
-        return evolve(pos, exit_order=done, close_reason="take_profit" if hit_tp else "stop")
+            return evolve(_take_profit_filled(pos, q, price, fill.ts, cfg, out), exit_order=done)
+        return evolve(pos, exit_order=done, close_reason="stop")
     # A market sell: a tranche (allocated to its milestones in order) or an exit.
     milestones = list(pos.milestones)
     left = q
@@ -456,6 +456,60 @@ def _apply_fill(
     if pos.remaining_qty <= 0 and not reason:
         reason = "final_target" if order.role is OrderRole.PARTIAL else "exit"
     return evolve(pos, sell_order=done, milestones=tuple(milestones), close_reason=reason)
+
+
+def _take_profit_filled(
+    pos: Position,
+    q: Decimal,
+    price: Decimal,
+    ts: datetime,
+    cfg: ProtectionConfig,
+    out: list[Command],
+) -> Position:
+    """The OCO take-profit at the final milestone filled (the broker saw the price first).
+
+    The position reached the final milestone, so the journal tells it as SPEC §3 does: every
+    level not yet passed gets its `position.state` record, in order, and the fill is split
+    across the tranches not yet ordered (their sizes from the original, the last the rest).
+    """
+    r = pos.r_at(price)
+    protection = pos.protection
+    unordered: list[tuple[Decimal, int]] = []
+    for level in pos.schedule[pos.next_level :]:
+        if level.protection is not None:
+            out.append(
+                Record(
+                    "position.state",
+                    ts,
+                    {
+                        "symbol": pos.symbol,
+                        "key": pos.key,
+                        "old": protection.value,
+                        "new": level.protection.value,
+                        "reason": f"take-profit filled at {price}",
+                        "r": r,
+                    },
+                )
+            )
+            protection = level.protection
+        if level.tranche is not None:
+            unordered.append((level.r, level.tranche))
+    sizes = tranche_sizes(pos.original_qty, cfg)
+    left = q
+    for i, (milestone, tranche) in enumerate(unordered):
+        part = left if i == len(unordered) - 1 else min(sizes[tranche], left)
+        if part > 0:
+            out.append(_partial_filled(pos, milestone, part, price, r, ts))
+            left -= part
+    if left > 0:  # no tranche left to name (a custom schedule): the fill is the final one
+        out.append(_partial_filled(pos, cfg.partials[-1].at_r, left, price, r, ts))
+    return evolve(
+        pos,
+        protection=protection,
+        next_level=len(pos.schedule),
+        trigger=None,
+        close_reason="take_profit",
+    )
 
 
 def _grow(pos: Position, fill: OrderFilled, cfg: ProtectionConfig, out: list[Command]) -> Position:

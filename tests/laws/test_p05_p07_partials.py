@@ -64,9 +64,12 @@ def test_p07_reaching_4r_sells_all_that_remains(history, config, fill):
             for p in step.before.positions.values()
             if p.exit_order is not None and p.exit_order.id == fill_event.order_id
         ]
-        finals = [r for r in step.records("partial.filled") if r["milestone"] == SPEC_FINAL_R]
-        if owners and finals:
-            pos = owners[0]
+        if not owners:
+            continue
+        pos = owners[0]
+        parts = [r for r in step.records("partial.filled") if r["key"] == pos.key]
+        if parts:  # the take-profit leg: it sells everything left, split by milestone
             assert fill_event.qty == pos.remaining_qty, (fill_event, pos.remaining_qty)
-            assert finals[0]["qty"] == pos.remaining_qty
+            assert sum(r["qty"] for r in parts) == pos.remaining_qty
+            assert parts[-1]["milestone"] == SPEC_FINAL_R
             assert pos.key not in step.after.positions

@@ -50,7 +50,8 @@ def test_long_walks_the_whole_ladder_and_exits_at_the_take_profit():
     assert closed["pnl"] == D("275.00") and closed["r"] == D("2.75")
     assert closed["reason"] == "take_profit"
     assert [r["new"] for r in _kind(records, "position.state")] == [
-        "BREAKEVEN_PROTECTED", "PARTIAL_PROFIT_TAKEN", "ADVANCED_PROFIT_TAKEN"
+        "BREAKEVEN_PROTECTED", "PARTIAL_PROFIT_TAKEN", "ADVANCED_PROFIT_TAKEN",
+        "FINAL_PROFIT_TAKEN",
     ]  # fmt: skip
     assert summary.realized_pnl == D("275.00") and not state.positions
 
@@ -137,3 +138,20 @@ def test_a_fill_that_leaves_no_risk_is_closed_at_once_with_an_alert():
     assert not state.positions and summary.closes == 1
     [closed] = [c for c in records if isinstance(c, Record) and c.kind == "position.closed"]
     assert (closed["price"], closed["pnl"]) == (D("9.45"), D("0.25"))
+
+
+def test_a_gap_to_the_take_profit_is_journaled_as_every_level_it_passed():
+    """Long 10 @ 100.00, stop 99.00; a print at 105.00 (5R) hits the OCO take-profit at 104.00
+    before the engine sees it. The journal still passes BREAKEVEN..FINAL in order and splits
+    the fill 5 / 2 / 3 across the 2R, 3R and 4R milestones, all at 104.00."""
+    records, summary, state = _run("JMP", Side.LONG, "10", "99.00", ["100.00", "100.50", "105.00"])
+    assert [r["new"] for r in _kind(records, "position.state")] == [
+        "BREAKEVEN_PROTECTED", "PARTIAL_PROFIT_TAKEN", "ADVANCED_PROFIT_TAKEN",
+        "FINAL_PROFIT_TAKEN",
+    ]  # fmt: skip
+    assert [(r["milestone"], r["qty"], r["price"]) for r in _kind(records, "partial.filled")] == [
+        (D("2"), D(5), D("104.00")), (D("3"), D(2), D("104.00")), (D("4"), D(3), D("104.00"))
+    ]  # fmt: skip
+    [closed] = _kind(records, "trade.closed")
+    assert (closed["pnl"], closed["r"], closed["reason"]) == (D("40.00"), D("4"), "take_profit")
+    assert not state.positions and summary.partials_filled == 3
