@@ -1,6 +1,8 @@
 """A simulated broker: deterministic, no I/O; it fills resting orders against the ticks it sees.
 
-Market orders fill at the next tick of the symbol (or the last one, with `market_fill="same"`);
+Market orders fill at the next tick of the symbol (or the last one, with `market_fill="same"`),
+and so does a limit that is already marketable when it arrives (at the market, if still within
+its limit; otherwise it rests);
 a stop triggers on the first tick at or through it and fills at that tick's price (a gap is
 not forgiven); a limit fills when price reaches it, at the limit. Acknowledgements come back
 in the same instant as the command.
@@ -81,9 +83,17 @@ class SimulatedBroker:
         self._ids.add(order.order_id)
         resting = _Resting(order, order.qty)
         events: list[Event] = [OrderAccepted(ts, order.order_id)]
-        if order.type is OrderType.MARKET:
-            last = self._last.get(order.symbol)
-            if self.market_fill == "same" and last is not None:
+        last = self._last.get(order.symbol)
+        # A limit already through the market executes like a market order, at the market
+        # (capped by its limit), as an exchange fills a marketable limit.
+        marketable = (
+            order.type is OrderType.LIMIT
+            and last is not None
+            and order.limit_price is not None
+            and _trigger_price(order, last) is not None
+        )
+        if order.type is OrderType.MARKET or marketable:
+            if self._same and last is not None:
                 events.append(self._fill(resting, last, ts))
             else:
                 self._markets.setdefault(order.symbol, []).append(resting)
@@ -112,16 +122,20 @@ class SimulatedBroker:
     def on_tick(self, tick: Tick) -> tuple[Event, ...] | list[Event]:
         """Match resting orders against one tick; return the fills it causes."""
         symbol, price = tick.symbol, tick.price
-        if self._same:
-            self._last[symbol] = price
+        self._last[symbol] = price
         band = self._bands.get(symbol)
         # Hot path: nothing waits for the next print and the price is inside the band.
         if not self._markets and (band is None or band[0] < price < band[1]):
             return _NOTHING
         fills: list[Event] = []
         markets = self._markets.pop(symbol, None)
-        if markets:
-            fills.extend(self._fill(resting, price, tick.ts) for resting in markets)
+        for resting in markets or ():
+            limit = resting.command.limit_price
+            if limit is None or _trigger_price(resting.command, price) is not None:
+                fills.append(self._fill(resting, price, tick.ts))
+            else:  # a limit the market moved away from: it rests at its price
+                self._resting.setdefault(symbol, {})[resting.command.order_id] = resting
+                self._rebuild_band(symbol)
         book = self._resting.get(symbol)
         if book and band is not None and not band[0] < price < band[1]:
             for oid, resting in list(book.items()):

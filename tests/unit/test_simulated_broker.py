@@ -93,3 +93,23 @@ def test_an_exit_that_would_flip_the_position_counts_as_an_oversell():
     broker.execute([_order("buy", OrderType.MARKET, OrderAction.BUY, qty="5")])
     broker.execute([_order("sell", OrderType.MARKET, qty="6")])
     assert broker.oversells == 1 and broker.positions["A"] == D(-1)
+
+
+def test_a_marketable_limit_fills_at_the_market_and_a_resting_one_at_its_limit():
+    """A buy limit 10.05 with the market at 10.00 fills at the next print (10.01); one at 9.90
+    rests and fills at 9.90 when the market trades down through it."""
+    broker = SimulatedBroker()
+    broker.on_tick(_tick("10.00"))
+    broker.execute([_order("m", OrderType.LIMIT, OrderAction.BUY, limit="10.05")])
+    broker.execute([_order("r", OrderType.LIMIT, OrderAction.BUY, limit="9.90")])
+    assert list(broker.on_tick(_tick("10.01"))) == [OrderFilled(T0, "m", D(10), D("10.01"))]
+    assert list(broker.on_tick(_tick("9.80"))) == [OrderFilled(T0, "r", D(10), D("9.90"))]
+
+
+def test_a_marketable_limit_the_market_leaves_behind_rests_at_its_limit():
+    """A buy limit 10.05 sent at 10.00 when the next print is 10.20 does not fill; it rests."""
+    broker = SimulatedBroker()
+    broker.on_tick(_tick("10.00"))
+    broker.execute([_order("m", OrderType.LIMIT, OrderAction.BUY, limit="10.05")])
+    assert list(broker.on_tick(_tick("10.20"))) == []
+    assert list(broker.on_tick(_tick("10.04"))) == [OrderFilled(T0, "m", D(10), D("10.05"))]
