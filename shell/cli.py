@@ -7,15 +7,27 @@ import json
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import click
 
-from engine import EngineState, Event
+from engine import Command, EngineState, Event, Record
+from engine.analytics import TradeResult, Window, by_window
 from shell.broker.simulated import SimulatedBroker
 from shell.codec import BadLine, merge_by_ts, read_events
-from shell.config import ConfigError, load_settings
+from shell.config import ConfigError, load_settings, zone
 from shell.journal import JournalWriter
+from shell.performance import (
+    alert_json,
+    build_report,
+    daily_from_state_dir,
+    read_trades,
+    report_to_csv,
+    report_to_json,
+    report_to_markdown,
+)
+from shell.plot import PlotUnavailable, PriceTrail, plot_report, plot_simulation
 from shell.report import render_summary, summary_to_json
 from shell.simulate import run_simulation
 
@@ -48,6 +60,12 @@ def main() -> None:
     default=None,
     help="Fill market orders at the next tick (default) or the last one.",
 )
+@click.option(
+    "--plot",
+    "plot_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write one PNG per symbol (price, stop ladder, entries and exits) to this directory.",
+)
 def simulate(
     events: Path,
     entries: Path | None,
@@ -56,6 +74,7 @@ def simulate(
     as_json: bool,
     skip_bad_lines: bool,
     market_fill: str | None,
+    plot_dir: Path | None,
 ) -> None:
     """Fold the engine over recorded EVENTS (JSONL, or CSV ticks) with the simulated broker."""
     try:
@@ -68,12 +87,28 @@ def simulate(
         stream = merge_by_ts(stream, read_events(entries, skip_bad=skip_bad_lines, bad=bad))
     if sys.stderr.isatty():
         stream = _progress(stream)
+    trail = PriceTrail() if plot_dir is not None else None
+    if trail is not None:
+        stream = trail.watch(stream)
+    kept: list[Record] = []
+    writer = JournalWriter(journal) if journal is not None else None
+
+    def sink(command: Command) -> None:
+        if writer is not None:
+            writer(command)
+        if trail is not None and isinstance(command, Record):
+            kept.append(command)
+
     broker = SimulatedBroker(market_fill=market_fill or settings.market_fill)  # type: ignore[arg-type]
     started = time.perf_counter()
-    writer = JournalWriter(journal) if journal is not None else None
     with writer if writer is not None else contextlib.nullcontext():
         try:
-            _, summary = run_simulation(stream, EngineState.empty(settings.config), broker, writer)
+            _, summary = run_simulation(
+                stream,
+                EngineState.empty(settings.config),
+                broker,
+                sink if writer is not None or trail is not None else None,
+            )
         except BadLine as exc:
             raise click.ClickException(f"{exc} (use --skip-bad-lines to go on)") from None
     elapsed = time.perf_counter() - started
@@ -85,6 +120,143 @@ def simulate(
         click.echo(render_summary(summary, bad_lines=len(bad)))
     rate = summary.events / elapsed if elapsed > 0 else 0.0
     click.echo(f"{summary.events:,} events in {elapsed:.2f} s ({rate:,.0f} events/s)", err=True)
+    if trail is not None and plot_dir is not None:
+        try:
+            for path in plot_simulation(trail, kept, plot_dir):
+                click.echo(f"wrote {path}", err=True)
+        except PlotUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.option(
+    "--window",
+    type=click.Choice([w.value for w in Window]),
+    required=True,
+    help="Calendar window of each row.",
+)
+@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), help="First day (YYYY-MM-DD).")
+@click.option("--end", type=click.DateTime(["%Y-%m-%d"]), help="Last day (YYYY-MM-DD).")
+@click.option(
+    "--export",
+    type=click.Choice(["md", "json", "csv"]),
+    default="md",
+    show_default=True,
+    help="Output format.",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("ratchet-state"),
+    show_default=True,
+    help="Read journal/*.jsonl here; cache summaries and append alerts here.",
+)
+@click.option(
+    "--trades",
+    "trade_files",
+    type=_FILE,
+    multiple=True,
+    help="Read trades from this JSONL journal or trades CSV instead (repeatable).",
+)
+@click.option("--config", "config_path", type=_FILE, help="ratchet.toml ([performance]).")
+@click.option("--timezone", "zone_name", help="IANA zone of the calendar (default: config).")
+@click.option(
+    "--rolling",
+    "rolling_n",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Also summarise the last N trades.",
+)
+@click.option(
+    "--backfill",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Rebuild the cached summaries of the last N days.",
+)
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the equity curve, R histogram and weekly win rate to this PNG.",
+)
+def report(
+    window: str,
+    start: datetime | None,
+    end: datetime | None,
+    export: str,
+    state_dir: Path,
+    trade_files: tuple[Path, ...],
+    config_path: Path | None,
+    zone_name: str | None,
+    rolling_n: int,
+    backfill: int,
+    plot_path: Path | None,
+) -> None:
+    """Performance by day, week or month from closed trades; exit 2 when a target is missed."""
+    try:
+        settings = load_settings(config_path)
+        name = zone_name or settings.performance_timezone
+        tz = zone(name, "--timezone" if zone_name else "performance.timezone")
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    bad: list[BadLine] = []
+    trades: list[TradeResult] | None = None
+    alerts_path: Path | None = None
+    if trade_files:
+        trades = [t for path in trade_files for t in read_trades(path, bad)]
+        days = dict(by_window(trades, Window.DAILY, tz).values())
+    else:
+        journals = state_dir / "journal"
+        if not journals.is_dir():
+            raise click.ClickException(
+                f"no journals in {journals} (give --state-dir DIR, or --trades FILE)"
+            )
+        today = datetime.now(tz).date()
+        since = date.fromordinal(today.toordinal() - backfill + 1) if backfill else None
+        build = daily_from_state_dir(state_dir, tz, name, backfill_from=since)
+        days, bad = build.days, build.bad
+        if rolling_n or plot_path is not None:
+            trades = [t for p in sorted(journals.glob("*.jsonl")) for t in read_trades(p, [])]
+        alerts_path = state_dir / "performance-alerts.jsonl"
+    result = build_report(
+        days,
+        Window(window),
+        tz,
+        name,
+        settings.targets,
+        start=start.date() if start else None,
+        end=end.date() if end else None,
+        bad=bad,
+        trades_for_rolling=trades,
+        rolling_n=rolling_n,
+    )
+    now = datetime.now(UTC)
+    for problem in bad:
+        click.echo(f"skipped {problem}", err=True)
+    if export == "json":
+        click.echo(json.dumps(report_to_json(result, now), indent=2))
+    elif export == "csv":
+        click.echo(report_to_csv(result))
+    else:
+        click.echo(report_to_markdown(result))
+    if plot_path is not None:
+        try:
+            plot_report(trades or [], tz, plot_path)
+        except PlotUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"wrote {plot_path}", err=True)
+    if result.breaches:
+        alerts = [alert_json(result, breach, now) for breach in result.breaches]
+        if alerts_path is not None:
+            with alerts_path.open("a", encoding="utf-8") as fh:
+                fh.writelines(json.dumps(alert) + "\n" for alert in alerts)
+        for alert in alerts:
+            click.echo(
+                f"WARN performance {alert['window']} {alert['period']}: {alert['metric']} "
+                f"{alert['actual']} misses target {alert['target']} ({alert['severity']})",
+                err=True,
+            )
+        sys.exit(2)
 
 
 def _progress(events: Iterator[Event]) -> Iterator[Event]:

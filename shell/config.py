@@ -9,10 +9,12 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from attrs import field, frozen
 
 from engine import Config, PriceGrid, ProtectionConfig, Rung, Tranche
+from engine.analytics import Targets
 
 __all__ = ["ConfigError", "Settings", "load_settings", "parse_settings"]
 
@@ -27,6 +29,8 @@ class Settings:
 
     config: Config = field(factory=Config)
     market_fill: str = "next"
+    performance_timezone: str = "America/New_York"
+    targets: Targets = field(factory=Targets)
 
 
 _PROTECTION_KEYS = {
@@ -40,6 +44,14 @@ _PROTECTION_KEYS = {
     "sub_dollar_increment",
 }
 _SIMULATION_KEYS = {"market_fill"}
+_PERFORMANCE_KEYS = {
+    "timezone",
+    "min_win_rate",
+    "min_avg_r",
+    "min_profit_factor",
+    "min_expectancy",
+    "max_drawdown",
+}
 
 
 def load_settings(path: Path | None) -> Settings:
@@ -61,7 +73,7 @@ def load_settings(path: Path | None) -> Settings:
 
 def parse_settings(data: Mapping[str, Any]) -> Settings:
     """Validate a parsed TOML document."""
-    unknown = set(data) - {"protection", "simulation"}
+    unknown = set(data) - {"protection", "simulation", "performance"}
     if unknown:
         raise ConfigError(f"unknown section(s): {', '.join(sorted(unknown))}")
     protection = _table(data, "protection", _PROTECTION_KEYS)
@@ -69,7 +81,43 @@ def parse_settings(data: Mapping[str, Any]) -> Settings:
     market_fill = simulation.get("market_fill", "next")
     if market_fill not in ("next", "same"):
         raise ConfigError(f"simulation.market_fill = {market_fill!r}: allowed 'next' or 'same'")
-    return Settings(Config(protection=_protection(protection)), market_fill)
+    performance = _table(data, "performance", _PERFORMANCE_KEYS)
+    timezone = performance.get("timezone", "America/New_York")
+    zone(timezone, "performance.timezone")
+    return Settings(
+        Config(protection=_protection(protection)),
+        market_fill,
+        timezone,
+        _targets(performance),
+    )
+
+
+def zone(name: object, key: str) -> ZoneInfo:
+    """A time zone by IANA name, or a ConfigError naming the key."""
+    if not isinstance(name, str):
+        raise ConfigError(f"{key} = {name!r}: expected an IANA zone name, e.g. America/New_York")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"{key} = {name!r}: not a known time zone (e.g. America/New_York, UTC)"
+        ) from None
+
+
+def _targets(table: Mapping[str, Any]) -> Targets:
+    def opt(name: str, low: Decimal, high: Decimal | None, allowed: str) -> Decimal | None:
+        if name not in table:
+            return None
+        return _decimal(f"performance.{name}", table[name], low=low, high=high, allowed=allowed)
+
+    big = Decimal("1e12")
+    return Targets(
+        min_win_rate=opt("min_win_rate", Decimal(0), Decimal(1), "0 to 1 (e.g. 0.55)"),
+        min_avg_r=opt("min_avg_r", -big, big, "a number of R (e.g. 0.3)"),
+        min_profit_factor=opt("min_profit_factor", Decimal(0), big, ">= 0 (e.g. 1.5)"),
+        min_expectancy=opt("min_expectancy", -big, big, "dollars per trade"),
+        max_drawdown=opt("max_drawdown", Decimal(0), big, ">= 0 dollars"),
+    )
 
 
 def _table(data: Mapping[str, Any], name: str, keys: set[str]) -> Mapping[str, Any]:

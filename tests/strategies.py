@@ -77,3 +77,31 @@ def histories(
 def market_fills() -> st.SearchStrategy[str]:
     """When the simulated broker fills market orders."""
     return st.sampled_from(["next", "same"])
+
+
+def trade_results(max_size: int = 60) -> st.SearchStrategy[list]:
+    """Closed trades over ~10 weeks: wins, losses and exact breakevens, in any order."""
+    from engine.analytics import TradeResult  # noqa: PLC0415 (keeps the engine imports above lean)
+
+    cents = st.one_of(st.integers(-50_000, 50_000), st.just(0))
+
+    @st.composite
+    def one(draw: st.DrawFn) -> TradeResult:
+        closed = T0 + timedelta(minutes=draw(st.integers(0, 70 * 24 * 60)))
+        pnl = Decimal(draw(cents)) / 100
+        risk = Decimal(draw(st.integers(1, 100_000))) / 100
+        return TradeResult(
+            symbol=draw(st.sampled_from(["AAA", "BBB", "CCC"])),
+            side=draw(st.sampled_from(["long", "short"])),
+            qty=Decimal(draw(st.integers(1, 500))),
+            entry=Decimal("100"),
+            exit=Decimal("101"),
+            opened=closed - timedelta(minutes=draw(st.integers(1, 600))),
+            closed=closed,
+            pnl=pnl,
+            r=pnl / risk,
+            risk=risk,
+            key=f"K{draw(st.integers(0, 10**6))}",
+        )
+
+    return st.lists(one(), max_size=max_size)

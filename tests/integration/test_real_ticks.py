@@ -69,3 +69,42 @@ def test_real_day_leaves_every_open_position_protected(day):
         assert order is not None and order.status is OrderStatus.LIVE, pos.key
         assert order.open_qty == pos.remaining_qty and order.stop_price == pos.stop
     assert isinstance(day[-1].event, Tick | OrderFilled)
+
+
+def test_real_day_trade_log_summaries_agree_with_a_naive_computation(day):
+    """The report metrics of the real day's trades agree with the long-hand computation:
+    money to the cent (exactly, in fact), ratios to 0.001."""
+    from engine.analytics import TradeResult, canonical, summarize  # noqa: PLC0415
+    from tests.reference_analytics import of_stats, reference  # noqa: PLC0415
+
+    trades = [
+        TradeResult(
+            **{
+                k: c[k]
+                for k in (
+                    "symbol",
+                    "side",
+                    "qty",
+                    "entry",
+                    "exit",
+                    "opened",
+                    "closed",
+                    "pnl",
+                    "r",
+                    "risk",
+                    "key",
+                )
+            }
+        )
+        for s in day
+        for c in s.commands
+        if isinstance(c, Record) and c.kind == "trade.closed"
+    ]
+    ours, theirs = of_stats(summarize(trades)), reference(canonical(trades))
+    for name, value in ours.items():
+        other = theirs[name]
+        if isinstance(value, D) and isinstance(other, D):
+            assert abs(value - other) <= D("0.001"), name
+        else:
+            assert value == other, name
+    assert ours["trades"] == len(trades) >= 10

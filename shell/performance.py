@@ -1,0 +1,415 @@
+"""Performance reports: read closed trades, summarise them per window, check targets.
+
+Trades come from journals (`trade.closed` records; other kinds are skipped) or from a CSV with
+the header `symbol,side,qty,entry,exit,opened,closed,pnl,r,risk` (`key` optional, last).
+A state directory's journals are summarised per day and cached under `performance/` with each
+file's checksum, so a report re-reads only the journals that changed.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator
+from datetime import date, datetime, tzinfo
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import cattrs
+from attrs import define, field
+
+from engine.analytics import (
+    Breach,
+    Stats,
+    Targets,
+    TradeResult,
+    Window,
+    by_window,
+    check_targets,
+    period_of,
+    rolling,
+)
+from shell.codec import BadLine, format_ts, parse_ts, to_jsonable
+
+__all__ = [
+    "CSV_FIELDS",
+    "Report",
+    "build_report",
+    "daily_from_state_dir",
+    "read_trades",
+    "report_to_csv",
+    "report_to_json",
+    "report_to_markdown",
+    "trade_from_json",
+]
+
+CSV_FIELDS = ["symbol", "side", "qty", "entry", "exit", "opened", "closed", "pnl", "r", "risk"]
+_DECIMALS = ("qty", "entry", "exit", "pnl", "r", "risk")
+_CACHE_VERSION = 1
+
+_stats_converter = cattrs.Converter()
+_stats_converter.register_unstructure_hook(Decimal, str)
+_stats_converter.register_structure_hook(Decimal, lambda v, _: Decimal(v))
+
+
+def trade_from_json(data: dict[str, Any]) -> TradeResult:
+    """A trade from a `trade.closed` record or CSV row; ValueError names the bad field."""
+    values: dict[str, Any] = {}
+    for name in CSV_FIELDS:
+        if name not in data or data[name] in (None, ""):
+            raise ValueError(f"missing {name!r}")
+        raw = data[name]
+        try:
+            if name in _DECIMALS:
+                number = Decimal(str(raw))
+                if not number.is_finite():
+                    raise ValueError
+                values[name] = number
+            elif name in ("opened", "closed"):
+                values[name] = parse_ts(str(raw))
+            else:
+                values[name] = str(raw)
+        except (ValueError, ArithmeticError):
+            raise ValueError(f"{name} = {raw!r} is not valid") from None
+    if values["side"] not in ("long", "short"):
+        raise ValueError(f"side = {values['side']!r}: expected long or short")
+    return TradeResult(key=str(data.get("key", "")), **values)
+
+
+def read_trades(path: Path, bad: list[BadLine]) -> list[TradeResult]:
+    """Every trade in a journal (JSONL) or a trades CSV; bad lines go to `bad`, the rest is kept."""
+    if path.suffix == ".csv":
+        return list(_csv_trades(path, bad))
+    return list(_jsonl_trades(path, bad))
+
+
+def _jsonl_trades(path: Path, bad: list[BadLine]) -> Iterator[TradeResult]:
+    with path.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+                if not isinstance(data, dict):
+                    raise ValueError("a line must be one JSON object")
+                if data.get("kind") != "trade.closed":
+                    continue
+                yield trade_from_json(data)
+            except ValueError as exc:
+                bad.append(BadLine(str(path), number, str(exc)))
+
+
+def _csv_trades(path: Path, bad: list[BadLine]) -> Iterator[TradeResult]:
+    with path.open(encoding="utf-8", newline="") as fh:
+        rows = csv.reader(fh)
+        header = next(rows, None)
+        if header not in (CSV_FIELDS, [*CSV_FIELDS, "key"]):
+            bad.append(BadLine(str(path), 1, f"expected the header {','.join(CSV_FIELDS)}[,key]"))
+            return
+        for row in rows:
+            if not row:
+                continue
+            try:
+                if len(row) != len(header):
+                    raise ValueError(f"expected {len(header)} fields, got {len(row)}")
+                yield trade_from_json(dict(zip(header, row, strict=True)))
+            except ValueError as exc:
+                bad.append(BadLine(str(path), rows.line_num, str(exc)))
+
+
+# --- per-day summaries of a state directory, cached by checksum --------------------------
+
+
+@define
+class DailyBuild:
+    """Per-day stats of a state directory's journals, and what it took to get them."""
+
+    days: dict[date, Stats] = field(factory=dict)
+    bad: list[BadLine] = field(factory=list)
+    files: int = 0
+    rebuilt: int = 0
+
+
+def daily_from_state_dir(
+    state_dir: Path, tz: tzinfo, zone_name: str, *, backfill_from: date | None = None
+) -> DailyBuild:
+    """Daily stats from `state_dir/journal/*.jsonl`, re-reading only journals whose checksum
+    changed (or that hold days on or after `backfill_from`). Idempotent."""
+    build = DailyBuild()
+    cache_path = state_dir / "performance" / "daily-cache.json"
+    cache = _load_cache(cache_path, zone_name)
+    fresh: dict[str, Any] = {}
+    for path in sorted((state_dir / "journal").glob("*.jsonl")):
+        build.files += 1
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        entry = cache.get(path.name)
+        stale = entry is None or entry["sha256"] != digest
+        if not stale and backfill_from is not None and entry is not None:
+            stale = any(date.fromisoformat(d) >= backfill_from for d in entry["days"])
+        if stale or entry is None:
+            build.rebuilt += 1
+            bad: list[BadLine] = []
+            trades = read_trades(path, bad)
+            days = {
+                start.isoformat(): _stats_converter.unstructure(stats)
+                for _, (start, stats) in by_window(trades, Window.DAILY, tz).items()
+            }
+            entry = {"sha256": digest, "days": days, "bad": [str(b) for b in bad]}
+        fresh[path.name] = entry
+        for day_text, stats_json in entry["days"].items():
+            day = date.fromisoformat(day_text)
+            stats = _stats_converter.structure(stats_json, Stats)
+            build.days[day] = build.days.get(day, Stats()) + stats
+        build.bad.extend(_bad_from_text(text) for text in entry["bad"])
+    _save_cache(cache_path, zone_name, fresh)
+    build.days = dict(sorted(build.days.items()))
+    return build
+
+
+def _bad_from_text(text: str) -> BadLine:
+    path, line, reason = text.split(":", 2)
+    return BadLine(path, int(line), reason.strip())
+
+
+def _load_cache(path: Path, zone_name: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # missing or corrupt: rebuild everything
+    if data.get("version") != _CACHE_VERSION or data.get("timezone") != zone_name:
+        return {}
+    files = data.get("files")
+    return files if isinstance(files, dict) else {}
+
+
+def _save_cache(path: Path, zone_name: str, files: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {"version": _CACHE_VERSION, "timezone": zone_name, "files": files}
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        json.dump(body, fh, separators=(",", ":"), sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+# --- the report --------------------------------------------------------------------------
+
+
+@define
+class Period:
+    """One window of the report."""
+
+    label: str
+    start: date
+    stats: Stats
+
+
+@define
+class Report:
+    """A report: periods in order, the total, breaches and what could not be read."""
+
+    window: Window
+    timezone: str
+    periods: list[Period]
+    total: Stats
+    breaches: list[Breach]
+    bad: list[BadLine]
+    rolling: tuple[int, Stats] | None = None
+
+    @property
+    def partial(self) -> bool:
+        """True when some input could not be read."""
+        return bool(self.bad)
+
+
+def build_report(
+    days: dict[date, Stats],
+    window: Window,
+    tz: tzinfo,
+    zone_name: str,
+    targets: Targets,
+    *,
+    start: date | None = None,
+    end: date | None = None,
+    bad: list[BadLine] | None = None,
+    trades_for_rolling: Iterable[TradeResult] | None = None,
+    rolling_n: int = 0,
+) -> Report:
+    """Group daily stats into windows (days merge in order, exactly), between start and end."""
+    periods: dict[str, Period] = {}
+    chosen = {d: s for d, s in days.items() if (start is None or d >= start)}
+    chosen = {d: s for d, s in chosen.items() if (end is None or d <= end)}
+    if start is not None and end is not None:
+        day = start
+        while day <= end:  # an explicit range lists every period, traded or not
+            label, first = period_of(_noon(day, tz), window, tz)
+            periods.setdefault(label, Period(label, first, Stats()))
+            day = date.fromordinal(day.toordinal() + 1)
+    for day, stats in sorted(chosen.items()):
+        label, first = period_of(_noon(day, tz), window, tz)
+        period = periods.setdefault(label, Period(label, first, Stats()))
+        period.stats = period.stats + stats
+    ordered = sorted(periods.values(), key=lambda p: p.start)
+    total = Stats()
+    for period in ordered:
+        total = total + period.stats
+    breaches = check_targets({p.label: p.stats for p in ordered}, targets)
+    roll = None
+    if rolling_n > 0 and trades_for_rolling is not None:
+        roll = (rolling_n, rolling(trades_for_rolling, rolling_n))
+    return Report(window, zone_name, ordered, total, breaches, list(bad or []), roll)
+
+
+def _noon(day: date, tz: tzinfo) -> datetime:
+    return datetime(day.year, day.month, day.day, 12, tzinfo=tz)
+
+
+def _stats_json(stats: Stats) -> dict[str, Any]:
+    data = {
+        "trades": stats.trades,
+        "no_trades": stats.trades == 0,
+        "wins": stats.wins,
+        "losses": stats.losses,
+        "breakevens": stats.breakevens,
+        "win_rate": stats.win_rate,
+        "current_streak": stats.current_streak,
+        "longest_win_streak": stats.longest_win,
+        "longest_loss_streak": stats.longest_loss,
+        "avg_win": stats.avg_win,
+        "avg_loss": stats.avg_loss,
+        "avg_r": stats.avg_r,
+        "profit_factor": stats.profit_factor,
+        "expectancy": stats.expectancy,
+        "realized_pnl": stats.pnl,
+        "max_drawdown": stats.max_drawdown,
+    }
+    result = to_jsonable(data)
+    assert isinstance(result, dict)
+    return result
+
+
+def alert_json(report: Report, breach: Breach, now: datetime) -> dict[str, Any]:
+    """A `performance.alert` record."""
+    return {
+        "kind": "performance.alert",
+        "ts": format_ts(now),
+        "window": report.window.value,
+        "period": breach.period,
+        "metric": breach.metric,
+        "actual": str(breach.actual),
+        "target": str(breach.target),
+        "severity": breach.severity,
+    }
+
+
+def report_to_json(report: Report, now: datetime) -> dict[str, Any]:
+    """The report as one JSON object (see shell/schemas/summary.schema.json)."""
+    out: dict[str, Any] = {
+        "window": report.window.value,
+        "timezone": report.timezone,
+        "partial": report.partial,
+        "bad_lines": [str(b) for b in report.bad],
+        "periods": [
+            {"period": p.label, "start": p.start.isoformat(), **_stats_json(p.stats)}
+            for p in report.periods
+        ],
+        "total": _stats_json(report.total),
+        "alerts": [alert_json(report, b, now) for b in report.breaches],
+    }
+    if report.rolling is not None:
+        n, stats = report.rolling
+        out["rolling"] = {"trades_back": n, **_stats_json(stats)}
+    return out
+
+
+_COLUMNS = [
+    ("trades", "trades"),
+    ("W/L/BE", ""),
+    ("win rate", "win_rate"),
+    ("streak", "current_streak"),
+    ("avg win", "avg_win"),
+    ("avg loss", "avg_loss"),
+    ("avg R", "avg_r"),
+    ("PF", "profit_factor"),
+    ("expectancy", "expectancy"),
+    ("P&L", "realized_pnl"),
+    ("max DD", "max_drawdown"),
+]
+
+
+def _cells(stats: Stats) -> list[str]:
+    if not stats.trades:
+        return ["0", "no trades", *[""] * (len(_COLUMNS) - 2)]
+    data = _stats_json(stats)
+
+    def fmt(name: str) -> str:
+        value = data[name]
+        if value is None:
+            return "—"
+        if name == "win_rate":
+            return f"{Decimal(value) * 100:.1f}%"
+        if name in ("trades", "current_streak"):
+            return str(value)
+        return f"{Decimal(value):,.2f}"
+
+    wlb = f"{stats.wins}/{stats.losses}/{stats.breakevens}"
+    return [fmt("trades"), wlb, *[fmt(name) for _, name in _COLUMNS[2:]]]
+
+
+def report_to_markdown(report: Report) -> str:
+    """A GitHub-flavoured Markdown table that reads well in a terminal too."""
+    head = ["period", *[title for title, _ in _COLUMNS]]
+    lines = [
+        f"## ratchet performance — {report.window.value} ({report.timezone})",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|",
+    ]
+    for period in report.periods:
+        lines.append("| " + " | ".join([period.label, *_cells(period.stats)]) + " |")
+    lines.append("| **total** | " + " | ".join(_cells(report.total)) + " |")
+    if not report.periods:
+        lines.append("")
+        lines.append("No trades in this range.")
+    if report.rolling is not None:
+        n, stats = report.rolling
+        lines += ["", f"Last {n} trades: " + ", ".join(
+            f"{title} {cell}" for (title, _), cell in zip(_COLUMNS, _cells(stats), strict=True)
+        )]  # fmt: skip
+    if report.breaches:
+        lines += ["", "**Targets missed**", ""]
+        lines += [
+            f"- {b.period}: {b.metric} {b.actual:.4f} vs target {b.target} ({b.severity})"
+            for b in report.breaches
+        ]
+    if report.partial:
+        lines += ["", f"**Partial**: {len(report.bad)} input line(s) could not be read:"]
+        lines += [f"- `{b}`" for b in report.bad]
+    return "\n".join(lines)
+
+
+def report_to_csv(report: Report) -> str:
+    """One row per period, then the total, with the JSON fields as columns."""
+    names = list(_stats_json(Stats()))
+    rows = [["period", "start", *names]]
+    for period in report.periods:
+        data = _stats_json(period.stats)
+        rows.append([period.label, period.start.isoformat(), *[_cell(data[n]) for n in names]])
+    data = _stats_json(report.total)
+    rows.append(["total", "", *[_cell(data[n]) for n in names]])
+    lines = []
+    for row in rows:
+        lines.append(",".join(row))
+    return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
