@@ -148,6 +148,61 @@ class Stats:
             longest_loss=longest_loss,
         )
 
+    @classmethod
+    def of_sequence(cls, trades: Iterable[TradeResult]) -> Stats:
+        """The summary of trades taken in the order given, in one pass (equal to adding
+        `Stats.of` of each, and much cheaper)."""
+        n = wins = losses = 0
+        gross_profit = gross_loss = r_sum = equity = peak = trough = drawdown = _ZERO
+        first_sign = first_len = cur_sign = cur_len = 0
+        first_done = False
+        longest = {1: 0, -1: 0}
+        with localcontext(_EXACT):
+            for trade in trades:
+                pnl = trade.pnl
+                n += 1
+                r_sum += trade.r
+                equity += pnl
+                if equity > peak:
+                    peak = equity
+                elif equity < trough:
+                    trough = equity
+                drawdown = max(drawdown, peak - equity)
+                if pnl == 0:
+                    continue
+                if pnl > 0:
+                    wins += 1
+                    gross_profit += pnl
+                    sign = 1
+                else:
+                    losses += 1
+                    gross_loss += pnl
+                    sign = -1
+                if sign == cur_sign:
+                    cur_len += 1
+                else:
+                    first_done = first_done or cur_sign != 0
+                    cur_sign, cur_len = sign, 1
+                if not first_done:
+                    first_sign, first_len = cur_sign, cur_len
+                longest[sign] = max(longest[sign], cur_len)
+        return cls(
+            trades=n,
+            wins=wins,
+            losses=losses,
+            breakevens=n - wins - losses,
+            gross_profit=gross_profit,
+            gross_loss=gross_loss,
+            r_sum=r_sum,
+            peak=peak,
+            trough=trough,
+            drawdown=drawdown,
+            first=_Run(first_sign, first_len),
+            last=_Run(cur_sign, cur_len),
+            longest_win=longest[1],
+            longest_loss=longest[-1],
+        )
+
     # --- derived -------------------------------------------------------------------------
 
     @property
@@ -201,10 +256,7 @@ class Stats:
 
 def summarize(trades: Iterable[TradeResult]) -> Stats:
     """The summary of some trades, taken in canonical order."""
-    total = Stats()
-    for trade in canonical(trades):
-        total = total + Stats.of(trade)
-    return total
+    return Stats.of_sequence(canonical(trades))
 
 
 class Window(Enum):
@@ -233,11 +285,11 @@ def by_window(
     trades: Iterable[TradeResult], window: Window, tz: tzinfo
 ) -> dict[str, tuple[date, Stats]]:
     """Per period (label -> (first day, stats)), periods and trades in time order."""
-    out: dict[str, tuple[date, Stats]] = {}
+    groups: dict[str, tuple[date, list[TradeResult]]] = {}
     for trade in canonical(trades):
         label, start = period_of(trade.closed, window, tz)
-        _, stats = out.get(label, (start, Stats()))
-        out[label] = (start, stats + Stats.of(trade))
+        groups.setdefault(label, (start, []))[1].append(trade)
+    out = {label: (start, Stats.of_sequence(group)) for label, (start, group) in groups.items()}
     return dict(sorted(out.items(), key=lambda item: item[1][0]))
 
 

@@ -85,3 +85,12 @@ def _noon(day):
     from datetime import datetime  # noqa: PLC0415
 
     return datetime(day.year, day.month, day.day, 12, tzinfo=NY)
+
+
+@given(trade_results())
+def test_a4_the_one_pass_fold_equals_adding_trade_by_trade(trades):
+    """Stats.of_sequence (one pass) is the same value as Stats.of(t1) + Stats.of(t2) + ..."""
+    total = Stats()
+    for trade in canonical(trades):
+        total = total + Stats.of(trade)
+    assert Stats.of_sequence(canonical(trades)) == total
