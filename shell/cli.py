@@ -26,6 +26,7 @@ from shell.performance import (
     report_to_csv,
     report_to_json,
     report_to_markdown,
+    write_json_atomic,
 )
 from shell.plot import PlotUnavailable, PriceTrail, plot_report, plot_simulation
 from shell.report import render_summary, summary_to_json
@@ -233,8 +234,11 @@ def report(
     now = datetime.now(UTC)
     for problem in bad:
         click.echo(f"skipped {problem}", err=True)
+    document = report_to_json(result, now)
+    if not trade_files:  # keep the latest summary of each window beside the cache
+        write_json_atomic(state_dir / "performance" / f"{window}.json", document)
     if export == "json":
-        click.echo(json.dumps(report_to_json(result, now), indent=2))
+        click.echo(json.dumps(document, indent=2))
     elif export == "csv":
         click.echo(report_to_csv(result))
     else:

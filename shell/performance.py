@@ -44,6 +44,7 @@ __all__ = [
     "report_to_json",
     "report_to_markdown",
     "trade_from_json",
+    "write_json_atomic",
 ]
 
 CSV_FIELDS = ["symbol", "side", "qty", "entry", "exit", "opened", "closed", "pnl", "r", "risk"]
@@ -186,8 +187,13 @@ def _load_cache(path: Path, zone_name: str) -> dict[str, Any]:
 
 
 def _save_cache(path: Path, zone_name: str, files: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     body = {"version": _CACHE_VERSION, "timezone": zone_name, "files": files}
+    write_json_atomic(path, body)
+
+
+def write_json_atomic(path: Path, body: object) -> None:
+    """Write JSON to `path` all at once: temp file, fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", encoding="utf-8") as fh:
         json.dump(body, fh, separators=(",", ":"), sort_keys=True)

@@ -109,6 +109,9 @@ def test_missed_targets_exit_2_with_alerts_and_warnings(tmp_path, week_file):
         result.stderr
     )
     [alert] = [json.loads(x) for x in (state / "performance-alerts.jsonl").read_text().splitlines()]
+    saved = json.loads((state / "performance" / "weekly.json").read_text())
+    _validate(saved, "summary.schema.json")
+    assert saved["total"]["trades"] == 6
     _validate(alert, "alert.schema.json")
     assert (alert["metric"], alert["actual"], alert["target"]) == ("win_rate", "0.4", "0.55")
 
