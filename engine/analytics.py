@@ -52,6 +52,7 @@ class TradeResult:
     r: Decimal
     risk: Decimal
     key: str = ""
+    reason: str = ""
 
 
 def canonical(trades: Iterable[TradeResult]) -> list[TradeResult]:

@@ -34,6 +34,7 @@ from engine.model import (
     OrderStatus,
     PendingEntry,
     Position,
+    Protection,
 )
 from engine.orders import is_better_stop, order_record, reconcile, submit
 
@@ -148,20 +149,7 @@ def _climb(
         level = levels[i]
         reason = f"reached {level.r}R"
         if level.protection is not None:
-            out.append(
-                Record(
-                    "position.state",
-                    ts,
-                    {
-                        "symbol": pos.symbol,
-                        "key": pos.key,
-                        "old": protection.value,
-                        "new": level.protection.value,
-                        "reason": reason,
-                        "r": r,
-                    },
-                )
-            )
+            out.append(_state_record(pos, protection, level.protection, reason, r, ts))
             protection = level.protection
         if level.stop is not None and level.lock_r is not None:
             lock_r, gap_r = level.lock_r, level.r - level.lock_r
@@ -214,6 +202,18 @@ def _climb(
         to_sell=to_sell,
         milestones=tuple(milestones),
     )
+
+
+def _state_record(
+    pos: Position, old: Protection, new: Protection, reason: str, r: Decimal, ts: datetime
+) -> Record:
+    """The `position.state` record of one transition."""
+    return Record(
+        "position.state",
+        ts,
+        {"symbol": pos.symbol, "key": pos.key, "old": old.value, "new": new.value,
+         "reason": reason, "r": r},
+    )  # fmt: skip
 
 
 def _stop_moved(
@@ -477,20 +477,8 @@ def _take_profit_filled(
     unordered: list[tuple[Decimal, int]] = []
     for level in pos.schedule[pos.next_level :]:
         if level.protection is not None:
-            out.append(
-                Record(
-                    "position.state",
-                    ts,
-                    {
-                        "symbol": pos.symbol,
-                        "key": pos.key,
-                        "old": protection.value,
-                        "new": level.protection.value,
-                        "reason": f"take-profit filled at {price}",
-                        "r": r,
-                    },
-                )
-            )
+            reason = f"take-profit filled at {price}"
+            out.append(_state_record(pos, protection, level.protection, reason, r, ts))
             protection = level.protection
         if level.tranche is not None:
             unordered.append((level.r, level.tranche))

@@ -42,6 +42,7 @@ __all__ = [
     "event_from_json",
     "event_to_json",
     "format_ts",
+    "json_lines",
     "merge_by_ts",
     "parse_ts",
     "read_events",
@@ -222,16 +223,30 @@ def read_events(
     return reader(path, skip_bad, bad if bad is not None else [])
 
 
+def json_lines(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | ValueError]]:
+    """(line number, object) for each non-blank JSON Lines line, or the ValueError saying why
+    the line is not one JSON object."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except ValueError as exc:
+            yield number, exc
+            continue
+        if isinstance(data, dict):
+            yield number, data
+        else:
+            yield number, ValueError("a line must be one JSON object")
+
+
 def _read_jsonl(path: Path, skip_bad: bool, bad: list[BadLine]) -> Iterator[Event]:
     last: datetime | None = None
     with _open_text(path) as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
+        for number, data in json_lines(fh):
             try:
-                data = json.loads(line)
-                if not isinstance(data, dict):
-                    raise ValueError("a line must be one JSON object")
+                if isinstance(data, ValueError):
+                    raise data
                 event = event_from_json(data)
                 if last is not None and event.ts < last:
                     raise ValueError(f"ts {format_ts(event.ts)} goes back in time")

@@ -32,7 +32,7 @@ from engine.analytics import (
     period_of,
     rolling,
 )
-from shell.codec import BadLine, format_ts, parse_ts, to_jsonable
+from shell.codec import BadLine, format_ts, json_lines, parse_ts, to_jsonable
 
 __all__ = [
     "CSV_FIELDS",
@@ -89,13 +89,10 @@ def read_trades(path: Path, bad: list[BadLine]) -> list[TradeResult]:
 
 def _jsonl_trades(path: Path, bad: list[BadLine]) -> Iterator[TradeResult]:
     with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
+        for number, data in json_lines(fh):
             try:
-                data = json.loads(line)
-                if not isinstance(data, dict):
-                    raise ValueError("a line must be one JSON object")
+                if isinstance(data, ValueError):
+                    raise data
                 if data.get("kind") != "trade.closed":
                     continue
                 yield trade_from_json(data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -19,27 +20,13 @@ from engine import (
     Transition,
     step,
 )
+from engine.analytics import TradeResult
 from shell.broker.simulated import SimulatedBroker
 
-__all__ = ["Summary", "TradeResult", "run_simulation"]
+__all__ = ["Summary", "run_simulation"]
 
 Sink = Callable[[Command], None]
 StepObserver = Callable[[Event, EngineState, Transition], None]
-
-
-@define
-class TradeResult:
-    """One closed trade, as the summary lists it."""
-
-    symbol: str
-    key: str
-    side: str
-    qty: Decimal
-    entry: Decimal
-    exit: Decimal
-    pnl: Decimal
-    r: Decimal
-    reason: str
 
 
 @define
@@ -99,13 +86,16 @@ class Summary:
             self.trades.append(
                 TradeResult(
                     symbol=str(d["symbol"]),
-                    key=str(d["key"]),
                     side=str(d["side"]),
                     qty=_dec(d["qty"]),
                     entry=_dec(d["entry"]),
                     exit=_dec(d["exit"]),
+                    opened=_ts(d["opened"]),
+                    closed=_ts(d["closed"]),
                     pnl=pnl,
                     r=_dec(d["r"]),
+                    risk=_dec(d["risk"]),
+                    key=str(d["key"]),
                     reason=str(d["reason"]),
                 )
             )
@@ -113,6 +103,11 @@ class Summary:
 
 def _dec(value: object) -> Decimal:
     assert isinstance(value, Decimal), value
+    return value
+
+
+def _ts(value: object) -> datetime:
+    assert isinstance(value, datetime), value
     return value
 
 
