@@ -87,6 +87,8 @@ RECORD_KINDS = frozenset(
         "order.rejected",
         "conflict.detected",
         "alert",
+        "goal.triggered",
+        "goal.reset",
     }
 )
 

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import UTC, time, tzinfo
 from decimal import Decimal
 
 from attrs import field, frozen
+
+from engine.goal import GoalConfig
 
 __all__ = [
     "DEFAULT_LADDER",
     "DEFAULT_LEVELS",
     "DEFAULT_PARTIALS",
     "Config",
+    "GoalConfig",
     "PriceGrid",
     "ProtectionConfig",
     "Rung",
+    "SessionConfig",
     "Tranche",
 ]
 
@@ -82,9 +87,19 @@ class ProtectionConfig:
 
 
 @frozen
+class SessionConfig:
+    """One session boundary for every daily counter (the shell's default: 04:00 New York)."""
+
+    tz: tzinfo = UTC
+    boundary: time = time(4, 0)
+
+
+@frozen
 class Config:
     """Everything the engine needs to decide; the shell builds it from TOML and env."""
 
     protection: ProtectionConfig = field(factory=ProtectionConfig)
+    goal: GoalConfig = field(factory=GoalConfig)
+    session: SessionConfig = field(factory=SessionConfig)
     # Most positions open at once, all symbols together (0: no limit).
     max_open: int = 0

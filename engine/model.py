@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Any, NamedTuple
@@ -13,6 +13,7 @@ from immutables import Map
 from engine.commands import OrderAction, OrderType
 from engine.config import Config
 from engine.events import Side, Tick
+from engine.goal import Daily
 
 __all__ = [
     "NEXT_PROTECTION",
@@ -190,11 +191,23 @@ class Book:
     side: Side | None = None
     lo: Decimal = _NEG_INF
     hi: Decimal = _POS_INF
+    # Signed remaining quantity and cost, and the unrealized P/L at the last mark: with the
+    # daily goal on (`tracked`), every tick of the symbol updates the day's P&L in O(1).
+    q: Decimal = _ZERO
+    c: Decimal = _ZERO
+    u: Decimal = _ZERO
+    tracked: bool = False
 
     @classmethod
-    def of(cls, positions: tuple[Position, ...]) -> Book:
-        """The book of these positions (all in one symbol)."""
+    def of(cls, positions: tuple[Position, ...], mark: Decimal | None, tracked: bool) -> Book:
+        """The book of these positions (all in one symbol), valued at `mark`."""
         lo, hi = _NEG_INF, _POS_INF
+        q = c = _ZERO
+        for pos in positions:
+            signed = pos.remaining_qty * pos.side.sign
+            q += signed
+            c += pos.entry * signed
+        u = mark * q - c if mark is not None else _ZERO
         for pos in positions:
             trigger = pos.trigger
             if trigger is None:
@@ -204,7 +217,7 @@ class Book:
             else:
                 lo = max(lo, trigger)
         side = positions[0].side if positions else None
-        return cls(tuple(p.key for p in positions), side, lo, hi)
+        return cls(tuple(p.key for p in positions), side, lo, hi, q, c, u, tracked)
 
 
 @frozen
@@ -231,6 +244,13 @@ _EMPTY_ENTRIES: Map[str, PendingEntry] = Map()
 _EMPTY_COUNTS: Map[str, int] = Map()
 _EMPTY_ROUTES: Map[str, str] = Map()
 _DEFAULT_CONFIG = Config()
+# Sessions never roll when no daily counter is on: the tick fast path compares against this.
+_NO_SESSIONS = Daily(reset_at=datetime(9999, 12, 31, tzinfo=UTC))
+
+
+def tracks_days(config: Config) -> bool:
+    """True when some daily counter (the profit goal) needs the session calendar."""
+    return config.goal.enabled
 
 
 class EngineState(NamedTuple):
@@ -249,11 +269,13 @@ class EngineState(NamedTuple):
     entries: Map[str, PendingEntry] = _EMPTY_ENTRIES
     counts: Map[str, int] = _EMPTY_COUNTS
     routes: Map[str, str] = _EMPTY_ROUTES
+    daily: Daily = _NO_SESSIONS
 
     @classmethod
     def empty(cls, config: Config | None = None) -> EngineState:
-        """A fresh engine with no positions."""
-        return cls(config=config or _DEFAULT_CONFIG)
+        """A fresh engine with no positions; sessions are kept when a daily counter is on."""
+        config = config or _DEFAULT_CONFIG
+        return cls(config=config, daily=Daily() if tracks_days(config) else _NO_SESSIONS)
 
     def in_symbol(self, symbol: str) -> tuple[Position, ...]:
         """The open positions in `symbol`, oldest first."""
@@ -282,6 +304,7 @@ class EngineState(NamedTuple):
             self.entries,
             self.counts,
             self.routes,
+            self.daily,
         )
 
     def replace(self, **changes: Any) -> EngineState:

@@ -10,6 +10,7 @@ from typing import NamedTuple, assert_never
 from attrs import evolve, frozen
 from returns.result import Failure, Result, Success
 
+from engine.calendar import session_of
 from engine.commands import Alert, Command, OrderAction, OrderType, Record, SubmitOrder
 from engine.config import ProtectionConfig
 from engine.events import (
@@ -24,6 +25,7 @@ from engine.events import (
     Side,
     Tick,
 )
+from engine.goal import check_goal, roll_session
 from engine.ids import entry_order_id, position_key
 from engine.ladder import floor_to_lot, round_in_favour, schedule, take_profit_price, tranche_sizes
 from engine.model import (
@@ -65,16 +67,32 @@ class Refusal:
 def step(state: EngineState, event: Event) -> Transition:
     """Apply one event; return the next state and every command it calls for."""
     if type(event) is Tick:
-        # The hot path, inlined: a tick inside its symbol's band only records the mark.
+        # The hot path, inlined: a tick inside its symbol's band, within the session, only
+        # records the mark.
         book = state.books.get(event.symbol)
-        if book is None or book.lo < event.price < book.hi:
+        daily = state.daily
+        reset_at = daily.reset_at
+        if (
+            (book is None or (book.lo < event.price < book.hi and not book.tracked))
+            and reset_at is not None
+            and event.ts < reset_at
+        ):
             marks = state.marks.set(event.symbol, event)
-            config, positions, books, _, entries, counts, routes = state
-            new = _tuple_new(
-                EngineState, (config, positions, books, marks, entries, counts, routes)
-            )
+            config, positions, books, _, entries, counts, routes, _ = state
+            fields = (config, positions, books, marks, entries, counts, routes, daily)
+            new = _tuple_new(EngineState, fields)
             return _tuple_new(Transition, (new, _NO_COMMANDS))
-        return _on_tick(state, event)
+    reset_at = state.daily.reset_at
+    if reset_at is None or event.ts >= reset_at:
+        return _new_session(state, event)
+    before = state.daily.triggered
+    t = _dispatch(state, event)
+    if t.state.daily.triggered and not before and state.config.goal.on_trigger == "flatten":
+        return _flatten(t, event.ts)
+    return t
+
+
+def _dispatch(state: EngineState, event: Event) -> Transition:
     match event:
         case Tick():
             return _on_tick(state, event)
@@ -114,11 +132,18 @@ def _on_tick(state: EngineState, tick: Tick) -> Transition:
     marks = state.marks.set(symbol, tick)
     book = state.books.get(symbol)
     price = tick.price
-    # O(1): inside the book's band no position is triggered; only the mark changes.
-    if book is None or book.lo < price < book.hi:
+    if book is None:
         return Transition(state.with_marks(marks))
     state = state.with_marks(marks)
     out: list[Command] = []
+    if book.tracked:
+        # The day's P&L follows every print of a symbol with open positions (SPEC §7).
+        u = price * book.q - book.c
+        daily = evolve(state.daily, unrealized=state.daily.unrealized + u - book.u)
+        daily, records = check_goal(daily, state.config.goal, tick.ts)
+        out.extend(records)
+        books = state.books.set(symbol, evolve(book, u=u))
+        state = state.replace(books=books, daily=daily)
     cfg = state.config.protection
     for key in book.keys:
         pos = state.positions[key]
@@ -241,6 +266,14 @@ def validate_entry(state: EngineState, intent: EntryIntent) -> Result[Decimal, R
     if sides - {intent.side}:
         return Failure(
             Refusal("opposite_side_open", f"{symbol} has open {sides.pop().value} positions")
+        )
+    if state.daily.triggered:
+        return Failure(
+            Refusal(
+                "daily_profit_protection",
+                f"the day gave back {state.config.goal.giveback:%} of its peak "
+                f"{state.daily.peak}; entries resume next session",
+            )
         )
     limit = state.config.max_open
     if limit and len(state.positions) + len(state.entries) >= limit:
@@ -724,11 +757,50 @@ def _store(state: EngineState, pos: Position, ts: datetime, out: list[Command]) 
         positions = state.positions.set(key, pos)
         if key not in keys:
             keys = (*keys, key)
+    mark = state.marks.get(symbol)
+    tracked = state.config.goal.enabled
     if keys:
-        books = state.books.set(symbol, Book.of(tuple(positions[k] for k in keys)))
+        lots = tuple(positions[k] for k in keys)
+        books = state.books.set(symbol, Book.of(lots, mark.price if mark else None, tracked))
     else:
         books = state.books.delete(symbol) if symbol in state.books else state.books
-    return state.replace(positions=positions, books=books, routes=routes)
+    old = state.positions.get(key)
+    realized = pos.realized - (old.realized if old is not None else _ZERO)
+    daily = state.daily
+    if tracked:
+        unrealized = sum((b.u for b in books.values()), _ZERO)
+        daily = evolve(daily, realized=daily.realized + realized, unrealized=unrealized)
+        daily, records = check_goal(daily, state.config.goal, ts)
+        out.extend(records)
+    return state.replace(positions=positions, books=books, routes=routes, daily=daily)
+
+
+def _new_session(state: EngineState, event: Event) -> Transition:
+    """The first event at or after the session boundary starts a new session (SPEC §7)."""
+    cfg = state.config.session
+    session, reset_at = session_of(event.ts, cfg.tz, cfg.boundary)
+    daily, records = roll_session(state.daily, session, reset_at, event.ts)
+    t = step(state.replace(daily=daily), event)
+    return Transition(t.state, (*records, *t.commands))
+
+
+def _flatten(t: Transition, ts: datetime) -> Transition:
+    """Protection triggered with on_trigger = "flatten": close every position at market."""
+    state, out = t.state, list(t.commands)
+    for key in list(state.positions):
+        pos = state.positions[key]
+        in_flight = pos.sell_order.open_qty if pos.sell_order is not None else _ZERO
+        pos = evolve(
+            pos,
+            to_sell=pos.remaining_qty - in_flight,
+            milestones=(),
+            close_reason="flatten",
+            trigger=None,
+        )
+        mark = state.marks.get(pos.symbol)
+        pos = reconcile(pos, mark.price if mark else None, ts, out)
+        state = _store(state, pos, ts, out)
+    return Transition(state, tuple(out))
 
 
 def _close_records(pos: Position, ts: datetime) -> list[Command]:

@@ -4,8 +4,10 @@ with its key, the value and what is allowed."""
 from __future__ import annotations
 
 import itertools
+import os
 import tomllib
 from collections.abc import Mapping
+from datetime import time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from attrs import field, frozen
 
 from engine import Config, PriceGrid, ProtectionConfig, Rung, Tranche
 from engine.analytics import Targets
+from engine.config import GoalConfig, SessionConfig
 
 __all__ = ["ConfigError", "Settings", "load_settings", "parse_settings"]
 
@@ -44,6 +47,10 @@ _PROTECTION_KEYS = {
     "sub_dollar_increment",
 }
 _SIMULATION_KEYS = {"market_fill"}
+_GOAL_KEYS = {"target", "giveback", "on_trigger"}
+_SESSION_KEYS = {"timezone", "reset"}
+ENV_TARGET = "PROFIT_TARGET_DAILY"
+ENV_GIVEBACK = "PROFIT_GIVEBACK_THRESHOLD"
 _PERFORMANCE_KEYS = {
     "timezone",
     "min_win_rate",
@@ -54,10 +61,12 @@ _PERFORMANCE_KEYS = {
 }
 
 
-def load_settings(path: Path | None) -> Settings:
-    """Settings from a TOML file (every key optional), or the defaults when `path` is None."""
+def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from a TOML file (every key optional; defaults without one), overridden by
+    the environment (`PROFIT_TARGET_DAILY`, `PROFIT_GIVEBACK_THRESHOLD`)."""
+    env = os.environ if env is None else env
     if path is None:
-        return Settings()
+        return parse_settings({}, env)
     try:
         with path.open("rb") as fh:
             data = tomllib.load(fh)
@@ -66,14 +75,15 @@ def load_settings(path: Path | None) -> Settings:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     try:
-        return parse_settings(data)
+        return parse_settings(data, env)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def parse_settings(data: Mapping[str, Any]) -> Settings:
-    """Validate a parsed TOML document."""
-    unknown = set(data) - {"protection", "simulation", "performance"}
+def parse_settings(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Settings:
+    """Validate a parsed TOML document (and the environment, which wins)."""
+    env = {} if env is None else env
+    unknown = set(data) - {"protection", "simulation", "performance", "goal", "session"}
     if unknown:
         raise ConfigError(f"unknown section(s): {', '.join(sorted(unknown))}")
     protection = _table(data, "protection", _PROTECTION_KEYS)
@@ -84,12 +94,51 @@ def parse_settings(data: Mapping[str, Any]) -> Settings:
     performance = _table(data, "performance", _PERFORMANCE_KEYS)
     timezone = performance.get("timezone", "America/New_York")
     zone(timezone, "performance.timezone")
+    goal = _goal(_table(data, "goal", _GOAL_KEYS), env)
+    session = _session(_table(data, "session", _SESSION_KEYS))
     return Settings(
-        Config(protection=_protection(protection)),
+        Config(protection=_protection(protection), goal=goal, session=session),
         market_fill,
         timezone,
         _targets(performance),
     )
+
+
+def _goal(table: Mapping[str, Any], env: Mapping[str, str]) -> GoalConfig:
+    target_raw: object = table.get("target", "0")
+    target_key = "goal.target"
+    if env.get(ENV_TARGET, "").strip():
+        target_raw, target_key = env[ENV_TARGET].strip(), ENV_TARGET
+    giveback_raw: object = table.get("giveback", "0.50")
+    giveback_key = "goal.giveback"
+    if env.get(ENV_GIVEBACK, "").strip():
+        giveback_raw, giveback_key = env[ENV_GIVEBACK].strip(), ENV_GIVEBACK
+    allowed_target = "0 (off) or 10 to 10000 dollars"
+    target = _decimal(target_key, target_raw, low=Decimal(0), high=Decimal(10_000),
+                      allowed=allowed_target)  # fmt: skip
+    if 0 < target < 10:
+        raise ConfigError(f"{target_key} = {target_raw!r}: allowed {allowed_target}")
+    giveback = _decimal(giveback_key, giveback_raw, low=Decimal("0.10"), high=Decimal("0.90"),
+                        allowed="0.10 to 0.90 (share of the peak)")  # fmt: skip
+    on_trigger = table.get("on_trigger", "block_entries")
+    if on_trigger not in ("block_entries", "flatten"):
+        raise ConfigError(f"goal.on_trigger = {on_trigger!r}: allowed 'block_entries' or 'flatten'")
+    return GoalConfig(target=target, giveback=giveback, on_trigger=on_trigger)
+
+
+def _session(table: Mapping[str, Any]) -> SessionConfig:
+    tz = zone(table.get("timezone", "America/New_York"), "session.timezone")
+    raw = table.get("reset", "04:00")
+    if isinstance(raw, time):
+        boundary = raw
+    else:
+        try:
+            boundary = time.fromisoformat(str(raw))
+        except ValueError:
+            raise ConfigError(
+                f"session.reset = {raw!r}: allowed a time of day, e.g. 04:00"
+            ) from None
+    return SessionConfig(tz=tz, boundary=boundary.replace(tzinfo=None))
 
 
 def zone(name: object, key: str) -> ZoneInfo:

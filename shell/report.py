@@ -35,6 +35,7 @@ def summary_to_json(summary: Summary, *, bad_lines: int = 0) -> dict[str, Any]:
         "conflicts": summary.conflicts,
         "alerts": summary.alerts,
         "oversells": summary.oversells,
+        "goal": {"triggered": summary.goal_triggers, "session_resets": summary.session_resets},
         "realized_pnl": summary.realized_pnl,
         "trades": [
             {
@@ -84,6 +85,14 @@ def render_summary(summary: Summary, *, bad_lines: int = 0) -> str:
         f"{s.alerts} alerts, {s.oversells} oversells",
         f"realized P&L  {_money(s.realized_pnl)}",
     ]
+    for trigger in s.goal_triggers:
+        lines.append(
+            f"goal          protection at {trigger['ts']:%Y-%m-%d %H:%M:%S}Z: peak "
+            f"{_money(trigger['peak'])}, then {_money(trigger['current'])} "
+            f"({trigger['action']})"
+        )
+    if s.session_resets:
+        lines.append(f"sessions      {s.session_resets} reset(s)")
     if s.trades:
         lines.append("")
         lines.append("trades")

@@ -50,6 +50,8 @@ class Summary:
     blocked_reasons: dict[str, int] = field(factory=dict)
     open_positions: list[dict[str, Any]] = field(factory=list)
     oversells: int = 0
+    goal_triggers: list[dict[str, Any]] = field(factory=list)
+    session_resets: int = 0
 
     def observe(self, command: Command) -> None:
         """Count one record or alert."""
@@ -79,6 +81,10 @@ class Summary:
             self.blocked_reasons[reason] = self.blocked_reasons.get(reason, 0) + 1
         elif kind == "conflict.detected":
             self.conflicts += 1
+        elif kind == "goal.triggered":
+            self.goal_triggers.append({"ts": command.ts, **command.data})
+        elif kind == "goal.reset":
+            self.session_resets += 1
         elif kind == "trade.closed":
             d = command.data
             pnl = _dec(d["pnl"])

@@ -105,3 +105,53 @@ def trade_results(max_size: int = 60) -> st.SearchStrategy[list]:
         )
 
     return st.lists(one(), max_size=max_size)
+
+
+@st.composite
+def multi_session_histories(draw: st.DrawFn) -> list[Event]:
+    """Two symbols' histories, merged, re-timed to run across several sessions around a DST
+    change in New York (gaps of seconds to hours), in time order."""
+    from attrs import evolve  # noqa: PLC0415
+
+    one = draw(histories(symbol="AAA"))
+    two = draw(histories(symbol="BBB"))
+    events = [*one.events, *two.events]
+    order = draw(st.permutations(range(len(events))))
+    start = draw(st.sampled_from([
+        datetime(2024, 3, 9, 6, tzinfo=UTC), datetime(2024, 11, 2, 6, tzinfo=UTC),
+        datetime(2024, 6, 3, 6, tzinfo=UTC),
+    ]))  # fmt: skip
+    # Keep each symbol's own order; interleave them by the drawn permutation's ranks.
+    firsts = sorted(range(len(one.events)), key=lambda i: order[i])
+    seconds = sorted(range(len(two.events)), key=lambda i: order[len(one.events) + i])
+    merged = [one.events[i] for i in sorted(firsts)]
+    merged = _interleave(merged, [two.events[i] for i in sorted(seconds)], order)
+    ts = start
+    out = []
+    for event in merged:
+        gap = draw(st.sampled_from([1, 30, 600, 3600, 4 * 3600, 0]))
+        # 0: jump exactly onto the next 04:00 New York boundary (the instant that matters).
+        ts = _next_0400_new_york(ts) if gap == 0 else ts + timedelta(seconds=gap)
+        out.append(evolve(event, ts=ts))
+    return out
+
+
+def _next_0400_new_york(ts: datetime) -> datetime:
+    from zoneinfo import ZoneInfo  # noqa: PLC0415
+
+    ny = ZoneInfo("America/New_York")
+    local = ts.astimezone(ny)
+    day = local.date() + timedelta(days=1 if local.hour >= 4 else 0)
+    return datetime(day.year, day.month, day.day, 4, tzinfo=ny).astimezone(UTC)
+
+
+def _interleave(a: list[Event], b: list[Event], order: list[int]) -> list[Event]:
+    out, i, j = [], 0, 0
+    for k in order:
+        if (k % 2 == 0 and i < len(a)) or j >= len(b):
+            out.append(a[i])
+            i += 1
+        else:
+            out.append(b[j])
+            j += 1
+    return out + a[i:] + b[j:]

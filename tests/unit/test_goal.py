@@ -1,0 +1,145 @@
+"""The daily profit goal and the session calendar, worked by hand to the second."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, time
+from decimal import Decimal as D
+from zoneinfo import ZoneInfo
+
+import pytest
+from click.testing import CliRunner
+
+from engine import Config, EngineState, EntryIntent, Record, Side, Tick
+from engine.calendar import session_of
+from engine.config import GoalConfig, SessionConfig
+from shell.broker.simulated import SimulatedBroker
+from shell.cli import main
+from shell.codec import event_to_json
+from shell.config import ConfigError, load_settings
+from shell.simulate import run_simulation
+
+NY = ZoneInfo("America/New_York")
+GOAL = Config(goal=GoalConfig(D(500), D("0.5")), session=SessionConfig(NY, time(4)))
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def scenario() -> list:
+    """Long 100 ABC @ 100 (stop 90: 1R = $1,000, far from the ladder); +600 peak at 106;
+    103.01 gives back 299/600 (< 50%); 103.00 gives back exactly 50%: protection."""
+    return [
+        Tick(at("2024-03-04T14:30:00"), "ABC", D("100.00")),
+        EntryIntent(at("2024-03-04T14:30:00"), "ABC", Side.LONG, D("90.00"), D(100)),
+        Tick(at("2024-03-04T14:31:00"), "ABC", D("106.00")),
+        Tick(at("2024-03-04T14:32:00"), "ABC", D("103.01")),
+        Tick(at("2024-03-04T14:33:00"), "ABC", D("103.00")),
+        Tick(at("2024-03-04T14:34:00"), "XYZ", D("50.00")),
+        EntryIntent(at("2024-03-04T14:34:00"), "XYZ", Side.LONG, D("49.00"), D(10)),
+        Tick(at("2024-03-05T08:59:59"), "XYZ", D("50.10")),
+        EntryIntent(at("2024-03-05T08:59:59"), "XYZ", Side.LONG, D("49.00"), D(10)),
+        Tick(at("2024-03-05T09:00:00"), "XYZ", D("50.20")),  # 04:00 EST: a new session
+        EntryIntent(at("2024-03-05T09:00:00"), "XYZ", Side.LONG, D("49.00"), D(10)),
+    ]
+
+
+def _records(events, config=GOAL):
+    records: list[Record] = []
+    state, summary = run_simulation(
+        events, EngineState.empty(config), SimulatedBroker(market_fill="same"),
+        sink=lambda c: records.append(c) if isinstance(c, Record) else None,
+    )  # fmt: skip
+    return records, state, summary
+
+
+def test_protection_triggers_on_the_exact_tick_blocks_entries_and_resets_at_0400():
+    """Trigger at 14:33:00 (peak 600, current 300); entries blocked until 09:00:00Z
+    (04:00 New York), when goal.reset comes and the next entry is accepted."""
+    records, state, _ = _records(scenario())
+    [trigger] = [r for r in records if r.kind == "goal.triggered"]
+    assert trigger.ts == at("2024-03-04T14:33:00")
+    assert (trigger["peak"], trigger["current"], trigger["drawdown"]) == (D(600), D(300), D("0.5"))
+    blocked = [r for r in records if r.kind == "entry.blocked"]
+    assert [(r.ts, r["reason"]) for r in blocked] == [
+        (at("2024-03-04T14:34:00"), "daily_profit_protection"),
+        (at("2024-03-05T08:59:59"), "daily_profit_protection"),
+    ]
+    [reset] = [r for r in records if r.kind == "goal.reset"]
+    assert reset.ts == at("2024-03-05T09:00:00") and reset["session"] == "2024-03-05"
+    accepted = [r for r in records if r.kind == "entry.accepted"]
+    assert [r.ts for r in accepted] == [at("2024-03-04T14:30:00"), at("2024-03-05T09:00:00")]
+    assert state.daily.peak == 0 or state.daily.session.isoformat() == "2024-03-05"
+
+
+def test_no_trigger_while_the_peak_is_small_against_the_target():
+    """A $200 peak is not above 50% of a $500 target: giving it all back triggers nothing."""
+    events = [
+        *scenario()[:2],
+        Tick(at("2024-03-04T14:31:00"), "ABC", D("102.00")),
+        Tick(at("2024-03-04T14:32:00"), "ABC", D("100.00")),
+    ]
+    records, state, _ = _records(events)
+    assert not [r for r in records if r.kind == "goal.triggered"]
+    assert state.daily.peak == D(200) and not state.daily.triggered
+
+
+def test_flatten_closes_everything_at_market_when_configured():
+    """on_trigger = flatten: the triggering tick cancels the stop and sells all at market."""
+    config = Config(goal=GoalConfig(D(500), D("0.5"), "flatten"), session=GOAL.session)
+    records, state, _ = _records(scenario()[:5], config)
+    [closed] = [r for r in records if r.kind == "position.closed"]
+    assert (closed["reason"], closed["qty"], closed["price"]) == ("flatten", D(100), D("103.00"))
+    assert not state.positions
+
+
+@pytest.mark.parametrize(
+    ("ts", "session", "next_reset"),
+    [
+        ("2024-03-09T08:59:59", "2024-03-08", "2024-03-09T09:00:00"),  # EST
+        ("2024-03-09T09:00:00", "2024-03-09", "2024-03-10T08:00:00"),  # the DST night: 23 h
+        ("2024-03-10T07:59:59", "2024-03-09", "2024-03-10T08:00:00"),
+        ("2024-03-10T08:00:00", "2024-03-10", "2024-03-11T08:00:00"),  # EDT
+        ("2024-11-02T08:00:00", "2024-11-02", "2024-11-03T09:00:00"),  # back to EST: 25 h
+        ("2024-11-03T08:59:59", "2024-11-02", "2024-11-03T09:00:00"),
+        ("2024-11-03T09:00:00", "2024-11-03", "2024-11-04T09:00:00"),
+    ],
+)
+def test_sessions_start_at_0400_new_york_across_both_dst_changes(ts, session, next_reset):
+    """The session of a moment and the next boundary, in UTC, around March and November."""
+    day, reset = session_of(at(ts), NY, time(4))
+    assert (day.isoformat(), reset) == (session, at(next_reset))
+
+
+def test_env_overrides_toml_and_bad_values_name_their_source(tmp_path):
+    """PROFIT_TARGET_DAILY / PROFIT_GIVEBACK_THRESHOLD win over [goal]; a bad one is named."""
+    config = tmp_path / "ratchet.toml"
+    config.write_text('[goal]\ntarget = 100\ngiveback = 0.3\non_trigger = "flatten"\n')
+    env = {"PROFIT_TARGET_DAILY": "500", "PROFIT_GIVEBACK_THRESHOLD": "0.5"}
+    goal = load_settings(config, env).config.goal
+    assert (goal.target, goal.giveback, goal.on_trigger) == (D(500), D("0.5"), "flatten")
+    assert load_settings(config, {}).config.goal.target == D(100)
+    for name, value, message in [
+        ("PROFIT_TARGET_DAILY", "5", "PROFIT_TARGET_DAILY = '5': allowed 0 (off) or 10 to 10000"),
+        ("PROFIT_TARGET_DAILY", "20000", "PROFIT_TARGET_DAILY = '20000'"),
+        ("PROFIT_GIVEBACK_THRESHOLD", "0.95", "PROFIT_GIVEBACK_THRESHOLD = '0.95': allowed 0.10"),
+    ]:
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            load_settings(None, {name: value})
+
+
+def test_simulate_with_the_environment_set(tmp_path):
+    """ratchet simulate honours PROFIT_TARGET_DAILY and shows the trigger in its summary."""
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(json.dumps(event_to_json(e)) for e in scenario()) + "\n")
+    env = {"PROFIT_TARGET_DAILY": "500", "PROFIT_GIVEBACK_THRESHOLD": "0.5"}
+    result = CliRunner(env=env).invoke(main, ["simulate", str(path), "--json",
+                                              "--market-fill", "same"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    [trigger] = summary["goal"]["triggered"]
+    assert trigger["ts"] == "2024-03-04T14:33:00Z" and trigger["peak"] == "600.00"
+    assert summary["entries"]["blocked_reasons"] == {"daily_profit_protection": 2}
+    text = CliRunner(env=env).invoke(main, ["simulate", str(path), "--market-fill", "same"])
+    assert "goal          protection at 2024-03-04 14:33:00Z: peak +$600.00" in text.stdout
