@@ -15,6 +15,7 @@ from engine.commands import (
 )
 from engine.config import Config, PriceGrid, ProtectionConfig, Rung, Tranche
 from engine.events import (
+    BreakerAck,
     CancelRejected,
     Clock,
     EntryIntent,
@@ -23,6 +24,8 @@ from engine.events import (
     OrderCanceled,
     OrderFilled,
     OrderRejected,
+    PhaseAdvance,
+    PhaseOverride,
     Side,
     Tick,
 )
@@ -32,6 +35,7 @@ from engine.step import Refusal, Transition, fold, step, validate_entry
 __all__ = [
     "RECORD_KINDS",
     "Alert",
+    "BreakerAck",
     "CancelOrder",
     "CancelRejected",
     "Clock",
@@ -49,6 +53,8 @@ __all__ = [
     "OrderRole",
     "OrderStatus",
     "OrderType",
+    "PhaseAdvance",
+    "PhaseOverride",
     "Position",
     "PriceGrid",
     "Protection",

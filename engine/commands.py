@@ -51,6 +51,7 @@ class SubmitOrder:
     stop_price: Decimal | None = None
     limit_price: Decimal | None = None
     purpose: str = ""
+    paper: bool = False  # Experience-phase orders: the shell routes them to the paper broker
 
 
 @frozen
@@ -89,6 +90,10 @@ RECORD_KINDS = frozenset(
         "alert",
         "goal.triggered",
         "goal.reset",
+        "phase.changed",
+        "phase.denied",
+        "breaker.opened",
+        "breaker.closed",
     }
 )
 

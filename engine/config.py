@@ -8,6 +8,7 @@ from decimal import Decimal
 from attrs import field, frozen
 
 from engine.goal import GoalConfig
+from engine.phase import PhaseConfig
 
 __all__ = [
     "DEFAULT_LADDER",
@@ -101,5 +102,6 @@ class Config:
     protection: ProtectionConfig = field(factory=ProtectionConfig)
     goal: GoalConfig = field(factory=GoalConfig)
     session: SessionConfig = field(factory=SessionConfig)
+    phase: PhaseConfig = field(factory=PhaseConfig)
     # Most positions open at once, all symbols together (0: no limit).
     max_open: int = 0

@@ -10,6 +10,7 @@ from typing import TypeAlias
 from attrs import frozen
 
 __all__ = [
+    "BreakerAck",
     "CancelRejected",
     "Clock",
     "EntryIntent",
@@ -18,6 +19,8 @@ __all__ = [
     "OrderCanceled",
     "OrderFilled",
     "OrderRejected",
+    "PhaseAdvance",
+    "PhaseOverride",
     "Side",
     "Tick",
 ]
@@ -104,6 +107,29 @@ class CancelRejected:
 
 
 @frozen
+class PhaseAdvance:
+    """An operator asks to advance one phase; the gates decide."""
+
+    ts: datetime
+
+
+@frozen
+class PhaseOverride:
+    """An operator sets the phase; the shell has already checked the override password."""
+
+    ts: datetime
+    to: str
+    reason: str = ""
+
+
+@frozen
+class BreakerAck:
+    """An operator acknowledges a downgrade and closes the phase breaker."""
+
+    ts: datetime
+
+
+@frozen
 class Clock:
     """A heartbeat: time passed with no other news."""
 
@@ -119,4 +145,7 @@ Event: TypeAlias = (
     | OrderCanceled
     | CancelRejected
     | Clock
+    | PhaseAdvance
+    | PhaseOverride
+    | BreakerAck
 )

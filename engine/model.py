@@ -14,6 +14,7 @@ from engine.commands import OrderAction, OrderType
 from engine.config import Config
 from engine.events import Side, Tick
 from engine.goal import Daily
+from engine.phase import PhaseState, size_for
 
 __all__ = [
     "NEXT_PROTECTION",
@@ -110,6 +111,7 @@ class PendingEntry:
     qty: Decimal
     order: Order
     ts: datetime
+    paper: bool = False
 
 
 @frozen
@@ -151,6 +153,7 @@ class Position:
     seq: int = 0
     halted: bool = False
     close_reason: str = ""
+    paper: bool = False
 
     @property
     def risk(self) -> Decimal:
@@ -246,11 +249,12 @@ _EMPTY_ROUTES: Map[str, str] = Map()
 _DEFAULT_CONFIG = Config()
 # Sessions never roll when no daily counter is on: the tick fast path compares against this.
 _NO_SESSIONS = Daily(reset_at=datetime(9999, 12, 31, tzinfo=UTC))
+_NO_PHASE = PhaseState()
 
 
 def tracks_days(config: Config) -> bool:
-    """True when some daily counter (the profit goal) needs the session calendar."""
-    return config.goal.enabled
+    """True when some daily counter (the profit goal, phases) needs the session calendar."""
+    return config.goal.enabled or config.phase.enabled
 
 
 class EngineState(NamedTuple):
@@ -270,12 +274,18 @@ class EngineState(NamedTuple):
     counts: Map[str, int] = _EMPTY_COUNTS
     routes: Map[str, str] = _EMPTY_ROUTES
     daily: Daily = _NO_SESSIONS
+    phase: PhaseState = _NO_PHASE
 
     @classmethod
     def empty(cls, config: Config | None = None) -> EngineState:
         """A fresh engine with no positions; sessions are kept when a daily counter is on."""
         config = config or _DEFAULT_CONFIG
-        return cls(config=config, daily=Daily() if tracks_days(config) else _NO_SESSIONS)
+        start = config.phase.start
+        return cls(
+            config=config,
+            daily=Daily() if tracks_days(config) else _NO_SESSIONS,
+            phase=PhaseState(phase=start, size=size_for(start, config.phase)),
+        )
 
     def in_symbol(self, symbol: str) -> tuple[Position, ...]:
         """The open positions in `symbol`, oldest first."""
@@ -305,6 +315,7 @@ class EngineState(NamedTuple):
             self.counts,
             self.routes,
             self.daily,
+            self.phase,
         )
 
     def replace(self, **changes: Any) -> EngineState:

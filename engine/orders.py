@@ -56,7 +56,9 @@ def order_record(kind: str, key: str, symbol: str, order: Order, ts: datetime) -
     )
 
 
-def submit(key: str, symbol: str, order: Order, ts: datetime, out: list[Command]) -> None:
+def submit(
+    key: str, symbol: str, order: Order, ts: datetime, out: list[Command], paper: bool = False
+) -> None:
     """Emit the order and its `order.submitted` record."""
     out.append(
         SubmitOrder(
@@ -69,6 +71,7 @@ def submit(key: str, symbol: str, order: Order, ts: datetime, out: list[Command]
             stop_price=order.stop_price,
             limit_price=order.limit_price,
             purpose=order.role.value,
+            paper=paper,
         )
     )
     out.append(order_record("order.submitted", key, symbol, order, ts))
@@ -121,7 +124,7 @@ def reconcile(pos: Position, price: Decimal | None, ts: datetime, out: list[Comm
         qty = min(pos.to_sell, pos.remaining_qty - pos.held_by_sells())
         role = OrderRole.PARTIAL if pos.milestones else OrderRole.EXIT
         pos, order = _new_order(pos, role, OrderType.MARKET, qty)
-        submit(pos.key, pos.symbol, order, ts, out)
+        submit(pos.key, pos.symbol, order, ts, out, pos.paper)
         return evolve(pos, sell_order=order, to_sell=pos.to_sell - qty)
     tp = pos.take_profit
     if eo is not None:
@@ -149,5 +152,5 @@ def reconcile(pos: Position, price: Decimal | None, ts: datetime, out: list[Comm
         return reconcile(pos, price, ts, out)
     kind = OrderType.STOP if tp is None else OrderType.OCO
     pos, order = _new_order(pos, OrderRole.PROTECT, kind, pos.remaining_qty, pos.stop, tp)
-    submit(pos.key, pos.symbol, order, ts, out)
+    submit(pos.key, pos.symbol, order, ts, out, pos.paper)
     return evolve(pos, exit_order=order)

@@ -14,6 +14,7 @@ from engine.calendar import session_of
 from engine.commands import Alert, Command, OrderAction, OrderType, Record, SubmitOrder
 from engine.config import ProtectionConfig
 from engine.events import (
+    BreakerAck,
     CancelRejected,
     Clock,
     EntryIntent,
@@ -22,6 +23,8 @@ from engine.events import (
     OrderCanceled,
     OrderFilled,
     OrderRejected,
+    PhaseAdvance,
+    PhaseOverride,
     Side,
     Tick,
 )
@@ -39,6 +42,17 @@ from engine.model import (
     Protection,
 )
 from engine.orders import is_better_stop, order_record, reconcile, submit
+from engine.phase import (
+    PHASE_ORDER,
+    Phase,
+    PhaseState,
+    TradeMark,
+    after_trade,
+    evaluate_gate,
+    on_session_end,
+    position_qty,
+    size_for,
+)
 
 __all__ = ["Refusal", "Transition", "fold", "step"]
 
@@ -78,8 +92,8 @@ def step(state: EngineState, event: Event) -> Transition:
             and event.ts < reset_at
         ):
             marks = state.marks.set(event.symbol, event)
-            config, positions, books, _, entries, counts, routes, _ = state
-            fields = (config, positions, books, marks, entries, counts, routes, daily)
+            config, positions, books, _, entries, counts, routes, _, phase = state
+            fields = (config, positions, books, marks, entries, counts, routes, daily, phase)
             new = _tuple_new(EngineState, fields)
             return _tuple_new(Transition, (new, _NO_COMMANDS))
     reset_at = state.daily.reset_at
@@ -110,6 +124,12 @@ def _dispatch(state: EngineState, event: Event) -> Transition:
             return _on_cancel_rejected(state, event)
         case Clock():
             return Transition(state)
+        case PhaseAdvance():
+            return _on_phase_advance(state, event)
+        case PhaseOverride():
+            return _on_phase_override(state, event)
+        case BreakerAck():
+            return _on_breaker_ack(state, event)
         case _:
             assert_never(event)
 
@@ -267,6 +287,12 @@ def validate_entry(state: EngineState, intent: EntryIntent) -> Result[Decimal, R
         return Failure(
             Refusal("opposite_side_open", f"{symbol} has open {sides.pop().value} positions")
         )
+    # The gate, in order: breaker, daily goal, open-position cap, inputs, trade limit, size.
+    phases = state.config.phase
+    if phases.enabled and state.phase.breaker_open:
+        return Failure(
+            Refusal("phase_breaker", "downgraded; an operator must acknowledge the breaker")
+        )
     if state.daily.triggered:
         return Failure(
             Refusal(
@@ -275,12 +301,12 @@ def validate_entry(state: EngineState, intent: EntryIntent) -> Result[Decimal, R
                 f"{state.daily.peak}; entries resume next session",
             )
         )
-    limit = state.config.max_open
-    if limit and len(state.positions) + len(state.entries) >= limit:
-        return Failure(Refusal("max_open_positions", f"{limit} positions are open or pending"))
-    if intent.qty is None:
+    cap = state.config.max_open
+    if cap and len(state.positions) + len(state.entries) >= cap:
+        return Failure(Refusal("max_open_positions", f"{cap} positions are open or pending"))
+    if intent.qty is None and not phases.enabled:
         return Failure(Refusal("no_quantity", "the entry has no qty and no phase sizes it"))
-    qty = intent.qty
+    qty = intent.qty if intent.qty is not None else Decimal(1)
     if not qty.is_finite() or qty <= 0:
         return Failure(Refusal("invalid_qty", f"qty must be > 0, got {qty}"))
     if floor_to_lot(qty, cfg.lot_step) != qty:
@@ -300,6 +326,25 @@ def validate_entry(state: EngineState, intent: EntryIntent) -> Result[Decimal, R
                 f"stop {intent.stop} is not on the loss side of {reference}",
             )
         )
+    if phases.enabled:
+        per_session = phases.trade_limits.get(state.phase.phase)
+        if per_session is not None and state.daily.trades >= per_session:
+            when = state.daily.reset_at
+            return Failure(
+                Refusal(
+                    "phase_trade_limit",
+                    f"{state.phase.phase.value} allows {per_session} trade(s) per session; next "
+                    f"trade allowed at {when.isoformat() if when else 'the next session'}",
+                )
+            )
+        sized = position_qty(state.phase.size, reference, cfg.lot_step)
+        if sized <= 0:
+            return Failure(
+                Refusal(
+                    "phase_size", f"${state.phase.size} buys no {cfg.lot_step} lot at {reference}"
+                )
+            )
+        qty = sized if intent.qty is None else min(intent.qty, sized)
     return Success(qty)
 
 
@@ -328,7 +373,8 @@ def _on_entry(state: EngineState, intent: EntryIntent) -> Transition:
         qty=qty,
         limit_price=intent.entry,
     )
-    pending = PendingEntry(key, symbol, intent.side, intent.stop, qty, order, ts)
+    paper = state.config.phase.enabled and state.phase.phase is Phase.EXPERIENCE
+    pending = PendingEntry(key, symbol, intent.side, intent.stop, qty, order, ts, paper)
     out: list[Command] = [
         Record(
             "entry.accepted",
@@ -341,14 +387,16 @@ def _on_entry(state: EngineState, intent: EntryIntent) -> Transition:
                 "qty": qty,
                 "stop": intent.stop,
                 "entry": intent.entry,
+                "paper": paper,
             },
         )
     ]
-    submit(key, symbol, order, ts, out)
+    submit(key, symbol, order, ts, out, paper)
     new = state.replace(
         entries=state.entries.set(key, pending),
         counts=state.counts.set(symbol, count),
         routes=state.routes.set(order.id, key),
+        daily=evolve(state.daily, trades=state.daily.trades + 1),
     )
     return Transition(new, tuple(out))
 
@@ -417,6 +465,7 @@ def _open(
         entry_order=entry_order,
         to_sell=to_sell,
         close_reason=close_reason,
+        paper=pending.paper,
     )
     out.append(
         Record(
@@ -747,7 +796,8 @@ def _store(state: EngineState, pos: Position, ts: datetime, out: list[Command]) 
     book = state.books.get(symbol)
     keys = book.keys if book is not None else ()
     open_orders = pos.exit_order or pos.sell_order or pos.entry_order
-    if pos.remaining_qty <= 0 and open_orders is None:
+    closing = pos.remaining_qty <= 0 and open_orders is None
+    if closing:
         out.extend(_close_records(pos, ts))
         for order_id in [oid for oid, k in routes.items() if k == key]:
             routes = routes.delete(order_id)
@@ -772,7 +822,83 @@ def _store(state: EngineState, pos: Position, ts: datetime, out: list[Command]) 
         daily = evolve(daily, realized=daily.realized + realized, unrealized=unrealized)
         daily, records = check_goal(daily, state.config.goal, ts)
         out.extend(records)
-    return state.replace(positions=positions, books=books, routes=routes, daily=daily)
+    phase = state.phase
+    if closing and state.config.phase.enabled and daily.session is not None:
+        phase = _phase_after_trade(phase, state, TradeMark(daily.session, pos.realized), ts, out)
+    return state.replace(positions=positions, books=books, routes=routes, daily=daily, phase=phase)
+
+
+def _phase_after_trade(
+    phase: PhaseState, state: EngineState, mark: TradeMark, ts: datetime, out: list[Command]
+) -> PhaseState:
+    new, lower, reason = after_trade(phase, state.config.phase, mark)
+    if lower is not None:
+        out.append(_phase_changed(phase, new, "downgrade", reason or "", ts))
+        out.append(Record("breaker.opened", ts, {"reason": reason, "phase": lower.value}))
+    return new
+
+
+def _phase_changed(
+    old: PhaseState, new: PhaseState, trigger: str, reason: str, ts: datetime
+) -> Record:
+    return Record(
+        "phase.changed",
+        ts,
+        {
+            "from": old.phase.value,
+            "to": new.phase.value,
+            "trigger": trigger,
+            "reason": reason,
+            "size_from": old.size,
+            "size_to": new.size,
+        },
+    )
+
+
+def _on_phase_advance(state: EngineState, event: PhaseAdvance) -> Transition:
+    """Advance one phase if every gate holds; otherwise list every failed criterion."""
+    phase = state.phase
+    match evaluate_gate(phase, state.config.phase):
+        case Success(target):
+            new = evolve(phase, phase=target, size=size_for(target, state.config.phase))
+            record = _phase_changed(phase, new, "gates", "every gate holds", event.ts)
+            return Transition(state.replace(phase=new), (record,))
+        case Failure(failures):
+            denied = Record(
+                "phase.denied",
+                event.ts,
+                {
+                    "phase": phase.phase.value,
+                    "failures": [
+                        {"criterion": f.name, "actual": f.actual, "required": f.required}
+                        for f in failures
+                    ],
+                },
+            )
+            return Transition(state, (denied,))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _on_phase_override(state: EngineState, event: PhaseOverride) -> Transition:
+    """An authenticated manual change to any phase (the shell checked the password)."""
+    try:
+        target = Phase(event.to)
+    except ValueError:
+        names = ", ".join(p.value for p in PHASE_ORDER)
+        alert = Alert(event.ts, "phase_override_refused", {"to": event.to, "allowed": names})
+        return Transition(state, (alert,))
+    old = state.phase
+    new = evolve(old, phase=target, size=size_for(target, state.config.phase), loss_streak=0)
+    return Transition(
+        state.replace(phase=new), (_phase_changed(old, new, "override", event.reason, event.ts),)
+    )
+
+
+def _on_breaker_ack(state: EngineState, event: BreakerAck) -> Transition:
+    if not state.phase.breaker_open:
+        return Transition(state)
+    record = Record("breaker.closed", event.ts, {"phase": state.phase.phase.value})
+    return Transition(state.replace(phase=evolve(state.phase, breaker_open=False)), (record,))
 
 
 def _new_session(state: EngineState, event: Event) -> Transition:
@@ -780,7 +906,8 @@ def _new_session(state: EngineState, event: Event) -> Transition:
     cfg = state.config.session
     session, reset_at = session_of(event.ts, cfg.tz, cfg.boundary)
     daily, records = roll_session(state.daily, session, reset_at, event.ts)
-    t = step(state.replace(daily=daily), event)
+    phase = on_session_end(state.phase, state.config.phase) if state.daily.session else state.phase
+    t = step(state.replace(daily=daily, phase=phase), event)
     return Transition(t.state, (*records, *t.commands))
 
 

@@ -19,6 +19,7 @@ from cattrs.strategies import configure_tagged_union
 
 from engine import (
     Alert,
+    BreakerAck,
     CancelOrder,
     CancelRejected,
     Clock,
@@ -29,6 +30,8 @@ from engine import (
     OrderCanceled,
     OrderFilled,
     OrderRejected,
+    PhaseAdvance,
+    PhaseOverride,
     Record,
     SubmitOrder,
     Tick,
@@ -58,6 +61,9 @@ EVENT_TAGS: dict[type, str] = {
     OrderCanceled: "order.canceled",
     CancelRejected: "cancel.rejected",
     Clock: "clock",
+    PhaseAdvance: "phase.advance",
+    PhaseOverride: "phase.override",
+    BreakerAck: "breaker.ack",
 }
 _TAG_TYPES = {tag: cls for cls, tag in EVENT_TAGS.items()}
 CSV_HEADER = ["ts", "symbol", "price", "size"]

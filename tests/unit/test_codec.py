@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine import (
+    BreakerAck,
     CancelRejected,
     Clock,
     EntryIntent,
@@ -20,6 +21,8 @@ from engine import (
     OrderCanceled,
     OrderFilled,
     OrderRejected,
+    PhaseAdvance,
+    PhaseOverride,
     Record,
     Side,
     Tick,
@@ -51,6 +54,9 @@ events = st.one_of(
     st.builds(OrderCanceled, _ts, _id),
     st.builds(CancelRejected, _ts, _id, st.text(max_size=30)),
     st.builds(Clock, _ts),
+    st.builds(PhaseAdvance, _ts),
+    st.builds(PhaseOverride, _ts, st.sampled_from(["trial", "scaling"]), st.text(max_size=20)),
+    st.builds(BreakerAck, _ts),
 )
 
 

@@ -1,0 +1,299 @@
+"""Phase progression (SPEC §8): earn the right to trade real money and larger size.
+
+Experience (paper only) -> Proof of Concept -> Trial -> Scaling. Advancing is one step at a
+time, only when every gate holds (a denial lists every failed criterion with actual and
+required values). A losing streak, a poor 20-trade win rate or a large daily loss downgrades
+one step, halves the size and opens the phase breaker until an operator acknowledges it.
+Everything here is pure: the statistics come from the engine's own closed trades.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from decimal import ROUND_FLOOR, Decimal
+from enum import Enum
+
+from attrs import evolve, frozen
+from returns.result import Failure, Result, Success
+
+__all__ = [
+    "PHASE_ORDER",
+    "Criterion",
+    "Gate",
+    "Phase",
+    "PhaseConfig",
+    "PhaseState",
+    "SessionResult",
+    "TradeMark",
+    "after_trade",
+    "downgrade_reason",
+    "evaluate_gate",
+    "on_session_end",
+    "position_qty",
+    "size_for",
+]
+
+_ZERO = Decimal(0)
+
+
+class Phase(Enum):
+    """The four phases, in order."""
+
+    EXPERIENCE = "experience"
+    PROOF_OF_CONCEPT = "proof_of_concept"
+    TRIAL = "trial"
+    SCALING = "scaling"
+
+
+PHASE_ORDER = list(Phase)
+
+
+@frozen
+class Gate:
+    """What a phase must show before the next one (None: not required)."""
+
+    min_sessions: int = 0
+    min_profitable_sessions: int = 0
+    min_win_rate: Decimal = _ZERO
+    over_trades: int = 0  # the win rate is measured over the last N trades (0: all)
+    min_trades: int = 0
+    min_reward_risk: Decimal = _ZERO  # average win / average loss
+    max_drawdown: Decimal | None = None  # share of equity
+
+
+DEFAULT_GATES: dict[Phase, Gate] = {
+    Phase.EXPERIENCE: Gate(
+        min_profitable_sessions=20, min_win_rate=Decimal("0.60"), min_reward_risk=Decimal("1.5")
+    ),
+    Phase.PROOF_OF_CONCEPT: Gate(
+        min_sessions=30,
+        min_win_rate=Decimal("0.65"),
+        over_trades=50,
+        min_trades=50,
+        min_reward_risk=Decimal("1.8"),
+    ),
+    Phase.TRIAL: Gate(
+        min_sessions=60,
+        min_win_rate=Decimal("0.70"),
+        over_trades=100,
+        min_trades=100,
+        min_reward_risk=Decimal("2.0"),
+        max_drawdown=Decimal("0.05"),
+    ),
+}
+DEFAULT_SIZES: dict[Phase, Decimal] = {
+    Phase.EXPERIENCE: Decimal(100),
+    Phase.PROOF_OF_CONCEPT: Decimal(100),
+    Phase.TRIAL: Decimal(200),
+    Phase.SCALING: Decimal(200),
+}
+DEFAULT_TRADE_LIMITS: dict[Phase, int] = {Phase.PROOF_OF_CONCEPT: 1}
+
+
+@frozen
+class PhaseConfig:
+    """Phase rules as data, with SPEC §8's defaults; off unless `enabled`."""
+
+    enabled: bool = False
+    start: Phase = Phase.EXPERIENCE
+    equity: Decimal = Decimal(10_000)  # account equity at the start, for the % rules
+    gates: dict[Phase, Gate] = DEFAULT_GATES
+    sizes: dict[Phase, Decimal] = DEFAULT_SIZES
+    trade_limits: dict[Phase, int] = DEFAULT_TRADE_LIMITS  # trades per session (absent: no cap)
+    scaling_max: Decimal = Decimal(2_000)
+    scaling_equity_cap: Decimal = Decimal("0.05")
+    win_streak_step: tuple[int, Decimal] = (5, Decimal(100))
+    session_rate_step: tuple[int, Decimal, Decimal] = (10, Decimal("0.70"), Decimal(200))
+    downgrade_losses: int = 3
+    downgrade_window: tuple[int, Decimal] = (20, Decimal("0.55"))
+    downgrade_daily_loss: Decimal = Decimal("0.05")  # share of equity, Trial and Scaling
+
+
+@frozen
+class TradeMark:
+    """What the phase rules keep of one closed trade."""
+
+    session: date
+    pnl: Decimal
+
+
+@frozen
+class SessionResult:
+    """One session's trading: trades and P&L."""
+
+    session: date
+    trades: int
+    pnl: Decimal
+
+
+@frozen
+class PhaseState:
+    """Where the account stands: phase, position size, breaker, and the record it is judged on."""
+
+    phase: Phase = Phase.EXPERIENCE
+    size: Decimal = Decimal(100)
+    breaker_open: bool = False
+    trades: tuple[TradeMark, ...] = ()  # the last 200 closed trades
+    sessions: tuple[SessionResult, ...] = ()  # every session with a trade (last 400)
+    realized: Decimal = _ZERO  # all realized P&L, for equity
+    win_streak: int = 0
+    loss_streak: int = 0
+
+
+@frozen
+class Criterion:
+    """One gate criterion that failed: its name, the actual and the required value."""
+
+    name: str
+    actual: str
+    required: str
+
+
+def _decided(trades: Sequence[TradeMark]) -> tuple[int, int]:
+    wins = sum(1 for t in trades if t.pnl > 0)
+    losses = sum(1 for t in trades if t.pnl < 0)
+    return wins, losses
+
+
+def _win_rate(trades: Sequence[TradeMark]) -> Decimal:
+    wins, losses = _decided(trades)
+    return Decimal(wins) / (wins + losses) if wins + losses else _ZERO
+
+
+def _reward_risk(trades: Sequence[TradeMark]) -> Decimal:
+    wins = [t.pnl for t in trades if t.pnl > 0]
+    losses = [-t.pnl for t in trades if t.pnl < 0]
+    if not wins:
+        return _ZERO
+    if not losses:
+        return Decimal("Infinity")
+    return (sum(wins, _ZERO) / len(wins)) / (sum(losses, _ZERO) / len(losses))
+
+
+def _drawdown_share(trades: Sequence[TradeMark], equity: Decimal) -> Decimal:
+    running = peak = worst = _ZERO
+    for t in trades:
+        running += t.pnl
+        peak = max(peak, running)
+        worst = max(worst, peak - running)
+    return worst / equity if equity > 0 else _ZERO
+
+
+def evaluate_gate(state: PhaseState, cfg: PhaseConfig) -> Result[Phase, list[Criterion]]:
+    """The next phase when every gate of the current one holds; else every failed criterion."""
+    index = PHASE_ORDER.index(state.phase)
+    if index == len(PHASE_ORDER) - 1:
+        return Failure([Criterion("phase", state.phase.value, "a phase to advance to")])
+    gate = cfg.gates.get(state.phase, Gate())
+    failed: list[Criterion] = []
+    sessions = len(state.sessions)
+    profitable = sum(1 for s in state.sessions if s.pnl > 0)
+    window = list(state.trades[-gate.over_trades :]) if gate.over_trades else list(state.trades)
+    checks: list[tuple[str, Decimal, Decimal, bool]] = [
+        ("sessions", Decimal(sessions), Decimal(gate.min_sessions), True),
+        ("profitable_sessions", Decimal(profitable), Decimal(gate.min_profitable_sessions), True),
+        ("trades", Decimal(len(state.trades)), Decimal(gate.min_trades), True),
+        ("win_rate", _win_rate(window), gate.min_win_rate, True),
+        ("reward_risk", _reward_risk(state.trades), gate.min_reward_risk, True),
+    ]
+    if gate.max_drawdown is not None:
+        dd = _drawdown_share(state.trades, cfg.equity)
+        checks.append(("max_drawdown", dd, gate.max_drawdown, False))
+    for name, actual, required, minimum in checks:
+        ok = actual >= required if minimum else actual < required
+        if not ok:
+            sign = ">=" if minimum else "<"
+            failed.append(Criterion(name, _show(actual), f"{sign} {_show(required)}"))
+    if failed:
+        return Failure(failed)
+    return Success(PHASE_ORDER[index + 1])
+
+
+def _show(value: Decimal) -> str:
+    if not value.is_finite():
+        return "inf"
+    return str(value.quantize(Decimal("0.0001")).normalize())
+
+
+def downgrade_reason(state: PhaseState, cfg: PhaseConfig, today: date | None) -> str | None:
+    """Why the account must step down a phase now, or None (SPEC §8)."""
+    if state.phase is Phase.EXPERIENCE:
+        return None
+    if state.loss_streak >= cfg.downgrade_losses:
+        return f"{state.loss_streak} losing trades in a row"
+    n, floor = cfg.downgrade_window
+    if len(state.trades) >= n:
+        rate = _win_rate(state.trades[-n:])
+        if rate < floor:
+            return f"win rate {_show(rate)} over the last {n} trades is under {floor}"
+    if state.phase in (Phase.TRIAL, Phase.SCALING) and today is not None:
+        lost = -sum((t.pnl for t in state.trades if t.session == today), _ZERO)
+        equity = cfg.equity + state.realized
+        if equity > 0 and lost / equity > cfg.downgrade_daily_loss:
+            return f"lost {_show(lost / equity * 100)}% of equity today"
+    return None
+
+
+def after_trade(
+    state: PhaseState, cfg: PhaseConfig, mark: TradeMark
+) -> tuple[PhaseState, Phase | None, str | None]:
+    """Record a closed trade; return the new state and, when it forces one, the phase it
+    downgrades to with the reason (the size halves and the breaker opens)."""
+    win, loss = mark.pnl > 0, mark.pnl < 0
+    sessions = list(state.sessions)
+    if sessions and sessions[-1].session == mark.session:
+        last = sessions[-1]
+        sessions[-1] = SessionResult(last.session, last.trades + 1, last.pnl + mark.pnl)
+    else:
+        sessions.append(SessionResult(mark.session, 1, mark.pnl))
+    new = evolve(
+        state,
+        trades=(*state.trades, mark)[-200:],
+        sessions=tuple(sessions[-400:]),
+        realized=state.realized + mark.pnl,
+        win_streak=state.win_streak + 1 if win else 0 if loss else state.win_streak,
+        loss_streak=state.loss_streak + 1 if loss else 0 if win else state.loss_streak,
+    )
+    if new.phase is Phase.SCALING and win:
+        streak, step = cfg.win_streak_step
+        if new.win_streak and new.win_streak % streak == 0:
+            new = evolve(new, size=_scaling_cap(new.size + step, new, cfg))
+    reason = downgrade_reason(new, cfg, mark.session)
+    if reason is None:
+        return new, None, None
+    lower = PHASE_ORDER[PHASE_ORDER.index(new.phase) - 1]
+    size = (new.size / 2).quantize(Decimal("0.01"), ROUND_FLOOR)
+    return evolve(new, phase=lower, size=size, breaker_open=True, loss_streak=0), lower, reason
+
+
+def on_session_end(state: PhaseState, cfg: PhaseConfig) -> PhaseState:
+    """Scaling: +step when the win rate of the last N sessions reaches the bar."""
+    if state.phase is not Phase.SCALING:
+        return state
+    n, bar, step = cfg.session_rate_step
+    recent = state.sessions[-n:]
+    if len(recent) < n:
+        return state
+    rate = Decimal(sum(1 for s in recent if s.pnl > 0)) / n
+    if rate >= bar:
+        return evolve(state, size=_scaling_cap(state.size + step, state, cfg))
+    return state
+
+
+def _scaling_cap(proposed: Decimal, state: PhaseState, cfg: PhaseConfig) -> Decimal:
+    """Scaling never grows past $2,000 nor 5% of equity (and a cap never shrinks it)."""
+    cap = min(cfg.scaling_max, (cfg.equity + state.realized) * cfg.scaling_equity_cap)
+    return min(proposed, max(state.size, cap))
+
+
+def size_for(phase: Phase, cfg: PhaseConfig) -> Decimal:
+    """The starting position size of a phase."""
+    return cfg.sizes.get(phase, Decimal(100))
+
+
+def position_qty(size: Decimal, price: Decimal, lot: Decimal) -> Decimal:
+    """Shares a dollar size buys at `price`, rounded down to the lot."""
+    if price <= 0:
+        return _ZERO
+    return (size / price / lot).to_integral_value(ROUND_FLOOR) * lot
