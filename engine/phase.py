@@ -19,6 +19,7 @@ from returns.result import Failure, Result, Success
 
 __all__ = [
     "PHASE_ORDER",
+    "Check",
     "Criterion",
     "Gate",
     "Phase",
@@ -29,9 +30,11 @@ __all__ = [
     "after_trade",
     "downgrade_reason",
     "evaluate_gate",
+    "gate_criteria",
     "on_session_end",
     "position_qty",
     "size_for",
+    "stepped_size",
 ]
 
 _ZERO = Decimal(0)
@@ -139,6 +142,7 @@ class PhaseState:
     realized: Decimal = _ZERO  # all realized P&L, for equity
     win_streak: int = 0
     loss_streak: int = 0
+    loss_rule_session: date | None = None  # the session the daily-loss rule last fired in
 
 
 @frozen
@@ -180,31 +184,51 @@ def _drawdown_share(trades: Sequence[TradeMark], equity: Decimal) -> Decimal:
     return worst / equity if equity > 0 else _ZERO
 
 
+@frozen
+class Check:
+    """One gate criterion with its actual value, what is required, and whether it holds."""
+
+    name: str
+    actual: Decimal
+    required: Decimal
+    minimum: bool  # True: actual >= required; False: actual < required
+
+    @property
+    def ok(self) -> bool:
+        return self.actual >= self.required if self.minimum else self.actual < self.required
+
+    def as_criterion(self) -> Criterion:
+        sign = ">=" if self.minimum else "<"
+        return Criterion(self.name, _show(self.actual), f"{sign} {_show(self.required)}")
+
+
+def gate_criteria(state: PhaseState, cfg: PhaseConfig) -> list[Check]:
+    """Every criterion of the current phase's gate, measured on the account's record."""
+    gate = cfg.gates.get(state.phase, Gate())
+    window = list(state.trades[-gate.over_trades :]) if gate.over_trades else list(state.trades)
+    profitable = sum(1 for s in state.sessions if s.pnl > 0)
+    checks = [
+        Check("sessions", Decimal(len(state.sessions)), Decimal(gate.min_sessions), True),
+        Check("profitable_sessions", Decimal(profitable),
+              Decimal(gate.min_profitable_sessions), True),
+        Check("trades", Decimal(len(state.trades)), Decimal(gate.min_trades), True),
+        Check("win_rate", _win_rate(window), gate.min_win_rate, True),
+        Check("reward_risk", _reward_risk(state.trades), gate.min_reward_risk, True),
+    ]  # fmt: skip
+    if gate.max_drawdown is not None:
+        dd = _drawdown_share(state.trades, cfg.equity)
+        checks.append(Check("max_drawdown", dd, gate.max_drawdown, False))
+    return checks
+
+
 def evaluate_gate(state: PhaseState, cfg: PhaseConfig) -> Result[Phase, list[Criterion]]:
     """The next phase when every gate of the current one holds; else every failed criterion."""
     index = PHASE_ORDER.index(state.phase)
     if index == len(PHASE_ORDER) - 1:
         return Failure([Criterion("phase", state.phase.value, "a phase to advance to")])
-    gate = cfg.gates.get(state.phase, Gate())
-    failed: list[Criterion] = []
-    sessions = len(state.sessions)
-    profitable = sum(1 for s in state.sessions if s.pnl > 0)
-    window = list(state.trades[-gate.over_trades :]) if gate.over_trades else list(state.trades)
-    checks: list[tuple[str, Decimal, Decimal, bool]] = [
-        ("sessions", Decimal(sessions), Decimal(gate.min_sessions), True),
-        ("profitable_sessions", Decimal(profitable), Decimal(gate.min_profitable_sessions), True),
-        ("trades", Decimal(len(state.trades)), Decimal(gate.min_trades), True),
-        ("win_rate", _win_rate(window), gate.min_win_rate, True),
-        ("reward_risk", _reward_risk(state.trades), gate.min_reward_risk, True),
-    ]
-    if gate.max_drawdown is not None:
-        dd = _drawdown_share(state.trades, cfg.equity)
-        checks.append(("max_drawdown", dd, gate.max_drawdown, False))
-    for name, actual, required, minimum in checks:
-        ok = actual >= required if minimum else actual < required
-        if not ok:
-            sign = ">=" if minimum else "<"
-            failed.append(Criterion(name, _show(actual), f"{sign} {_show(required)}"))
+    failed = [c.as_criterion() for c in gate_criteria(state, cfg) if not c.ok]
+    if state.breaker_open:
+        failed.insert(0, Criterion("breaker", "open", "closed (ratchet phase ack)"))
     if failed:
         return Failure(failed)
     return Success(PHASE_ORDER[index + 1])
@@ -213,7 +237,7 @@ def evaluate_gate(state: PhaseState, cfg: PhaseConfig) -> Result[Phase, list[Cri
 def _show(value: Decimal) -> str:
     if not value.is_finite():
         return "inf"
-    return str(value.quantize(Decimal("0.0001")).normalize())
+    return f"{value.quantize(Decimal('0.0001')).normalize():f}"
 
 
 def downgrade_reason(state: PhaseState, cfg: PhaseConfig, today: date | None) -> str | None:
@@ -227,7 +251,8 @@ def downgrade_reason(state: PhaseState, cfg: PhaseConfig, today: date | None) ->
         rate = _win_rate(state.trades[-n:])
         if rate < floor:
             return f"win rate {_show(rate)} over the last {n} trades is under {floor}"
-    if state.phase in (Phase.TRIAL, Phase.SCALING) and today is not None:
+    daily_rule = state.phase in (Phase.TRIAL, Phase.SCALING) and today is not None
+    if daily_rule and state.loss_rule_session != today:  # at most once per session
         lost = -sum((t.pnl for t in state.trades if t.session == today), _ZERO)
         equity = cfg.equity + state.realized
         if equity > 0 and lost / equity > cfg.downgrade_daily_loss:
@@ -259,12 +284,18 @@ def after_trade(
         streak, step = cfg.win_streak_step
         if new.win_streak and new.win_streak % streak == 0:
             new = evolve(new, size=_scaling_cap(new.size + step, new, cfg))
-    reason = downgrade_reason(new, cfg, mark.session)
+    # While the breaker is open the account is already stepped down and frozen until an
+    # operator acknowledges it: trades closing meanwhile do not step it down again.
+    reason = None if new.breaker_open else downgrade_reason(new, cfg, mark.session)
     if reason is None:
         return new, None, None
     lower = PHASE_ORDER[PHASE_ORDER.index(new.phase) - 1]
     size = (new.size / 2).quantize(Decimal("0.01"), ROUND_FLOOR)
-    return evolve(new, phase=lower, size=size, breaker_open=True, loss_streak=0), lower, reason
+    loss_rule = mark.session if reason.startswith("lost ") else new.loss_rule_session
+    downgraded = evolve(
+        new, phase=lower, size=size, breaker_open=True, loss_streak=0, loss_rule_session=loss_rule
+    )
+    return downgraded, lower, reason
 
 
 def on_session_end(state: PhaseState, cfg: PhaseConfig) -> PhaseState:
@@ -290,6 +321,12 @@ def _scaling_cap(proposed: Decimal, state: PhaseState, cfg: PhaseConfig) -> Deci
 def size_for(phase: Phase, cfg: PhaseConfig) -> Decimal:
     """The starting position size of a phase."""
     return cfg.sizes.get(phase, Decimal(100))
+
+
+def stepped_size(current: Decimal, phase: Phase, cfg: PhaseConfig) -> Decimal:
+    """The size on entering `phase` by advancing: its own size, but never more than double
+    the current one (a downgraded account climbs back in steps)."""
+    return min(size_for(phase, cfg), 2 * current)
 
 
 def position_qty(size: Decimal, price: Decimal, lot: Decimal) -> Decimal:

@@ -52,6 +52,7 @@ from engine.phase import (
     on_session_end,
     position_qty,
     size_for,
+    stepped_size,
 )
 
 __all__ = ["Refusal", "Transition", "fold", "step"]
@@ -860,7 +861,9 @@ def _on_phase_advance(state: EngineState, event: PhaseAdvance) -> Transition:
     phase = state.phase
     match evaluate_gate(phase, state.config.phase):
         case Success(target):
-            new = evolve(phase, phase=target, size=size_for(target, state.config.phase))
+            new = evolve(
+                phase, phase=target, size=stepped_size(phase.size, target, state.config.phase)
+            )
             record = _phase_changed(phase, new, "gates", "every gate holds", event.ts)
             return Transition(state.replace(phase=new), (record,))
         case Failure(failures):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -12,10 +13,21 @@ from pathlib import Path
 
 import click
 
-from engine import Command, EngineState, Event, Record
+from engine import (
+    BreakerAck,
+    Command,
+    Config,
+    EngineState,
+    Event,
+    PhaseAdvance,
+    PhaseOverride,
+    Record,
+)
 from engine.analytics import TradeResult, Window, by_window
+from engine.phase import PHASE_ORDER
+from shell import phases
 from shell.broker.simulated import SimulatedBroker
-from shell.codec import BadLine, merge_by_ts, read_events
+from shell.codec import BadLine, format_ts, merge_by_ts, read_events
 from shell.config import ConfigError, load_settings, zone
 from shell.journal import JournalWriter
 from shell.performance import (
@@ -261,6 +273,120 @@ def report(
                 err=True,
             )
         sys.exit(2)
+
+
+_STATE_DIR = click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("ratchet-state"),
+    show_default=True,
+    help="The state directory (journal/, phase-history.jsonl).",
+)
+_CONFIG = click.option("--config", "config_path", type=_FILE, help="ratchet.toml ([phase]).")
+
+
+def _phase_config(config_path: Path | None) -> Config:
+    try:
+        config = load_settings(config_path).config
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    return config
+
+
+@main.group()
+def phase() -> None:
+    """Phase progression: Experience, Proof of Concept, Trial, Scaling."""
+
+
+@phase.command("status")
+@_STATE_DIR
+@_CONFIG
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def phase_status(state_dir: Path, config_path: Path | None, as_json: bool) -> None:
+    """Phase, size, gates (actual vs required), trades left this session."""
+    info = phases.status(state_dir, _phase_config(config_path), datetime.now(UTC))
+    click.echo(json.dumps(info, indent=2) if as_json else phases.render_status(info))
+
+
+@phase.command("advance")
+@_STATE_DIR
+@_CONFIG
+def phase_advance(state_dir: Path, config_path: Path | None) -> None:
+    """Ask to advance one phase; the gates decide. Exit 1 when denied."""
+    config = _phase_config(config_path)
+    commands = phases.decide(state_dir, config, PhaseAdvance(datetime.now(UTC)))
+    records = [phases.record_json(c) for c in commands if isinstance(c, Record)]
+    phases.append_history(state_dir, records)
+    for record in records:
+        if record["kind"] == "phase.changed":
+            click.echo(f"advanced: {record['from']} -> {record['to']} (size ${record['size_to']})")
+            return
+        for failure in record.get("failures", []):
+            click.echo(
+                f"  {failure['criterion']}: {failure['actual']} (required {failure['required']})"
+            )
+        raise click.ClickException(
+            f"advance denied: {len(record.get('failures', []))} criterion(s) not met"
+        )
+
+
+@phase.command("override")
+@_STATE_DIR
+@_CONFIG
+@click.option("--to", "target", type=click.Choice([p.value for p in PHASE_ORDER]), required=True)
+@click.option("--reason", default="", help="Why (journaled).")
+def phase_override(state_dir: Path, config_path: Path | None, target: str, reason: str) -> None:
+    """Set the phase by hand: the override password comes from a hidden prompt (or one line on
+    stdin) and is checked against PHASE_OVERRIDE_PASSWORD; every attempt is journaled, the
+    password never."""
+    config = _phase_config(config_path)
+    if sys.stdin.isatty():
+        given = click.prompt("Override password", hide_input=True, default="", show_default=False)
+    else:
+        given = sys.stdin.readline().rstrip("\r\n")
+    now = datetime.now(UTC)
+    verdict = phases.password_matches(given, os.environ)
+    del given
+    attempt = {
+        "kind": "phase.override_attempt",
+        "ts": format_ts(now),
+        "to": target,
+        "accepted": bool(verdict),
+        "reason": reason,
+    }
+    if not verdict:
+        why = "PHASE_OVERRIDE_PASSWORD is not set" if verdict is None else "wrong password"
+        phases.append_history(state_dir, [{**attempt, "refusal": why}])
+        raise click.ClickException(f"override refused: {why}")
+    commands = phases.decide(state_dir, config, PhaseOverride(now, target, reason))
+    records = [phases.record_json(c) for c in commands if isinstance(c, Record)]
+    phases.append_history(state_dir, [attempt, *records])
+    for record in records:
+        click.echo(f"phase set: {record['from']} -> {record['to']} (size ${record['size_to']})")
+
+
+@phase.command("ack")
+@_STATE_DIR
+@_CONFIG
+def phase_ack(state_dir: Path, config_path: Path | None) -> None:
+    """Acknowledge a downgrade: close the phase breaker so entries may resume."""
+    config = _phase_config(config_path)
+    commands = phases.decide(state_dir, config, BreakerAck(datetime.now(UTC)))
+    records = [phases.record_json(c) for c in commands if isinstance(c, Record)]
+    phases.append_history(state_dir, records)
+    click.echo("breaker closed" if records else "the breaker was not open")
+
+
+@phase.command("export")
+@_STATE_DIR
+@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), help="First day (YYYY-MM-DD).")
+@click.option("--end", type=click.DateTime(["%Y-%m-%d"]), help="Last day (YYYY-MM-DD).")
+def phase_export(state_dir: Path, start: datetime | None, end: datetime | None) -> None:
+    """The phase history between two days, as CSV."""
+    click.echo(
+        phases.export_csv(state_dir, start.date() if start else None, end.date() if end else None),
+        nl=False,
+    )
 
 
 def _progress(events: Iterator[Event]) -> Iterator[Event]:

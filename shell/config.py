@@ -18,6 +18,7 @@ from attrs import field, frozen
 from engine import Config, PriceGrid, ProtectionConfig, Rung, Tranche
 from engine.analytics import Targets
 from engine.config import GoalConfig, SessionConfig
+from engine.phase import DEFAULT_SIZES, DEFAULT_TRADE_LIMITS, Phase, PhaseConfig
 
 __all__ = ["ConfigError", "Settings", "load_settings", "parse_settings"]
 
@@ -49,6 +50,7 @@ _PROTECTION_KEYS = {
 _SIMULATION_KEYS = {"market_fill"}
 _GOAL_KEYS = {"target", "giveback", "on_trigger"}
 _SESSION_KEYS = {"timezone", "reset"}
+_PHASE_KEYS = {"enabled", "start", "equity", "sizes", "trade_limits", "scaling_max"}
 ENV_TARGET = "PROFIT_TARGET_DAILY"
 ENV_GIVEBACK = "PROFIT_GIVEBACK_THRESHOLD"
 _PERFORMANCE_KEYS = {
@@ -83,7 +85,8 @@ def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Se
 def parse_settings(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Settings:
     """Validate a parsed TOML document (and the environment, which wins)."""
     env = {} if env is None else env
-    unknown = set(data) - {"protection", "simulation", "performance", "goal", "session"}
+    known = {"protection", "simulation", "performance", "goal", "session", "phase"}
+    unknown = set(data) - known
     if unknown:
         raise ConfigError(f"unknown section(s): {', '.join(sorted(unknown))}")
     protection = _table(data, "protection", _PROTECTION_KEYS)
@@ -96,8 +99,9 @@ def parse_settings(data: Mapping[str, Any], env: Mapping[str, str] | None = None
     zone(timezone, "performance.timezone")
     goal = _goal(_table(data, "goal", _GOAL_KEYS), env)
     session = _session(_table(data, "session", _SESSION_KEYS))
+    phase = _phase(_table(data, "phase", _PHASE_KEYS))
     return Settings(
-        Config(protection=_protection(protection), goal=goal, session=session),
+        Config(protection=_protection(protection), goal=goal, session=session, phase=phase),
         market_fill,
         timezone,
         _targets(performance),
@@ -124,6 +128,49 @@ def _goal(table: Mapping[str, Any], env: Mapping[str, str]) -> GoalConfig:
     if on_trigger not in ("block_entries", "flatten"):
         raise ConfigError(f"goal.on_trigger = {on_trigger!r}: allowed 'block_entries' or 'flatten'")
     return GoalConfig(target=target, giveback=giveback, on_trigger=on_trigger)
+
+
+def _phase(table: Mapping[str, Any]) -> PhaseConfig:
+    names = ", ".join(p.value for p in Phase)
+    enabled = table.get("enabled", False)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"phase.enabled = {enabled!r}: allowed true or false")
+    start_raw = table.get("start", Phase.EXPERIENCE.value)
+    try:
+        start = Phase(start_raw)
+    except ValueError:
+        raise ConfigError(f"phase.start = {start_raw!r}: allowed {names}") from None
+    equity = _decimal("phase.equity", table.get("equity", "10000"), low=Decimal(0),
+                      low_open=True, allowed="> 0 dollars")  # fmt: skip
+    sizes = dict(DEFAULT_SIZES)
+    for name, value in _phase_table(table, "sizes", names).items():
+        sizes[name] = _decimal(f"phase.sizes.{name.value}", value, low=Decimal(1),
+                               high=Decimal(1_000_000), allowed="1 to 1000000 dollars")  # fmt: skip
+    limits = dict(DEFAULT_TRADE_LIMITS)
+    for name, value in _phase_table(table, "trade_limits", names).items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(
+                f"phase.trade_limits.{name.value} = {value!r}: allowed a whole number >= 0 "
+                "(0: no trade)"
+            )
+        limits[name] = value
+    scaling_max = _decimal("phase.scaling_max", table.get("scaling_max", "2000"),
+                           low=Decimal(1), allowed=">= 1 dollars")  # fmt: skip
+    return PhaseConfig(enabled=enabled, start=start, equity=equity, sizes=sizes,
+                       trade_limits=limits, scaling_max=scaling_max)  # fmt: skip
+
+
+def _phase_table(table: Mapping[str, Any], key: str, names: str) -> dict[Phase, Any]:
+    raw = table.get(key, {})
+    if not isinstance(raw, dict):
+        raise ConfigError(f"phase.{key} must be a table of {names}")
+    out = {}
+    for name, value in raw.items():
+        try:
+            out[Phase(name)] = value
+        except ValueError:
+            raise ConfigError(f"phase.{key}.{name}: unknown phase; allowed {names}") from None
+    return out
 
 
 def _session(table: Mapping[str, Any]) -> SessionConfig:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 MAP = tomllib.loads((ROOT / "specs" / "property_map.toml").read_text(encoding="utf-8"))
-LAW = re.compile(r"^test_(p\d{2}|a\d+|g\d+)_")
+LAW = re.compile(r"^test_(p\d{2}|a\d+|g\d+|ph\d+)_")
 
 
 def _test_functions() -> dict[str, set[str]]:
