@@ -28,6 +28,7 @@ __all__ = [
     "by_window",
     "canonical",
     "check_targets",
+    "group_days",
     "period_of",
     "rolling",
     "summarize",
@@ -292,6 +293,37 @@ def by_window(
         groups.setdefault(label, (start, []))[1].append(trade)
     out = {label: (start, Stats.of_sequence(group)) for label, (start, group) in groups.items()}
     return dict(sorted(out.items(), key=lambda item: item[1][0]))
+
+
+def group_days(
+    days: Mapping[date, Stats],
+    window: Window,
+    tz: tzinfo,
+    *,
+    start: date | None = None,
+    end: date | None = None,
+) -> list[tuple[str, date, Stats]]:
+    """Daily stats merged, in day order, into the windows that hold them, between `start` and
+    `end` (inclusive); with both given, every window in the range is listed, traded or not."""
+    periods: dict[str, tuple[date, Stats]] = {}
+
+    def noon(day: date) -> datetime:
+        return datetime(day.year, day.month, day.day, 12, tzinfo=tz)
+
+    if start is not None and end is not None:
+        day = start
+        while day <= end:
+            label, first = period_of(noon(day), window, tz)
+            periods.setdefault(label, (first, Stats()))
+            day += timedelta(days=1)
+    for day, stats in sorted(days.items()):
+        if (start is not None and day < start) or (end is not None and day > end):
+            continue
+        label, first = period_of(noon(day), window, tz)
+        first, total = periods.get(label, (first, Stats()))
+        periods[label] = (first, total + stats)
+    return sorted(((label, first, s) for label, (first, s) in periods.items()),
+                  key=lambda item: item[1])  # fmt: skip
 
 
 def rolling(trades: Iterable[TradeResult], n: int) -> Stats:

@@ -29,7 +29,7 @@ from engine.analytics import (
     Window,
     by_window,
     check_targets,
-    period_of,
+    group_days,
     rolling,
 )
 from shell.codec import BadLine, format_ts, json_lines, parse_ts, to_jsonable
@@ -243,20 +243,8 @@ def build_report(
     rolling_n: int = 0,
 ) -> Report:
     """Group daily stats into windows (days merge in order, exactly), between start and end."""
-    periods: dict[str, Period] = {}
-    chosen = {d: s for d, s in days.items() if (start is None or d >= start)}
-    chosen = {d: s for d, s in chosen.items() if (end is None or d <= end)}
-    if start is not None and end is not None:
-        day = start
-        while day <= end:  # an explicit range lists every period, traded or not
-            label, first = period_of(_noon(day, tz), window, tz)
-            periods.setdefault(label, Period(label, first, Stats()))
-            day = date.fromordinal(day.toordinal() + 1)
-    for day, stats in sorted(chosen.items()):
-        label, first = period_of(_noon(day, tz), window, tz)
-        period = periods.setdefault(label, Period(label, first, Stats()))
-        period.stats = period.stats + stats
-    ordered = sorted(periods.values(), key=lambda p: p.start)
+    grouped = group_days(days, window, tz, start=start, end=end)
+    ordered = [Period(label, first, stats) for label, first, stats in grouped]
     total = Stats()
     for period in ordered:
         total = total + period.stats
@@ -265,10 +253,6 @@ def build_report(
     if rolling_n > 0 and trades_for_rolling is not None:
         roll = (rolling_n, rolling(trades_for_rolling, rolling_n))
     return Report(window, zone_name, ordered, total, breaches, list(bad or []), roll)
-
-
-def _noon(day: date, tz: tzinfo) -> datetime:
-    return datetime(day.year, day.month, day.day, 12, tzinfo=tz)
 
 
 def _stats_json(stats: Stats) -> dict[str, Any]:

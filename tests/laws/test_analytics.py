@@ -8,25 +8,26 @@ from zoneinfo import ZoneInfo
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.analytics import Stats, Window, by_window, canonical, period_of, summarize
+from engine.analytics import Window, by_window, canonical, group_days, summarize
 from tests.reference_analytics import of_stats, reference
 from tests.strategies import trade_results
 
 NY = ZoneInfo("America/New_York")
 
 
-@given(trade_results())
-def test_a1_days_add_up_to_their_week(trades):
-    """The days of a week, summed in order, are that week: P&L and every other metric."""
-    days = by_window(trades, Window.DAILY, NY)
-    weeks = by_window(trades, Window.WEEKLY, NY)
-    for label, (_, week) in weeks.items():
-        total = Stats()
-        for _, (first, day) in days.items():
-            if period_of(_noon(first), Window.WEEKLY, NY)[0] == label:
-                total = total + day
-        assert total == week
-        assert total.pnl == week.pnl
+@given(trade_results(), st.sampled_from([Window.WEEKLY, Window.MONTHLY]))
+def test_a1_days_add_up_to_their_week(trades, window):
+    """The days of a week (or month), merged in order by group_days as the report does, equal
+    the window summarised straight from the trades: P&L and every other metric."""
+    days = dict(by_window(trades, Window.DAILY, NY).values())
+    direct = by_window(trades, window, NY)
+    grouped = group_days(days, window, NY)
+    assert [(label, first) for label, first, _ in grouped] == [
+        (label, first) for label, (first, _) in direct.items()
+    ]
+    for label, _, stats in grouped:
+        assert stats == direct[label][1]
+        assert stats.pnl == direct[label][1].pnl
 
 
 @given(trade_results())
@@ -79,18 +80,3 @@ def test_a6_summaries_agree_with_a_naive_computation(trades):
 
 
 _RATIOS = {"win_rate", "avg_win", "avg_loss", "avg_r", "profit_factor", "expectancy"}
-
-
-def _noon(day):
-    from datetime import datetime  # noqa: PLC0415
-
-    return datetime(day.year, day.month, day.day, 12, tzinfo=NY)
-
-
-@given(trade_results())
-def test_a4_the_one_pass_fold_equals_adding_trade_by_trade(trades):
-    """Stats.of_sequence (one pass) is the same value as Stats.of(t1) + Stats.of(t2) + ..."""
-    total = Stats()
-    for trade in canonical(trades):
-        total = total + Stats.of(trade)
-    assert Stats.of_sequence(canonical(trades)) == total
