@@ -80,3 +80,12 @@ def test_a6_summaries_agree_with_a_naive_computation(trades):
 
 
 _RATIOS = {"win_rate", "avg_win", "avg_loss", "avg_r", "profit_factor", "expectancy"}
+
+
+@given(trade_results())
+def test_a4_the_one_pass_fold_equals_adding_trade_by_trade(trades):
+    """Stats.of_sequence (one pass) is the same value as Stats.of(t1) + Stats.of(t2) + ..."""
+    total = Stats()
+    for trade in canonical(trades):
+        total = total + Stats.of(trade)
+    assert Stats.of_sequence(canonical(trades)) == total
