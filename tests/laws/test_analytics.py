@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.analytics import Window, by_window, canonical, group_days, summarize
+from engine.analytics import Stats, Window, by_window, canonical, group_days, summarize
 from tests.reference_analytics import of_stats, reference
 from tests.strategies import trade_results
 
