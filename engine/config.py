@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, time, tzinfo
+from datetime import UTC, time, timedelta, tzinfo
 from decimal import Decimal
 
 from attrs import field, frozen
@@ -105,3 +105,5 @@ class Config:
     phase: PhaseConfig = field(factory=PhaseConfig)
     # Most positions open at once, all symbols together (0: no limit).
     max_open: int = 0
+    # A position whose symbol has printed nothing for this long is stale (SPEC §5).
+    stale_after: timedelta = timedelta(seconds=60)

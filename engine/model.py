@@ -246,6 +246,7 @@ _EMPTY_MARKS: Map[str, Tick] = Map()
 _EMPTY_ENTRIES: Map[str, PendingEntry] = Map()
 _EMPTY_COUNTS: Map[str, int] = Map()
 _EMPTY_ROUTES: Map[str, str] = Map()
+_EMPTY_STALE: Map[str, datetime] = Map()
 _DEFAULT_CONFIG = Config()
 # Sessions never roll when no daily counter is on: the tick fast path compares against this.
 _NO_SESSIONS = Daily(reset_at=datetime(9999, 12, 31, tzinfo=UTC))
@@ -275,6 +276,7 @@ class EngineState(NamedTuple):
     routes: Map[str, str] = _EMPTY_ROUTES
     daily: Daily = _NO_SESSIONS
     phase: PhaseState = _NO_PHASE
+    stale: Map[str, datetime] = _EMPTY_STALE  # symbol -> the last price already alerted stale
 
     @classmethod
     def empty(cls, config: Config | None = None) -> EngineState:
@@ -316,6 +318,7 @@ class EngineState(NamedTuple):
             self.routes,
             self.daily,
             self.phase,
+            self.stale,
         )
 
     def replace(self, **changes: Any) -> EngineState:

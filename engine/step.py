@@ -93,8 +93,8 @@ def step(state: EngineState, event: Event) -> Transition:
             and event.ts < reset_at
         ):
             marks = state.marks.set(event.symbol, event)
-            config, positions, books, _, entries, counts, routes, _, phase = state
-            fields = (config, positions, books, marks, entries, counts, routes, daily, phase)
+            config, positions, books, _, entries, counts, routes, _, phase, stale = state
+            fields = (config, positions, books, marks, entries, counts, routes, daily, phase, stale)
             new = _tuple_new(EngineState, fields)
             return _tuple_new(Transition, (new, _NO_COMMANDS))
     reset_at = state.daily.reset_at
@@ -124,7 +124,7 @@ def _dispatch(state: EngineState, event: Event) -> Transition:
         case CancelRejected():
             return _on_cancel_rejected(state, event)
         case Clock():
-            return Transition(state)
+            return _on_clock(state, event)
         case PhaseAdvance():
             return _on_phase_advance(state, event)
         case PhaseOverride():
@@ -854,6 +854,34 @@ def _phase_changed(
             "size_to": new.size,
         },
     )
+
+
+def _on_clock(state: EngineState, clock: Clock) -> Transition:
+    """SPEC §5: every clock event re-checks every open position; a position whose last price
+    is older than `stale_after` raises one `stale_price` alert per stale price."""
+    limit = state.config.stale_after
+    out: list[Command] = []
+    stale = state.stale
+    for symbol, book in state.books.items():
+        mark = state.marks.get(symbol)
+        since = mark.ts if mark is not None else min(state.positions[k].opened for k in book.keys)
+        age = clock.ts - since
+        if age > limit and stale.get(symbol) != since:
+            stale = stale.set(symbol, since)
+            out.append(
+                Alert(
+                    clock.ts,
+                    "stale_price",
+                    {
+                        "symbol": symbol,
+                        "last_price": mark.price if mark is not None else None,
+                        "last_ts": since,
+                        "age_s": age.total_seconds(),
+                        "positions": list(book.keys),
+                    },
+                )
+            )
+    return Transition(state.replace(stale=stale) if out else state, tuple(out))
 
 
 def _on_phase_advance(state: EngineState, event: PhaseAdvance) -> Transition:
