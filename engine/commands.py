@@ -86,6 +86,7 @@ RECORD_KINDS = frozenset(
         "order.submitted",
         "order.canceled",
         "order.rejected",
+        "order.retry",
         "conflict.detected",
         "alert",
         "goal.triggered",

@@ -107,3 +107,9 @@ class Config:
     max_open: int = 0
     # A position whose symbol has printed nothing for this long is stale (SPEC §5).
     stale_after: timedelta = timedelta(seconds=60)
+    # SPEC §4: a transient failure is retried up to 3 times, after 0.5 s, 1 s and 2 s.
+    retry_delays: tuple[timedelta, ...] = (
+        timedelta(milliseconds=500),
+        timedelta(seconds=1),
+        timedelta(seconds=2),
+    )

@@ -72,11 +72,13 @@ class OrderAccepted:
 
 @frozen
 class OrderRejected:
-    """The broker refused an order; `reason` is its words."""
+    """The broker refused an order; `reason` is its words, `kind` how the adapter classified
+    it: "transient" (timeout, 5xx, 429: worth retrying) or "permanent"."""
 
     ts: datetime
     order_id: str
     reason: str
+    kind: str = "permanent"
 
 
 @frozen

@@ -57,6 +57,7 @@ class OrderStatus(Enum):
     PENDING_NEW = "pending_new"
     LIVE = "live"
     PENDING_CANCEL = "pending_cancel"
+    RETRY_WAIT = "retry_wait"  # refused for a transient reason; sent again when due
 
 
 class OrderRole(Enum):
@@ -154,6 +155,9 @@ class Position:
     halted: bool = False
     close_reason: str = ""
     paper: bool = False
+    attempts: int = 0  # retries used by the order step in progress
+    retry_due: datetime | None = None
+    failures: tuple[str, ...] = ()  # the reasons given, for the operator's alert
 
     @property
     def risk(self) -> Decimal:
@@ -247,6 +251,7 @@ _EMPTY_ENTRIES: Map[str, PendingEntry] = Map()
 _EMPTY_COUNTS: Map[str, int] = Map()
 _EMPTY_ROUTES: Map[str, str] = Map()
 _EMPTY_STALE: Map[str, datetime] = Map()
+_FAR = datetime(9999, 12, 31, tzinfo=UTC)
 _DEFAULT_CONFIG = Config()
 # Sessions never roll when no daily counter is on: the tick fast path compares against this.
 _NO_SESSIONS = Daily(reset_at=datetime(9999, 12, 31, tzinfo=UTC))
@@ -277,6 +282,7 @@ class EngineState(NamedTuple):
     daily: Daily = _NO_SESSIONS
     phase: PhaseState = _NO_PHASE
     stale: Map[str, datetime] = _EMPTY_STALE  # symbol -> the last price already alerted stale
+    due: datetime = _FAR  # the earliest retry due (may be early: then nothing is due yet)
 
     @classmethod
     def empty(cls, config: Config | None = None) -> EngineState:
@@ -319,6 +325,7 @@ class EngineState(NamedTuple):
             self.daily,
             self.phase,
             self.stale,
+            self.due,
         )
 
     def replace(self, **changes: Any) -> EngineState:

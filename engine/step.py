@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import NamedTuple, assert_never
 
@@ -59,6 +59,7 @@ __all__ = ["Refusal", "Transition", "fold", "step"]
 
 _ZERO = Decimal(0)
 _NO_COMMANDS: tuple[Command, ...] = ()
+_FAR = datetime(9999, 12, 31, tzinfo=UTC)
 # NamedTuple construction without its Python-level __new__ frame (the per-tick fast path).
 _tuple_new = tuple.__new__
 
@@ -91,15 +92,22 @@ def step(state: EngineState, event: Event) -> Transition:
             (book is None or (book.lo < event.price < book.hi and not book.tracked))
             and reset_at is not None
             and event.ts < reset_at
+            and event.ts < state.due
         ):
             marks = state.marks.set(event.symbol, event)
-            config, positions, books, _, entries, counts, routes, _, phase, stale = state
-            fields = (config, positions, books, marks, entries, counts, routes, daily, phase, stale)
+            config, positions, books, _, entries, counts, routes, _, phase, stale, due = state
+            fields = (
+                config, positions, books, marks, entries, counts, routes, daily, phase, stale, due
+            )  # fmt: skip
             new = _tuple_new(EngineState, fields)
             return _tuple_new(Transition, (new, _NO_COMMANDS))
     reset_at = state.daily.reset_at
     if reset_at is None or event.ts >= reset_at:
         return _new_session(state, event)
+    if event.ts >= state.due:
+        fired = _fire_retries(state, event.ts)
+        t = step(fired.state, event)
+        return Transition(t.state, (*fired.commands, *t.commands))
     before = state.daily.triggered
     t = _dispatch(state, event)
     if t.state.daily.triggered and not before and state.config.goal.on_trigger == "flatten":
@@ -656,6 +664,8 @@ def _on_accepted(state: EngineState, ack: OrderAccepted) -> Transition:
     if pos is None:
         return Transition(state)
     pos = _with_order_status(pos, ack.order_id, OrderStatus.LIVE, only_from=OrderStatus.PENDING_NEW)
+    if pos.attempts:
+        pos = evolve(pos, attempts=0, failures=())  # the order step got through
     return _finish(state, pos, ack.ts, [])
 
 
@@ -693,9 +703,13 @@ def _on_rejected(state: EngineState, ack: OrderRejected) -> Transition:
     key = state.routes.get(ack.order_id)
     if key is None:
         return _unknown_order(state, ack.order_id, ack.ts, "rejected")
+    pos = state.positions.get(key)
+    if pos is not None and ack.kind == "transient":
+        retried = _schedule_retry(state, pos, ack)
+        if retried is not None:
+            return retried
     state = state.replace(routes=state.routes.delete(ack.order_id))
     pending = state.entries.get(key)
-    pos = state.positions.get(key)
     symbol = pending.symbol if pending is not None else pos.symbol if pos is not None else ""
     record = Record(
         "order.rejected",
@@ -719,12 +733,80 @@ def _on_rejected(state: EngineState, ack: OrderRejected) -> Transition:
         )
     elif pos.entry_order is not None and pos.entry_order.id == ack.order_id:
         pos = evolve(pos, entry_order=None)
-    alert = Alert(
-        ack.ts,
-        "order_rejected",
-        {"symbol": symbol, "order_id": ack.order_id, "reason": ack.reason, "halted": pos.halted},
-    )
+    exhausted = ack.kind == "transient"
+    context = {
+        "symbol": symbol,
+        "key": key,
+        "order_id": ack.order_id,
+        "reason": ack.reason,
+        "kind": ack.kind,
+        "halted": pos.halted,
+        "attempts": pos.attempts,
+        "failures": [*pos.failures, ack.reason],
+        "remaining_qty": pos.remaining_qty,
+        "stop": pos.stop,
+    }
+    alert = Alert(ack.ts, "retries_exhausted" if exhausted else "order_rejected", context)
+    pos = evolve(pos, attempts=0, failures=(), retry_due=None)
     return _finish(state, pos, ack.ts, [record, alert], reconcile_first=False)
+
+
+def _schedule_retry(state: EngineState, pos: Position, ack: OrderRejected) -> Transition | None:
+    """A transient refusal of one of the position's orders: send it again after the next
+    backoff delay (SPEC §4), or None when the retries are spent."""
+    delays = state.config.retry_delays
+    if pos.attempts >= len(delays):
+        return None
+    waiting = OrderStatus.RETRY_WAIT
+    if pos.exit_order is not None and pos.exit_order.id == ack.order_id:
+        pos = evolve(pos, exit_order=evolve(pos.exit_order, status=waiting))
+    elif pos.sell_order is not None and pos.sell_order.id == ack.order_id:
+        pos = evolve(pos, sell_order=evolve(pos.sell_order, status=waiting))
+    else:
+        return None
+    delay = delays[pos.attempts]
+    due = ack.ts + delay
+    pos = evolve(
+        pos, attempts=pos.attempts + 1, retry_due=due, failures=(*pos.failures, ack.reason)
+    )
+    record = Record(
+        "order.retry",
+        ack.ts,
+        {
+            "symbol": pos.symbol,
+            "key": pos.key,
+            "order_id": ack.order_id,
+            "attempt": pos.attempts,
+            "delay": Decimal(str(delay.total_seconds())),
+            "due": due,
+            "reason": ack.reason,
+        },
+    )
+    out: list[Command] = [record]
+    return Transition(_store(state, pos, ack.ts, out), tuple(out))
+
+
+def _fire_retries(state: EngineState, now: datetime) -> Transition:
+    """Send again every order whose retry is due; recompute the next due time."""
+    out: list[Command] = []
+    due = _FAR
+    for key, pos in list(state.positions.items()):
+        when = pos.retry_due
+        if when is None:
+            continue
+        if when > now:
+            due = min(due, when)
+            continue
+        exit_order, sell_order = pos.exit_order, pos.sell_order
+        if exit_order is not None and exit_order.status is OrderStatus.RETRY_WAIT:
+            exit_order = evolve(exit_order, status=OrderStatus.PENDING_NEW)
+            submit(key, pos.symbol, exit_order, now, out, pos.paper)
+        if sell_order is not None and sell_order.status is OrderStatus.RETRY_WAIT:
+            sell_order = evolve(sell_order, status=OrderStatus.PENDING_NEW)
+            submit(key, pos.symbol, sell_order, now, out, pos.paper)
+        resent = evolve(pos, exit_order=exit_order, sell_order=sell_order, retry_due=None)
+        state = state.replace(positions=state.positions.set(key, resent))
+    return Transition(state.replace(due=due), tuple(out))
 
 
 def _on_cancel_rejected(state: EngineState, ack: CancelRejected) -> Transition:
@@ -826,7 +908,12 @@ def _store(state: EngineState, pos: Position, ts: datetime, out: list[Command]) 
     phase = state.phase
     if closing and state.config.phase.enabled and daily.session is not None:
         phase = _phase_after_trade(phase, state, TradeMark(daily.session, pos.realized), ts, out)
-    return state.replace(positions=positions, books=books, routes=routes, daily=daily, phase=phase)
+    due = state.due
+    if pos.retry_due is not None and not closing and pos.retry_due < due:
+        due = pos.retry_due
+    return state.replace(
+        positions=positions, books=books, routes=routes, daily=daily, phase=phase, due=due
+    )
 
 
 def _phase_after_trade(
