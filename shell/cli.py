@@ -26,7 +26,7 @@ from engine import (
 from engine.analytics import TradeResult, Window, by_window
 from engine.phase import PHASE_ORDER
 from shell import phases
-from shell.broker.simulated import SimulatedBroker
+from shell.broker.simulated import Faults, SimulatedBroker
 from shell.codec import BadLine, format_ts, merge_by_ts, read_events
 from shell.config import ConfigError, load_settings, zone
 from shell.journal import JournalWriter
@@ -74,6 +74,12 @@ def main() -> None:
     help="Fill market orders at the next tick (default) or the last one.",
 )
 @click.option(
+    "--faults",
+    "faults_text",
+    default=None,
+    help="Make the simulated broker misbehave, deterministically: transient=RATE,seed=N.",
+)
+@click.option(
     "--plot",
     "plot_dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -87,6 +93,7 @@ def simulate(
     as_json: bool,
     skip_bad_lines: bool,
     market_fill: str | None,
+    faults_text: str | None,
     plot_dir: Path | None,
 ) -> None:
     """Fold the engine over recorded EVENTS (JSONL, or CSV ticks) with the simulated broker."""
@@ -112,7 +119,12 @@ def simulate(
         if trail is not None and isinstance(command, Record):
             kept.append(command)
 
-    broker = SimulatedBroker(market_fill=market_fill or settings.market_fill)  # type: ignore[arg-type]
+    try:
+        faults = Faults.parse(faults_text) if faults_text else None
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    fill = market_fill or settings.market_fill
+    broker = SimulatedBroker(market_fill=fill, faults=faults)  # type: ignore[arg-type]
     started = time.perf_counter()
     with writer if writer is not None else contextlib.nullcontext():
         try:

@@ -32,6 +32,7 @@ def summary_to_json(summary: Summary, *, bad_lines: int = 0) -> dict[str, Any]:
         "stop_moves": summary.stop_moves,
         "partials": {"ordered": summary.partials_ordered, "filled": summary.partials_filled},
         "orders_submitted": summary.orders_submitted,
+        "retries": summary.retries,
         "conflicts": summary.conflicts,
         "alerts": summary.alerts,
         "oversells": summary.oversells,
@@ -81,8 +82,8 @@ def render_summary(summary: Summary, *, bad_lines: int = 0) -> str:
         f"{len(s.open_positions)} open",
         f"stop moves    {s.stop_moves}",
         f"partials      {s.partials_ordered} ordered, {s.partials_filled} filled",
-        f"orders        {s.orders_submitted} submitted, {s.conflicts} conflicts, "
-        f"{s.alerts} alerts, {s.oversells} oversells",
+        f"orders        {s.orders_submitted} submitted, {s.retries} retries, {s.conflicts} "
+        f"conflicts, {s.alerts} alerts, {s.oversells} oversells",
         f"realized P&L  {_money(s.realized_pnl)}",
     ]
     for trigger in s.goal_triggers:

@@ -45,6 +45,7 @@ class Summary:
     conflicts: int = 0
     alerts: int = 0
     orders_submitted: int = 0
+    retries: int = 0
     realized_pnl: Decimal = Decimal(0)
     trades: list[TradeResult] = field(factory=list)
     blocked_reasons: dict[str, int] = field(factory=dict)
@@ -65,6 +66,8 @@ class Summary:
             self.stop_moves += 1
         elif kind == "order.submitted":
             self.orders_submitted += 1
+        elif kind == "order.retry":
+            self.retries += 1
         elif kind == "partial.ordered":
             self.partials_ordered += 1
         elif kind == "partial.filled":

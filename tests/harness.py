@@ -10,7 +10,7 @@ from attrs import frozen
 
 from engine import Config, EngineState, Event, OrderFilled, Position, Record, SubmitOrder, Tick
 from engine.commands import Command
-from shell.broker.simulated import SimulatedBroker
+from shell.broker.simulated import Faults, SimulatedBroker
 from shell.simulate import run_simulation
 
 
@@ -38,13 +38,14 @@ def trace(
     events: Iterable[Event],
     config: Config | None = None,
     market_fill: Literal["next", "same"] | str = "next",
+    faults: Faults | None = None,
 ) -> list[Step]:
     """Every step of a simulation, in order."""
     steps: list[Step] = []
     run_simulation(
         events,
         EngineState.empty(config),
-        SimulatedBroker(market_fill=market_fill),  # type: ignore[arg-type]
+        SimulatedBroker(market_fill=market_fill, faults=faults),  # type: ignore[arg-type]
         on_step=lambda e, before, t: steps.append(Step(e, before, t.state, t.commands)),
     )
     return steps

@@ -10,6 +10,7 @@ in the same instant as the command.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
@@ -32,7 +33,7 @@ from engine import (
     Tick,
 )
 
-__all__ = ["SimulatedBroker"]
+__all__ = ["Faults", "SimulatedBroker"]
 
 _NOTHING: tuple[Event, ...] = ()
 _INF = Decimal("Infinity")
@@ -45,6 +46,37 @@ class _Resting:
 
 
 @define
+class Faults:
+    """Misbehaviour to inject, deterministic for a given seed and input.
+
+    `transient`: share of order submissions refused as a transient failure (HTTP 503).
+    """
+
+    transient: float = 0.0
+    seed: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> Faults:
+        """From `transient=0.3,seed=7`; ValueError names what is wrong."""
+        values: dict[str, str] = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            name, sep, value = part.partition("=")
+            if not sep or name not in ("transient", "seed"):
+                raise ValueError(f"--faults: {part!r}: expected transient=RATE or seed=N")
+            values[name] = value
+        try:
+            transient = float(values.get("transient", "0"))
+            seed = int(values.get("seed", "0"))
+        except ValueError:
+            raise ValueError(
+                f"--faults: {text!r}: transient is a rate, seed a whole number"
+            ) from None
+        if not 0 <= transient <= 1:
+            raise ValueError(f"--faults: transient={transient}: allowed 0 to 1")
+        return cls(transient, seed)
+
+
+@define
 class SimulatedBroker:
     """The broker of `ratchet simulate` and of the tests; the only mutable thing in a fold."""
 
@@ -54,13 +86,16 @@ class SimulatedBroker:
     _bands: dict[str, tuple[Decimal, Decimal]] = field(factory=dict)
     _last: dict[str, Decimal] = field(factory=dict)
     _ids: set[str] = field(factory=set)
+    faults: Faults | None = None
     _same: bool = field(init=False, default=False)
+    _rng: random.Random = field(init=False, factory=random.Random)
     positions: dict[str, Decimal] = field(factory=dict)
     oversells: int = 0
     fills: int = 0
 
     def __attrs_post_init__(self) -> None:
         self._same = self.market_fill == "same"
+        self._rng = random.Random(self.faults.seed if self.faults else 0)
 
     # --- the engine's commands -------------------------------------------------------------
 
@@ -80,6 +115,9 @@ class SimulatedBroker:
             return [OrderRejected(ts, order.order_id, "client_order_id must be unique")]
         if order.qty <= 0:
             return [OrderRejected(ts, order.order_id, "qty must be > 0")]
+        if self.faults is not None and self._rng.random() < self.faults.transient:
+            # Not recorded: the same client order id may be sent again.
+            return [OrderRejected(ts, order.order_id, "HTTP 503 service unavailable", "transient")]
         self._ids.add(order.order_id)
         resting = _Resting(order, order.qty)
         events: list[Event] = [OrderAccepted(ts, order.order_id)]
