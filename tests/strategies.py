@@ -115,17 +115,13 @@ def multi_session_histories(draw: st.DrawFn) -> list[Event]:
 
     one = draw(histories(symbol="AAA"))
     two = draw(histories(symbol="BBB"))
-    events = [*one.events, *two.events]
-    order = draw(st.permutations(range(len(events))))
     start = draw(st.sampled_from([
         datetime(2024, 3, 9, 6, tzinfo=UTC), datetime(2024, 11, 2, 6, tzinfo=UTC),
         datetime(2024, 6, 3, 6, tzinfo=UTC),
     ]))  # fmt: skip
-    # Keep each symbol's own order; interleave them by the drawn permutation's ranks.
-    firsts = sorted(range(len(one.events)), key=lambda i: order[i])
-    seconds = sorted(range(len(two.events)), key=lambda i: order[len(one.events) + i])
-    merged = [one.events[i] for i in sorted(firsts)]
-    merged = _interleave(merged, [two.events[i] for i in sorted(seconds)], order)
+    # Interleave the two symbols, each keeping its own order.
+    choices = draw(st.lists(st.booleans(), max_size=len(one.events) + len(two.events)))
+    merged = interleave(list(one.events), list(two.events), choices)
     ts = start
     out = []
     for event in merged:
@@ -145,13 +141,14 @@ def _next_0400_new_york(ts: datetime) -> datetime:
     return datetime(day.year, day.month, day.day, 4, tzinfo=ny).astimezone(UTC)
 
 
-def _interleave(a: list[Event], b: list[Event], order: list[int]) -> list[Event]:
+def interleave(a: list[Event], b: list[Event], choices: list[bool]) -> list[Event]:
+    """Take from `a` on True and from `b` on False while both last; then the rest."""
     out, i, j = [], 0, 0
-    for k in order:
-        if (k % 2 == 0 and i < len(a)) or j >= len(b):
+    for take_a in choices:
+        if take_a and i < len(a):
             out.append(a[i])
             i += 1
-        else:
+        elif j < len(b):
             out.append(b[j])
             j += 1
     return out + a[i:] + b[j:]

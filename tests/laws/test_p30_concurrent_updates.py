@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from engine import Record, SubmitOrder
 from tests.harness import trace
-from tests.strategies import T0, configs, histories, market_fills
+from tests.strategies import T0, configs, histories, interleave, market_fills
 
 
 def _per_symbol(steps):
@@ -17,16 +17,6 @@ def _per_symbol(steps):
             if isinstance(command, Record | SubmitOrder):
                 out[command.symbol].append(command)
     return out
-
-
-def _interleave(a, b, choices):
-    a, b, out = list(a), list(b), []
-    for take_a in choices:
-        if take_a and a:
-            out.append(a.pop(0))
-        elif b:
-            out.append(b.pop(0))
-    return out + a + b
 
 
 @given(
@@ -39,7 +29,7 @@ def _interleave(a, b, choices):
 def test_p30_ticks_of_different_symbols_commute(one, two, choices, config, fill):
     """Any interleaving of two symbols' events yields the same per-symbol states and commands."""
     first = trace(list(one.events) + list(two.events), config, fill)
-    mixed = trace(_interleave(one.events, two.events, choices), config, fill)
+    mixed = trace(interleave(list(one.events), list(two.events), choices), config, fill)
     assert _per_symbol(first) == _per_symbol(mixed)
     a, b = first[-1].after, mixed[-1].after
     for symbol in ("AAA", "BBB"):
