@@ -1,0 +1,145 @@
+"""The engine against a simulated broker that refuses orders at random (seeded), as a
+Hypothesis state machine: the invariants hold after every rule."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import timedelta
+from decimal import Decimal
+
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
+
+from engine import (
+    CancelOrder,
+    Clock,
+    Config,
+    EngineState,
+    EntryIntent,
+    Event,
+    OrderStatus,
+    ProtectionConfig,
+    Side,
+    SubmitOrder,
+    Tick,
+    step,
+)
+from shell.broker.simulated import Faults, SimulatedBroker
+from tests.strategies import T0
+
+SYMBOLS = {"AAA": Side.LONG, "BBB": Side.SHORT}
+CENT = Decimal("0.01")
+
+
+class OrderProtocol(RuleBasedStateMachine):
+    """Ticks, entries and clock events; the broker refuses a share of submissions."""
+
+    @initialize(
+        rate=st.sampled_from([0.0, 0.2, 0.5]),
+        seed=st.integers(0, 10_000),
+        take_profit=st.booleans(),
+        fill=st.sampled_from(["next", "same"]),
+    )
+    def start(self, rate: float, seed: int, take_profit: bool, fill: str) -> None:
+        self.broker = SimulatedBroker(market_fill=fill, faults=Faults(rate, seed))  # type: ignore[arg-type]
+        self.state = EngineState.empty(Config(ProtectionConfig(take_profit=take_profit)))
+        self.ts = T0
+        self.price = dict.fromkeys(SYMBOLS, Decimal("100.00"))
+        self.orders: dict[str, SubmitOrder] = {}
+        self.commands_per_key: list[dict[str, int]] = []
+        for symbol in SYMBOLS:
+            self.feed(Tick(self.ts, symbol, self.price[symbol]))
+
+    def feed(self, event: Event) -> None:
+        queue = [event]
+        while queue:
+            current = queue.pop(0)
+            t = step(self.state, current)
+            self.state = t.state
+            per_key: dict[str, int] = defaultdict(int)
+            for command in t.commands:
+                if isinstance(command, SubmitOrder):
+                    self.check_share_availability(command)
+                    first = self.orders.setdefault(command.order_id, command)
+                    assert (first.symbol, first.action, first.type, first.qty) == (
+                        command.symbol, command.action, command.type, command.qty
+                    ), f"client order id {command.order_id} reused for another order"  # fmt: skip
+                if isinstance(command, SubmitOrder | CancelOrder):
+                    key = command.order_id.split("-", 1)[1].rsplit("-", 2)[0]
+                    per_key[key] += 1
+            self.commands_per_key.append(per_key)
+            queue.extend(self.broker.execute(t.commands))
+
+    def check_share_availability(self, order: SubmitOrder) -> None:
+        """P11, at the moment of sending: an order that reduces the position never asks for
+        more than the position minus the shares open orders already hold."""
+        held_position = self.broker.positions.get(order.symbol, Decimal(0))
+        reducing = (order.action.value == "sell" and held_position > 0) or (
+            order.action.value == "buy" and held_position < 0
+        )
+        if not reducing or order.purpose == "entry":
+            return
+        held = self.broker.held(order.symbol, order.action)
+        assert held + order.qty <= abs(held_position), (order, held, held_position)
+
+    @rule(symbol=st.sampled_from(list(SYMBOLS)), cents=st.integers(-150, 250))
+    def tick(self, symbol: str, cents: int) -> None:
+        self.ts += timedelta(milliseconds=700)
+        side = SYMBOLS[symbol]
+        self.price[symbol] = max(Decimal("1.00"), self.price[symbol] + cents * CENT * side.sign)
+        tick = Tick(self.ts, symbol, self.price[symbol])
+        for fill in self.broker.on_tick(tick):
+            self.feed(fill)
+        self.feed(tick)
+
+    @rule(symbol=st.sampled_from(list(SYMBOLS)), qty=st.integers(1, 300),
+          risk=st.integers(20, 300))  # fmt: skip
+    def entry(self, symbol: str, qty: int, risk: int) -> None:
+        side = SYMBOLS[symbol]
+        stop = self.price[symbol] - risk * CENT * side.sign
+        self.feed(EntryIntent(self.ts, symbol, side, stop, Decimal(qty)))
+
+    @rule(seconds=st.integers(1, 90))
+    def clock(self, seconds: int) -> None:
+        self.ts += timedelta(seconds=seconds)
+        self.feed(Clock(self.ts))
+
+    @invariant()
+    def p11_never_sells_more_than_is_held(self) -> None:
+        assert self.broker.oversells == 0
+
+    @invariant()
+    def the_engine_counts_the_shares_the_broker_holds(self) -> None:
+        for symbol, side in SYMBOLS.items():
+            engine = (
+                sum((p.remaining_qty for p in self.state.in_symbol(symbol)), Decimal(0)) * side.sign
+            )
+            assert engine == self.broker.positions.get(symbol, Decimal(0)), symbol
+
+    @invariant()
+    def p22_one_order_command_per_position_per_step(self) -> None:
+        for per_key in self.commands_per_key:
+            assert all(count <= 1 for count in per_key.values()), per_key
+        self.commands_per_key.clear()
+
+    @invariant()
+    def every_idle_position_holds_a_live_stop_for_its_shares(self) -> None:
+        for pos in self.state.positions.values():
+            busy = pos.halted or pos.sell_order is not None or pos.to_sell > 0
+            order = pos.exit_order
+            if busy or (order is not None and order.status is not OrderStatus.LIVE):
+                continue
+            assert order is not None, pos.key
+            assert order.open_qty == pos.remaining_qty and order.stop_price == pos.stop, pos.key
+
+
+def test_p11_no_order_ever_asks_for_shares_another_order_holds():
+    """P11 (and the other invariants above) over random ticks, entries, clock events and a
+    broker that refuses a share of submissions."""
+    run_state_machine_as_test(OrderProtocol)
