@@ -12,6 +12,10 @@ lint:
     ./dev ruff format --check .
     ./dev mypy --strict engine shell
 
+# The order-protocol state machine and every law at 10,000 examples each (long; not in CI).
+soak *args:
+    RATCHET_PROFILE=soak ./dev pytest tests/machines tests/laws {{args}}
+
 # Benchmarks (pytest-benchmark): step latency, simulate throughput on the SPY week, baseline ratio.
 bench *args:
     ./dev pytest benchmarks --benchmark-only --benchmark-columns=min,median,mean,max,rounds -p no:randomly {{args}}
