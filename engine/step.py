@@ -420,7 +420,7 @@ def _on_fill(state: EngineState, fill: OrderFilled) -> Transition:
     out: list[Command] = []
     pending = state.entries.get(key)
     if pending is not None and pending.order.id == fill.order_id:
-        state, pos = _open(state, pending, fill, out)
+        state, pos = _open_position(state, pending, fill, out)
     else:
         pos_or_none = state.positions.get(key)
         if pos_or_none is None:
@@ -429,7 +429,7 @@ def _on_fill(state: EngineState, fill: OrderFilled) -> Transition:
     return _finish(state, pos, fill.ts, out)
 
 
-def _open(
+def _open_position(
     state: EngineState, pending: PendingEntry, fill: OrderFilled, out: list[Command]
 ) -> tuple[EngineState, Position]:
     cfg = state.config.protection
