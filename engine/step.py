@@ -725,15 +725,22 @@ def _on_rejected(state: EngineState, ack: OrderRejected) -> Transition:
         return Transition(state.replace(entries=state.entries.delete(key)), (record, blocked))
     if pos is None:
         return Transition(state, (record,))
+    # Transient failures whose retries ran out start the step again as a new operation (new
+    # client order id, fresh retries) after the alert: the shares must not be left without
+    # protection because the broker was briefly down. A permanent refusal halts the position
+    # for an operator.
+    exhausted = ack.kind == "transient"
     if pos.exit_order is not None and pos.exit_order.id == ack.order_id:
-        pos = evolve(pos, exit_order=None, halted=True)
+        pos = evolve(pos, exit_order=None, halted=not exhausted)
     elif pos.sell_order is not None and pos.sell_order.id == ack.order_id:
         pos = evolve(
-            pos, sell_order=None, halted=True, to_sell=pos.to_sell + pos.sell_order.open_qty
+            pos,
+            sell_order=None,
+            halted=not exhausted,
+            to_sell=pos.to_sell + pos.sell_order.open_qty,
         )
     elif pos.entry_order is not None and pos.entry_order.id == ack.order_id:
         pos = evolve(pos, entry_order=None)
-    exhausted = ack.kind == "transient"
     context = {
         "symbol": symbol,
         "key": key,
@@ -748,7 +755,7 @@ def _on_rejected(state: EngineState, ack: OrderRejected) -> Transition:
     }
     alert = Alert(ack.ts, "retries_exhausted" if exhausted else "order_rejected", context)
     pos = evolve(pos, attempts=0, failures=(), retry_due=None)
-    return _finish(state, pos, ack.ts, [record, alert], reconcile_first=False)
+    return _finish(state, pos, ack.ts, [record, alert], reconcile_first=exhausted)
 
 
 def _schedule_retry(state: EngineState, pos: Position, ack: OrderRejected) -> Transition | None:

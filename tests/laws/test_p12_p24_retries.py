@@ -68,6 +68,16 @@ def test_p24_when_retries_run_out_an_alert_carries_the_full_context(history, con
             assert context["order_id"] == event.order_id and context["attempts"] == 3
             assert len(context["failures"]) == 4 and context["symbol"] == history.symbol
             assert {"key", "remaining_qty", "stop"} <= set(context)
+            # ...and the shares are not left bare: a new operation (new id) starts at once,
+            # a fresh stop, a tranche sale that came due meanwhile, or an exit at market.
+            if event.order_id.endswith("-stop") and context["remaining_qty"] > 0:
+                fresh = [
+                    c for c in step.commands
+                    if isinstance(c, SubmitOrder) and c.purpose in ("protect", "exit", "partial")
+                    and c.order_id != event.order_id
+                    and c.order_id.startswith(f"rt-{context['key']}-")
+                ]  # fmt: skip
+                assert fresh, "nothing protects the shares after exhausted retries"
             used[event.order_id] = 0
         elif step.records("order.retry"):
             assert not alerts
