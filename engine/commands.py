@@ -88,6 +88,7 @@ RECORD_KINDS = frozenset(
         "order.rejected",
         "order.retry",
         "conflict.detected",
+        "operation.done",
         "alert",
         "goal.triggered",
         "goal.reset",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 from typing import Any, NamedTuple
@@ -67,6 +67,7 @@ class OrderRole(Enum):
     PROTECT = "protect"
     PARTIAL = "partial"
     EXIT = "exit"
+    RESTORE = "restore"  # the last accepted protection, re-armed after a refused operation
 
 
 @frozen
@@ -158,6 +159,19 @@ class Position:
     attempts: int = 0  # retries used by the order step in progress
     retry_due: datetime | None = None
     failures: tuple[str, ...] = ()  # the reasons given, for the operator's alert
+    # The operation in flight (SPEC §4): from its first order command until every order it
+    # touched is confirmed where it should be. `restore` is the last protection the broker
+    # accepted, re-armed when an operation is refused; `refused` the (stop, take-profit) it
+    # refused, kept until a new trigger asks for something else.
+    op_started: datetime | None = None
+    op_kind: str = ""
+    op_orders: tuple[str, ...] = ()
+    restore: Order | None = None
+    refused: tuple[Decimal, Decimal | None] | None = None
+    # Shares without an accepted protective order: since when, and for how long in this
+    # operation (from a cancel confirmation or the entry fill to the next acceptance).
+    exposed_since: datetime | None = None
+    exposed: timedelta = timedelta(0)
 
     @property
     def risk(self) -> Decimal:

@@ -15,7 +15,15 @@ from engine.commands import CancelOrder, Command, OrderAction, OrderType, Record
 from engine.ids import order_id
 from engine.model import Order, OrderRole, OrderStatus, Position
 
-__all__ = ["cancel", "exit_action", "is_better_stop", "is_through", "reconcile", "submit"]
+__all__ = [
+    "cancel",
+    "exit_action",
+    "is_better_stop",
+    "is_through",
+    "reconcile",
+    "roll_back",
+    "submit",
+]
 
 _ZERO = Decimal(0)
 
@@ -92,7 +100,12 @@ def _new_order(
     limit: Decimal | None = None,
 ) -> tuple[Position, Order]:
     seq = pos.seq + 1
-    suffix = {OrderRole.PROTECT: "stop", OrderRole.PARTIAL: "partial", OrderRole.EXIT: "exit"}
+    suffix = {
+        OrderRole.PROTECT: "stop",
+        OrderRole.PARTIAL: "partial",
+        OrderRole.EXIT: "exit",
+        OrderRole.RESTORE: "restore",
+    }
     order = Order(
         id=order_id(pos.key, seq, suffix.get(role, role.value)),
         role=role,
@@ -128,29 +141,62 @@ def reconcile(pos: Position, price: Decimal | None, ts: datetime, out: list[Comm
         return evolve(pos, sell_order=order, to_sell=pos.to_sell - qty)
     tp = pos.take_profit
     if eo is not None:
-        if eo.stop_price == pos.stop and eo.limit_price == tp and eo.open_qty == pos.remaining_qty:
+        if eo.open_qty == pos.remaining_qty and (
+            (eo.stop_price == pos.stop and eo.limit_price == tp)
+            # Rolled back: the restored protection stands until a new trigger asks for more.
+            or (eo.role is OrderRole.RESTORE and pos.refused == (pos.stop, tp))
+        ):
             return pos
         return evolve(pos, exit_order=cancel(eo, ts, pos.symbol, out))
     if price is not None and is_through(price, pos.stop, pos.long):
-        # The market is already at or beyond the stop: a stop order there would be refused
-        # or fill at once, so exit now at market and say so.
-        out.append(
-            Record(
-                "conflict.detected",
-                ts,
-                {
-                    "symbol": pos.symbol,
-                    "type": "invalid_price",
-                    "order_ids": [],
-                    "resolution": "exit_at_market",
-                    "stop": pos.stop,
-                    "price": price,
-                },
-            )
-        )
-        pos = evolve(pos, to_sell=pos.remaining_qty, close_reason="stop_through_market")
-        return reconcile(pos, price, ts, out)
+        return _exit_through(pos, pos.stop, price, ts, out)
     kind = OrderType.STOP if tp is None else OrderType.OCO
     pos, order = _new_order(pos, OrderRole.PROTECT, kind, pos.remaining_qty, pos.stop, tp)
+    submit(pos.key, pos.symbol, order, ts, out, pos.paper)
+    return evolve(pos, exit_order=order)
+
+
+def _exit_through(
+    pos: Position, stop: Decimal, price: Decimal, ts: datetime, out: list[Command]
+) -> Position:
+    """The market is already at or beyond the stop: a stop order there would be refused or
+    fill at once, so exit now at market and say so."""
+    out.append(
+        Record(
+            "conflict.detected",
+            ts,
+            {
+                "symbol": pos.symbol,
+                "key": pos.key,
+                "type": "invalid_price",
+                "order_ids": [],
+                "resolution": "exit_at_market",
+                "stop": stop,
+                "price": price,
+            },
+        )
+    )
+    pos = evolve(pos, to_sell=pos.remaining_qty, close_reason="stop_through_market")
+    return reconcile(pos, price, ts, out)
+
+
+def roll_back(pos: Position, price: Decimal | None, ts: datetime, out: list[Command]) -> Position:
+    """The broker refused a step of the operation for good: put back the last protection it
+    accepted (stop and take-profit together, for the shares left) and keep the refused target
+    from being asked again until a new trigger changes it. Tranches not yet sold are dropped.
+
+    Nothing to put back (the first stop itself refused) halts the position for an operator.
+    """
+    pos = evolve(pos, refused=(pos.stop, pos.take_profit), to_sell=_ZERO, milestones=())
+    old = pos.restore
+    if pos.remaining_qty <= 0 or pos.exit_order is not None or pos.sell_order is not None:
+        return pos
+    if old is None or old.stop_price is None:
+        return evolve(pos, halted=True)
+    if price is not None and is_through(price, old.stop_price, pos.long):
+        return _exit_through(pos, old.stop_price, price, ts, out)
+    pos, order = _new_order(
+        pos, OrderRole.RESTORE, old.type, pos.remaining_qty, old.stop_price, old.limit_price
+    )
     submit(pos.key, pos.symbol, order, ts, out, pos.paper)
     return evolve(pos, exit_order=order)

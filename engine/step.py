@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import NamedTuple, assert_never
 
@@ -11,7 +11,15 @@ from attrs import evolve, frozen
 from returns.result import Failure, Result, Success
 
 from engine.calendar import session_of
-from engine.commands import Alert, Command, OrderAction, OrderType, Record, SubmitOrder
+from engine.commands import (
+    Alert,
+    CancelOrder,
+    Command,
+    OrderAction,
+    OrderType,
+    Record,
+    SubmitOrder,
+)
 from engine.config import ProtectionConfig
 from engine.events import (
     BreakerAck,
@@ -41,7 +49,7 @@ from engine.model import (
     Position,
     Protection,
 )
-from engine.orders import is_better_stop, order_record, reconcile, submit
+from engine.orders import is_better_stop, order_record, reconcile, roll_back, submit
 from engine.phase import (
     PHASE_ORDER,
     Phase,
@@ -475,6 +483,7 @@ def _open_position(
         to_sell=to_sell,
         close_reason=close_reason,
         paper=pending.paper,
+        exposed_since=fill.ts,
     )
     out.append(
         Record(
@@ -666,6 +675,12 @@ def _on_accepted(state: EngineState, ack: OrderAccepted) -> Transition:
     pos = _with_order_status(pos, ack.order_id, OrderStatus.LIVE, only_from=OrderStatus.PENDING_NEW)
     if pos.attempts:
         pos = evolve(pos, attempts=0, failures=())  # the order step got through
+    eo = pos.exit_order
+    if eo is not None and eo.id == ack.order_id and eo.status is OrderStatus.LIVE:
+        # The shares are covered again: close the unprotected window; this is now the
+        # protection a refused operation rolls back to.
+        pos = _covered(pos, ack.ts)
+        pos = evolve(pos, restore=eo)
     return _finish(state, pos, ack.ts, [])
 
 
@@ -690,7 +705,7 @@ def _on_canceled(state: EngineState, ack: OrderCanceled) -> Transition:
         if order is not None and order.id == ack.order_id:
             out.append(order_record("order.canceled", pos.key, pos.symbol, order, ack.ts))
     if pos.exit_order is not None and pos.exit_order.id == ack.order_id:
-        pos = evolve(pos, exit_order=None)
+        pos = _exposed(evolve(pos, exit_order=None), ack.ts)
     elif pos.sell_order is not None and pos.sell_order.id == ack.order_id:
         # A tranche the broker dropped goes back to be sold again.
         pos = evolve(pos, sell_order=None, to_sell=pos.to_sell + pos.sell_order.open_qty)
@@ -704,10 +719,25 @@ def _on_rejected(state: EngineState, ack: OrderRejected) -> Transition:
     if key is None:
         return _unknown_order(state, ack.order_id, ack.ts, "rejected")
     pos = state.positions.get(key)
-    if pos is not None and ack.kind == "transient":
+    if ack.kind == "duplicate":
+        # The broker already holds an order with this client id: an earlier send got through
+        # although its answer was lost. Adopt it rather than send another.
+        t = _on_accepted(state, OrderAccepted(ack.ts, ack.order_id))
+        conflict = _conflict(ack, key, "duplicate_order", [ack.order_id], "adopted_existing")
+        return Transition(t.state, (conflict, *t.commands))
+    conflicts: list[Command] = []
+    if pos is not None and ack.kind in _RETRYABLE:
+        if ack.kind == "shares_locked":
+            # Alpaca's 403: something still holds the shares (a cancel not yet released).
+            # Never sent around: wait, then send the same order again.
+            holders = [o.id for o in (pos.exit_order, pos.sell_order) if o and o.id != ack.order_id]
+            spent = pos.attempts >= len(state.config.retry_delays)
+            resolution = "new_operation_after_alert" if spent else "retry_after_backoff"
+            ids = [ack.order_id, *holders]
+            conflicts.append(_conflict(ack, key, "shares_locked", ids, resolution))
         retried = _schedule_retry(state, pos, ack)
         if retried is not None:
-            return retried
+            return Transition(retried.state, (*conflicts, *retried.commands))
     state = state.replace(routes=state.routes.delete(ack.order_id))
     pending = state.entries.get(key)
     symbol = pending.symbol if pending is not None else pos.symbol if pos is not None else ""
@@ -729,18 +759,34 @@ def _on_rejected(state: EngineState, ack: OrderRejected) -> Transition:
     # client order id, fresh retries) after the alert: the shares must not be left without
     # protection because the broker was briefly down. A permanent refusal halts the position
     # for an operator.
-    exhausted = ack.kind == "transient"
+    exhausted = ack.kind in _RETRYABLE
+    refused: Order | None = None
     if pos.exit_order is not None and pos.exit_order.id == ack.order_id:
-        pos = evolve(pos, exit_order=None, halted=not exhausted)
+        refused = pos.exit_order
+        pos = evolve(pos, exit_order=None)
     elif pos.sell_order is not None and pos.sell_order.id == ack.order_id:
-        pos = evolve(
-            pos,
-            sell_order=None,
-            halted=not exhausted,
-            to_sell=pos.to_sell + pos.sell_order.open_qty,
-        )
+        refused = pos.sell_order
+        pos = evolve(pos, sell_order=None, to_sell=pos.to_sell + pos.sell_order.open_qty)
     elif pos.entry_order is not None and pos.entry_order.id == ack.order_id:
         pos = evolve(pos, entry_order=None)
+    out: list[Command] = [*conflicts, record]
+    resolution = "retry_as_new_operation" if exhausted else ""
+    if refused is not None and not exhausted:
+        # A permanent refusal: roll the operation back to the last accepted protection
+        # (never a blind market order). A refused restore, or a refused exit of a stop the
+        # market already passed, leaves nothing safe to send: halt for an operator.
+        if refused.role is OrderRole.RESTORE or pos.close_reason == "stop_through_market":
+            pos = evolve(pos, halted=True)
+        else:
+            mark = state.marks.get(pos.symbol)
+            pos = roll_back(pos, mark.price if mark else None, ack.ts, out)
+        eo = pos.exit_order
+        if pos.halted:
+            resolution = "halted_unprotected" if pos.remaining_qty > 0 else "halted"
+        elif eo is not None and eo.role is OrderRole.RESTORE:
+            resolution = "restored_previous_protection"
+        else:
+            resolution = "exit_at_market"
     context = {
         "symbol": symbol,
         "key": key,
@@ -752,10 +798,36 @@ def _on_rejected(state: EngineState, ack: OrderRejected) -> Transition:
         "failures": [*pos.failures, ack.reason],
         "remaining_qty": pos.remaining_qty,
         "stop": pos.stop,
+        "resolution": resolution,
     }
-    alert = Alert(ack.ts, "retries_exhausted" if exhausted else "order_rejected", context)
+    if pos.exit_order is not None and pos.exit_order.role is OrderRole.RESTORE:
+        context["restored_order_id"] = pos.exit_order.id
+        context["restored_stop"] = pos.exit_order.stop_price
+        context["restored_take_profit"] = pos.exit_order.limit_price
+    out.append(Alert(ack.ts, "retries_exhausted" if exhausted else "order_rejected", context))
     pos = evolve(pos, attempts=0, failures=(), retry_due=None)
-    return _finish(state, pos, ack.ts, [record, alert], reconcile_first=exhausted)
+    return _finish(state, pos, ack.ts, out, reconcile_first=exhausted)
+
+
+_RETRYABLE = frozenset({"transient", "shares_locked"})
+
+
+def _conflict(
+    ack: OrderRejected, key: str, kind: str, order_ids: list[str], resolution: str
+) -> Record:
+    """A `conflict.detected` record (P14): its type, the orders involved, how it is resolved."""
+    return Record(
+        "conflict.detected",
+        ack.ts,
+        {
+            "symbol": key.rsplit("-", 1)[0],
+            "key": key,
+            "type": kind,
+            "order_ids": order_ids,
+            "resolution": resolution,
+            "reason": ack.reason,
+        },
+    )
 
 
 def _schedule_retry(state: EngineState, pos: Position, ack: OrderRejected) -> Transition | None:
@@ -873,8 +945,96 @@ def _finish(
     return Transition(_store(state, pos, ts, out), tuple(out))
 
 
+def _exposed(pos: Position, ts: datetime) -> Position:
+    """The protective order is gone while shares remain: an unprotected window opens."""
+    if pos.remaining_qty > 0 and pos.exposed_since is None:
+        return evolve(pos, exposed_since=ts)
+    return pos
+
+
+def _covered(pos: Position, ts: datetime) -> Position:
+    """A protective order was accepted: the open unprotected window (if any) closes."""
+    since = pos.exposed_since
+    if since is None:
+        return pos
+    return evolve(pos, exposed_since=None, exposed=pos.exposed + (ts - since))
+
+
+def _settled(pos: Position) -> bool:
+    """Every order of the position is confirmed where its protection wants it (P23)."""
+    if pos.sell_order is not None or pos.to_sell > 0:
+        return False
+    eo = pos.exit_order
+    if pos.remaining_qty <= 0:
+        return eo is None
+    if eo is None or eo.status is not OrderStatus.LIVE or eo.open_qty != pos.remaining_qty:
+        return False
+    if eo.role is OrderRole.RESTORE:
+        return pos.refused == (pos.stop, pos.take_profit)
+    return eo.stop_price == pos.stop and eo.limit_price == pos.take_profit
+
+
+def _ms(span: timedelta) -> Decimal:
+    return Decimal(span // timedelta(microseconds=1)) / 1000
+
+
+def _track_operation(pos: Position, ts: datetime, out: list[Command], closing: bool) -> Position:
+    """Open the position's operation at its first order command; close it, with its
+    `operation.done` record, once every order it touched is confirmed (SPEC §4, P22, P23)."""
+    prefix = f"rt-{pos.key}-"
+    sent = [
+        c.order_id
+        for c in out
+        if ((type(c) is SubmitOrder and c.purpose != "entry") or type(c) is CancelOrder)
+        and c.order_id.startswith(prefix)
+    ]
+    if sent:
+        if pos.op_started is None:
+            kind = "stop_move" if pos.restore is not None else "arm"
+            pos = evolve(pos, op_started=ts, op_kind=kind, op_orders=(), exposed=timedelta(0))
+        orders = pos.op_orders + tuple(o for o in dict.fromkeys(sent) if o not in pos.op_orders)
+        kind = pos.op_kind
+        if pos.sell_order is not None or pos.to_sell > 0:
+            kind = "exit" if pos.close_reason else "partial_exit"
+        pos = evolve(pos, op_orders=orders, op_kind=kind)
+    started = pos.op_started
+    if started is None or not (closing or _settled(pos)):
+        return pos
+    if closing:
+        pos = _covered(pos, ts)
+    eo = pos.exit_order
+    outcome = (
+        "closed"
+        if closing
+        else "rolled_back"
+        if eo is not None and eo.role is OrderRole.RESTORE
+        else "applied"
+    )
+    out.append(
+        Record(
+            "operation.done",
+            ts,
+            {
+                "symbol": pos.symbol,
+                "key": pos.key,
+                "operation": pos.op_kind,
+                "outcome": outcome,
+                "started": started,
+                "order_ids": list(pos.op_orders),
+                "duration_ms": _ms(ts - started),
+                "unprotected_ms": _ms(pos.exposed),
+            },
+        )
+    )
+    return evolve(pos, op_started=None, op_kind="", op_orders=(), exposed=timedelta(0))
+
+
 def _store(state: EngineState, pos: Position, ts: datetime, out: list[Command]) -> EngineState:
     """Store `pos` (or close it when nothing is left); route its new orders; re-band its book."""
+    open_orders = pos.exit_order or pos.sell_order or pos.entry_order
+    closing = pos.remaining_qty <= 0 and open_orders is None
+    if out or pos.op_started is not None:
+        pos = _track_operation(pos, ts, out, closing)
     key, symbol = pos.key, pos.symbol
     routes = state.routes
     for command in out:
@@ -885,8 +1045,6 @@ def _store(state: EngineState, pos: Position, ts: datetime, out: list[Command]) 
             routes = routes.delete(order.id)
     book = state.books.get(symbol)
     keys = book.keys if book is not None else ()
-    open_orders = pos.exit_order or pos.sell_order or pos.entry_order
-    closing = pos.remaining_qty <= 0 and open_orders is None
     if closing:
         out.extend(_close_records(pos, ts))
         for order_id in [oid for oid, k in routes.items() if k == key]:

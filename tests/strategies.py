@@ -9,6 +9,7 @@ from attrs import frozen
 from hypothesis import strategies as st
 
 from engine import Config, EntryIntent, Event, ProtectionConfig, Side, Tick
+from shell.broker.simulated import Faults
 
 T0 = datetime(2024, 3, 1, 14, 30, tzinfo=UTC)
 CENT = Decimal("0.01")
@@ -152,3 +153,14 @@ def interleave(a: list[Event], b: list[Event], choices: list[bool]) -> list[Even
             out.append(b[j])
             j += 1
     return out + a[i:] + b[j:]
+
+
+def fault_models() -> st.SearchStrategy[Faults]:
+    """Brokers that refuse for passing reasons, for good, or because shares look held."""
+    return st.builds(
+        Faults,
+        transient=st.sampled_from([0.0, 0.3]),
+        permanent=st.sampled_from([0.0, 0.2, 0.5]),
+        locked=st.sampled_from([0.0, 0.3]),
+        seed=st.integers(0, 10_000),
+    )

@@ -33,7 +33,7 @@ from engine import (
     Tick,
 )
 
-__all__ = ["Faults", "SimulatedBroker"]
+__all__ = ["PROFILES", "Faults", "SimulatedBroker"]
 
 _NOTHING: tuple[Event, ...] = ()
 _INF = Decimal("Infinity")
@@ -45,35 +45,81 @@ class _Resting:
     open_qty: Decimal
 
 
+_RATES = ("transient", "permanent", "locked", "partial", "late", "drop")
+
+# Named fault profiles for `ratchet simulate --faults NAME[,key=value...]`.
+PROFILES: dict[str, dict[str, float]] = {
+    "none": {},
+    "flaky": {"transient": 0.2},
+    "alpaca": {"transient": 0.05, "locked": 0.05, "partial": 0.2, "late": 0.2, "drop": 0.005},
+    "high": {
+        "transient": 0.3,
+        "permanent": 0.05,
+        "locked": 0.1,
+        "partial": 0.3,
+        "late": 0.3,
+        "drop": 0.02,
+    },
+}
+
+
 @define
 class Faults:
-    """Misbehaviour to inject, deterministic for a given seed and input.
+    """Misbehaviour to inject, deterministic for a given seed and input. Each is a rate:
 
-    `transient`: share of order submissions refused as a transient failure (HTTP 503).
+    - `transient`: an order or cancel refused for a passing reason (HTTP 503, or 429 when
+      the 200 requests a minute are spent); the same client order id may be sent again.
+    - `permanent`: an exit-side order refused for good (HTTP 422, order parameters invalid).
+    - `locked`: a sell refused with HTTP 403 code 40310000 "insufficient qty available for
+      order", as when shares are still held for an order whose cancel the broker has not
+      released yet.
+    - `partial`: a market order fills in two parts, half at one print and the rest at the next.
+    - `late`: a cancel takes effect only at the symbol's next print; the order may fill first,
+      and the cancel is then answered 422 "order is already filled".
+    - `drop`: the connection drops while a command is sent (the command is lost); it comes
+      back at the next print, followed by a snapshot of positions and orders.
     """
 
     transient: float = 0.0
     seed: int = 0
+    permanent: float = 0.0
+    locked: float = 0.0
+    partial: float = 0.0
+    late: float = 0.0
+    drop: float = 0.0
 
     @classmethod
     def parse(cls, text: str) -> Faults:
-        """From `transient=0.3,seed=7`; ValueError names what is wrong."""
+        """From `high`, `high,seed=7` or `transient=0.3,locked=0.1,seed=7`; ValueError names
+        what is wrong."""
         values: dict[str, str] = {}
+        expected = f"a profile ({', '.join(PROFILES)}) or NAME=VALUE with NAME one of seed, " + (
+            ", ".join(_RATES)
+        )
         for part in filter(None, (p.strip() for p in text.split(","))):
             name, sep, value = part.partition("=")
-            if not sep or name not in ("transient", "seed"):
-                raise ValueError(f"--faults: {part!r}: expected transient=RATE or seed=N")
+            if not sep and name in PROFILES:
+                values.update({k: str(v) for k, v in PROFILES[name].items()})
+                continue
+            if not sep or (name not in _RATES and name != "seed"):
+                raise ValueError(f"--faults: {part!r}: expected {expected}")
             values[name] = value
+        rates: dict[str, float] = {}
+        for name in _RATES:
+            raw = values.get(name, "0")
+            try:
+                rate = float(raw)
+            except ValueError:
+                raise ValueError(f"--faults: {name}={raw!r}: a rate from 0 to 1") from None
+            if not 0 <= rate <= 1:
+                raise ValueError(f"--faults: {name}={raw}: allowed 0 to 1")
+            rates[name] = rate
+        raw_seed = values.get("seed", "0")
         try:
-            transient = float(values.get("transient", "0"))
-            seed = int(values.get("seed", "0"))
+            seed = int(raw_seed)
         except ValueError:
-            raise ValueError(
-                f"--faults: {text!r}: transient is a rate, seed a whole number"
-            ) from None
-        if not 0 <= transient <= 1:
-            raise ValueError(f"--faults: transient={transient}: allowed 0 to 1")
-        return cls(transient, seed)
+            raise ValueError(f"--faults: seed={raw_seed!r}: a whole number") from None
+        return cls(seed=seed, **rates)
 
 
 @define
@@ -112,12 +158,23 @@ class SimulatedBroker:
     def _submit(self, order: SubmitOrder) -> list[Event]:
         ts = order.ts
         if order.order_id in self._ids:
-            return [OrderRejected(ts, order.order_id, "client_order_id must be unique")]
+            return [
+                OrderRejected(
+                    ts, order.order_id, "HTTP 422 client_order_id must be unique", "duplicate"
+                )
+            ]
         if order.qty <= 0:
             return [OrderRejected(ts, order.order_id, "qty must be > 0")]
-        if self.faults is not None and self._rng.random() < self.faults.transient:
-            # Not recorded: the same client order id may be sent again.
-            return [OrderRejected(ts, order.order_id, "HTTP 503 service unavailable", "transient")]
+        exiting = order.purpose != "entry"
+        faults = self.faults
+        if faults is not None:
+            refused = self._fault(order, exiting, faults)
+            if refused is not None:
+                return [refused]
+        if exiting:
+            available = abs(self.positions.get(order.symbol, Decimal(0))) - self._held(order)
+            if order.qty > available:
+                return [_insufficient(order, available)]
         self._ids.add(order.order_id)
         resting = _Resting(order, order.qty)
         events: list[Event] = [OrderAccepted(ts, order.order_id)]
@@ -139,6 +196,24 @@ class SimulatedBroker:
             self._resting.setdefault(order.symbol, {})[order.order_id] = resting
             self._rebuild_band(order.symbol)
         return events
+
+    def _fault(self, order: SubmitOrder, exiting: bool, faults: Faults) -> Event | None:
+        """The refusal a fault calls for, if the dice say so. A refused request creates no
+        order, so the same client order id may be sent again."""
+        rng, ts, oid = self._rng, order.ts, order.order_id
+        if rng.random() < faults.transient:
+            if rng.random() < 0.5:
+                return OrderRejected(ts, oid, "HTTP 429 too many requests", "transient")
+            return OrderRejected(ts, oid, "HTTP 503 service unavailable", "transient")
+        if exiting and rng.random() < faults.permanent:
+            return OrderRejected(ts, oid, "HTTP 422 order parameters are invalid", "permanent")
+        if exiting and order.action is OrderAction.SELL and rng.random() < faults.locked:
+            return _insufficient(order, Decimal(0))
+        return None
+
+    def _held(self, order: SubmitOrder) -> Decimal:
+        """Shares of `order`'s symbol already held by open orders on its side."""
+        return self.held(order.symbol, order.action)
 
     def _cancel(self, command: CancelOrder) -> Event:
         book = self._resting.get(command.symbol, {})
@@ -219,14 +294,28 @@ class SimulatedBroker:
 
     # --- views for tests and summaries -----------------------------------------------------
 
+    def _working(self, symbol: str) -> list[_Resting]:
+        return [*self._resting.get(symbol, {}).values(), *self._markets.get(symbol, [])]
+
     def open_orders(self, symbol: str) -> list[SubmitOrder]:
         """Orders resting or waiting for the next tick in `symbol`."""
-        resting = [r.command for r in self._resting.get(symbol, {}).values()]
-        return resting + [r.command for r in self._markets.get(symbol, [])]
+        return [r.command for r in self._working(symbol)]
 
     def held(self, symbol: str, action: OrderAction) -> Decimal:
-        """Shares held by open orders of `action` in `symbol`."""
-        return sum((o.qty for o in self.open_orders(symbol) if o.action is action), Decimal(0))
+        """Shares held by open orders of `action` in `symbol` (what is left of each)."""
+        return sum(
+            (r.open_qty for r in self._working(symbol) if r.command.action is action),
+            Decimal(0),
+        )
+
+
+def _insufficient(order: SubmitOrder, available: Decimal) -> OrderRejected:
+    """Alpaca's 403: code 40310000, the shares are held by other orders."""
+    reason = (
+        f"HTTP 403 code 40310000 insufficient qty available for order "
+        f"(requested: {order.qty}, available: {available})"
+    )
+    return OrderRejected(order.ts, order.order_id, reason, "shares_locked")
 
 
 def _trigger_price(order: SubmitOrder, price: Decimal) -> Decimal | None:

@@ -23,6 +23,7 @@ from engine import (
     EngineState,
     EntryIntent,
     Event,
+    OrderRole,
     OrderStatus,
     ProtectionConfig,
     Side,
@@ -31,7 +32,8 @@ from engine import (
     step,
 )
 from shell.broker.simulated import Faults, SimulatedBroker
-from tests.strategies import T0
+from tests.protocol import Ledger
+from tests.strategies import T0, fault_models
 
 SYMBOLS = {"AAA": Side.LONG, "BBB": Side.SHORT}
 CENT = Decimal("0.01")
@@ -41,13 +43,13 @@ class OrderProtocol(RuleBasedStateMachine):
     """Ticks, entries and clock events; the broker refuses a share of submissions."""
 
     @initialize(
-        rate=st.sampled_from([0.0, 0.2, 0.5]),
-        seed=st.integers(0, 10_000),
+        faults=fault_models(),
         take_profit=st.booleans(),
         fill=st.sampled_from(["next", "same"]),
     )
-    def start(self, rate: float, seed: int, take_profit: bool, fill: str) -> None:
-        self.broker = SimulatedBroker(market_fill=fill, faults=Faults(rate, seed))  # type: ignore[arg-type]
+    def start(self, faults: Faults, take_profit: bool, fill: str) -> None:
+        self.broker = SimulatedBroker(market_fill=fill, faults=faults)  # type: ignore[arg-type]
+        self.ledger = Ledger()
         self.state = EngineState.empty(Config(ProtectionConfig(take_profit=take_profit)))
         self.ts = T0
         self.price = dict.fromkeys(SYMBOLS, Decimal("100.00"))
@@ -60,8 +62,10 @@ class OrderProtocol(RuleBasedStateMachine):
         queue = [event]
         while queue:
             current = queue.pop(0)
+            self.ledger.event(current)
             t = step(self.state, current)
             self.state = t.state
+            self.ledger.step(t.state, t.commands)
             per_key: dict[str, int] = defaultdict(int)
             for command in t.commands:
                 if isinstance(command, SubmitOrder):
@@ -136,7 +140,21 @@ class OrderProtocol(RuleBasedStateMachine):
             if busy or (order is not None and order.status is not OrderStatus.LIVE):
                 continue
             assert order is not None, pos.key
-            assert order.open_qty == pos.remaining_qty and order.stop_price == pos.stop, pos.key
+            assert order.open_qty == pos.remaining_qty, pos.key
+            if order.role is OrderRole.RESTORE:  # rolled back until a new trigger
+                assert pos.refused == (pos.stop, pos.take_profit), pos.key
+            else:
+                assert order.stop_price == pos.stop, pos.key
+
+    @invariant()
+    def shares_without_working_protection_are_inside_a_measured_window(self) -> None:
+        """Every position is protected, except inside one unprotected window the engine is
+        timing (or halted, after an alert, when nothing can be put back)."""
+        for pos in self.state.positions.values():
+            order = pos.exit_order
+            covered = order is not None and order.status is OrderStatus.LIVE
+            if pos.remaining_qty > 0 and not covered:
+                assert pos.exposed_since is not None or pos.halted, pos.key
 
 
 def test_p11_no_order_ever_asks_for_shares_another_order_holds():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
+from attrs import evolve
+
 from engine import (
     CancelOrder,
     CancelRejected,
@@ -27,13 +29,18 @@ def _order(oid, kind, action=OrderAction.SELL, qty="10", stop=None, limit=None, 
     )  # fmt: skip
 
 
+def _broker():
+    """A broker already holding 1,000 shares of A and B, so exits have shares to sell."""
+    return SimulatedBroker(positions={"A": D(1000), "B": D(1000)})
+
+
 def _tick(price, symbol="A"):
     return Tick(T0, symbol, D(price))
 
 
 def test_a_stop_triggers_at_or_through_and_fills_at_the_tick_price():
     """A sell stop at 9.50 ignores 9.51, then fills at 9.20 when a print gaps through it."""
-    broker = SimulatedBroker()
+    broker = _broker()
     assert broker.execute([_order("s", OrderType.STOP, stop="9.50")]) == [OrderAccepted(T0, "s")]
     assert list(broker.on_tick(_tick("9.51"))) == []
     assert list(broker.on_tick(_tick("9.20"))) == [OrderFilled(T0, "s", D(10), D("9.20"))]
@@ -42,7 +49,7 @@ def test_a_stop_triggers_at_or_through_and_fills_at_the_tick_price():
 
 def test_a_buy_stop_and_a_sell_limit_mirror_each_other():
     """A buy stop triggers at or above; a sell limit fills at its limit when price reaches it."""
-    broker = SimulatedBroker()
+    broker = _broker()
     broker.execute(
         [
             _order("b", OrderType.STOP, OrderAction.BUY, stop="10.50"),
@@ -55,7 +62,7 @@ def test_a_buy_stop_and_a_sell_limit_mirror_each_other():
 
 def test_an_oco_fills_one_leg_only():
     """An OCO stop 9.50 / limit 11.00 fills its limit leg once and nothing more."""
-    broker = SimulatedBroker()
+    broker = _broker()
     broker.execute([_order("o", OrderType.OCO, stop="9.50", limit="11.00")])
     assert list(broker.on_tick(_tick("11.00"))) == [OrderFilled(T0, "o", D(10), D("11.00"))]
     assert list(broker.on_tick(_tick("9.00"))) == []
@@ -63,11 +70,11 @@ def test_an_oco_fills_one_leg_only():
 
 def test_market_orders_fill_at_the_next_tick_or_the_last_one():
     """'next' waits for the next print; 'same' fills at the last print at once."""
-    nxt = SimulatedBroker(market_fill="next")
+    nxt = SimulatedBroker(market_fill="next", positions={"A": D(1000)})
     nxt.on_tick(_tick("10.00"))
     assert nxt.execute([_order("m", OrderType.MARKET)]) == [OrderAccepted(T0, "m")]
     assert list(nxt.on_tick(_tick("10.05"))) == [OrderFilled(T0, "m", D(10), D("10.05"))]
-    same = SimulatedBroker(market_fill="same")
+    same = SimulatedBroker(market_fill="same", positions={"A": D(1000)})
     same.on_tick(_tick("10.00"))
     assert same.execute([_order("m", OrderType.MARKET)])[-1] == OrderFilled(
         T0, "m", D(10), D("10.00")
@@ -77,7 +84,7 @@ def test_market_orders_fill_at_the_next_tick_or_the_last_one():
 def test_duplicate_ids_are_refused_and_cancels_confirmed_or_refused():
     """A reused client order id is rejected; cancelling an open order is confirmed, cancelling
     one that is gone is refused."""
-    broker = SimulatedBroker()
+    broker = _broker()
     broker.execute([_order("x", OrderType.STOP, stop="9")])
     [rejected] = broker.execute([_order("x", OrderType.STOP, stop="9")])
     assert isinstance(rejected, OrderRejected) and "unique" in rejected.reason
@@ -86,19 +93,30 @@ def test_duplicate_ids_are_refused_and_cancels_confirmed_or_refused():
     assert isinstance(refused, CancelRejected)
 
 
-def test_an_exit_that_would_flip_the_position_counts_as_an_oversell():
-    """The broker's own share count catches a sell beyond what is held."""
+def test_a_sell_beyond_the_shares_not_held_is_refused_with_alpacas_403():
+    """qty_available = position - held by open sells: 5 bought, a 3-share stop holds 3, so a
+    sell of 3 is refused 403 (40310000) as shares_locked, and the position never flips."""
     broker = SimulatedBroker(market_fill="same")
     broker.on_tick(_tick("10"))
-    broker.execute([_order("buy", OrderType.MARKET, OrderAction.BUY, qty="5")])
-    broker.execute([_order("sell", OrderType.MARKET, qty="6")])
-    assert broker.oversells == 1 and broker.positions["A"] == D(-1)
+    entry = evolve(_order("buy", OrderType.MARKET, OrderAction.BUY, qty="5"), purpose="entry")
+    broker.execute([entry])
+    assert broker.execute([_order("stop", OrderType.STOP, qty="3", stop="9")]) == [
+        OrderAccepted(T0, "stop")
+    ]
+    [refused] = broker.execute([_order("sell", OrderType.MARKET, qty="3")])
+    assert isinstance(refused, OrderRejected) and refused.kind == "shares_locked"
+    assert "40310000" in refused.reason and "available: 2" in refused.reason
+    assert broker.positions["A"] == D(5) and broker.oversells == 0
+    # Once the stop is canceled the shares are free again.
+    broker.execute([CancelOrder(T0, "stop", "A")])
+    events = broker.execute([_order("sell2", OrderType.MARKET, qty="5")])
+    assert events[-1] == OrderFilled(T0, "sell2", D(5), D(10)) and broker.positions["A"] == 0
 
 
 def test_a_marketable_limit_fills_at_the_market_and_a_resting_one_at_its_limit():
     """A buy limit 10.05 with the market at 10.00 fills at the next print (10.01); one at 9.90
     rests and fills at 9.90 when the market trades down through it."""
-    broker = SimulatedBroker()
+    broker = _broker()
     broker.on_tick(_tick("10.00"))
     broker.execute([_order("m", OrderType.LIMIT, OrderAction.BUY, limit="10.05")])
     broker.execute([_order("r", OrderType.LIMIT, OrderAction.BUY, limit="9.90")])
@@ -108,7 +126,7 @@ def test_a_marketable_limit_fills_at_the_market_and_a_resting_one_at_its_limit()
 
 def test_a_marketable_limit_the_market_leaves_behind_rests_at_its_limit():
     """A buy limit 10.05 sent at 10.00 when the next print is 10.20 does not fill; it rests."""
-    broker = SimulatedBroker()
+    broker = _broker()
     broker.on_tick(_tick("10.00"))
     broker.execute([_order("m", OrderType.LIMIT, OrderAction.BUY, limit="10.05")])
     assert list(broker.on_tick(_tick("10.20"))) == []

@@ -1,0 +1,130 @@
+"""A ledger of what the broker has answered, kept beside a fold, that checks the order
+protocol's laws at the moment each command is sent (P10, P22) and each operation ends (P13,
+P21, P23). Written from the broker's side: it never asks the engine what it believes."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from decimal import Decimal
+
+from engine import (
+    CancelOrder,
+    CancelRejected,
+    EngineState,
+    Event,
+    OrderAccepted,
+    OrderCanceled,
+    OrderFilled,
+    OrderRejected,
+    OrderStatus,
+    Record,
+    SubmitOrder,
+)
+from engine.commands import Command
+
+PROTECTIVE = ("protect", "restore")
+
+
+def key_of(order_id: str) -> str:
+    """`rt-SYM-3-7-stop` -> `SYM-3`."""
+    return order_id.split("-", 1)[1].rsplit("-", 2)[0]
+
+
+class Ledger:
+    """Orders as the broker answered them; `event` before each step, `step` after it."""
+
+    def __init__(self) -> None:
+        self.orders: dict[str, SubmitOrder] = {}
+        self.filled: dict[str, Decimal] = defaultdict(Decimal)
+        self.live: dict[str, set[str]] = defaultdict(set)  # key -> protective orders working
+        self.waiting: dict[str, set[str]] = defaultdict(set)  # key -> commands not answered
+        self.accepted: dict[str, list[SubmitOrder]] = defaultdict(list)  # protective, in order
+        self.operations: list[Record] = []
+        self.rollbacks: list[tuple[SubmitOrder, SubmitOrder]] = []
+
+    # --- the broker's answers ---------------------------------------------------------------
+
+    def event(self, event: Event) -> None:
+        oid = getattr(event, "order_id", None)
+        if oid is None or oid not in self.orders:
+            return
+        key, order = key_of(oid), self.orders[oid]
+        match event:
+            case OrderAccepted():
+                self.waiting[key].discard(oid)
+                if order.purpose in PROTECTIVE:
+                    self.live[key].add(oid)
+                    self.accepted[key].append(order)
+            case OrderRejected():
+                self.waiting[key].discard(oid)
+                if event.kind == "duplicate" and order.purpose in PROTECTIVE:
+                    self.live[key].add(oid)
+                    self.accepted[key].append(order)
+            case OrderCanceled() | CancelRejected():
+                self.waiting[key].discard(oid)
+                if isinstance(event, OrderCanceled):
+                    self.live[key].discard(oid)
+            case OrderFilled():
+                self.filled[oid] += event.qty
+                if self.filled[oid] >= order.qty:
+                    self.live[key].discard(oid)
+                    self.waiting[key].discard(oid)
+
+    # --- the engine's commands -------------------------------------------------------------
+
+    def step(self, after: EngineState, commands: Iterable[Command]) -> None:
+        for command in commands:
+            if isinstance(command, SubmitOrder) and command.purpose != "entry":
+                self._sent(command.order_id, command)
+            elif isinstance(command, CancelOrder) and key_of(command.order_id) in after.positions:
+                self._sent(command.order_id, None)
+            elif isinstance(command, Record) and command.kind == "operation.done":
+                self._done(after, command)
+
+    def _sent(self, oid: str, order: SubmitOrder | None) -> None:
+        key = key_of(oid)
+        # P22: one operation per position, one step of it at a time.
+        assert not self.waiting[key], f"{oid} sent while {self.waiting[key]} unanswered"
+        if order is not None:
+            self.orders.setdefault(oid, order)
+            if order.purpose in PROTECTIVE:
+                # P10: no new stop while another protective order of the position still works.
+                others = self.live[key] - {oid}
+                assert not others, f"{oid} sent while {others} not yet canceled"
+        self.waiting[key].add(oid)
+
+    def _done(self, after: EngineState, record: Record) -> None:
+        self.operations.append(record)
+        key, outcome = record["key"], record["outcome"]
+        assert outcome in ("applied", "rolled_back", "closed"), record  # P13
+        # P23: done only once every order it touched has its answer...
+        for oid in record["order_ids"]:
+            assert oid not in self.waiting[key], (record, oid)
+        pos = after.positions.get(key)
+        if outcome == "closed":
+            assert pos is None, record
+            return
+        # ...and the protection is confirmed working for every remaining share.
+        assert pos is not None, record
+        order = pos.exit_order
+        assert order is not None and order.status is OrderStatus.LIVE, record
+        assert order.id in self.live[key], (record, order.id)
+        assert order.open_qty == pos.remaining_qty, record
+        if outcome == "applied":
+            assert (order.stop_price, order.limit_price) == (pos.stop, pos.take_profit)
+        else:
+            # P13: rolled back = the protection accepted before the refused step, as it was.
+            before, last = self.restored_pairs(key)
+            assert last.order_id == order.id and last.purpose == "restore", record
+            assert (last.type, last.stop_price, last.limit_price) == (
+                before.type,
+                before.stop_price,
+                before.limit_price,
+            ), (before, last)
+            self.rollbacks.append((before, last))
+
+    def restored_pairs(self, key: str) -> tuple[SubmitOrder, SubmitOrder]:
+        """The protective order accepted before the last one, and the last one."""
+        *_, before, last = self.accepted[key]
+        return before, last
