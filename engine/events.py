@@ -101,11 +101,14 @@ class OrderCanceled:
 
 @frozen
 class CancelRejected:
-    """The broker refused a cancel (the order was filled or is unknown)."""
+    """The broker refused a cancel. `kind`, set by the broker adapter: "filled" (422, the
+    order filled first: its fill is on the way), "not_found" (404), "transient" (5xx, 429,
+    timeout: send the cancel again), or "permanent" (anything else)."""
 
     ts: datetime
     order_id: str
     reason: str
+    kind: str = "permanent"
 
 
 @frozen

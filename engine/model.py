@@ -58,6 +58,7 @@ class OrderStatus(Enum):
     LIVE = "live"
     PENDING_CANCEL = "pending_cancel"
     RETRY_WAIT = "retry_wait"  # refused for a transient reason; sent again when due
+    CANCEL_WAIT = "cancel_wait"  # its cancel refused for a transient reason; sent again when due
 
 
 class OrderRole(Enum):

@@ -37,7 +37,7 @@ from engine.events import (
     Tick,
 )
 from engine.goal import check_goal, roll_session
-from engine.ids import entry_order_id, position_key
+from engine.ids import entry_order_id, key_of, position_key
 from engine.ladder import floor_to_lot, round_in_favour, schedule, take_profit_price, tranche_sizes
 from engine.model import (
     Book,
@@ -49,7 +49,7 @@ from engine.model import (
     Position,
     Protection,
 )
-from engine.orders import is_better_stop, order_record, reconcile, roll_back, submit
+from engine.orders import cancel, is_better_stop, order_record, reconcile, roll_back, submit
 from engine.phase import (
     PHASE_ORDER,
     Phase,
@@ -113,9 +113,14 @@ def step(state: EngineState, event: Event) -> Transition:
     if reset_at is None or event.ts >= reset_at:
         return _new_session(state, event)
     if event.ts >= state.due:
-        fired = _fire_retries(state, event.ts)
-        t = step(fired.state, event)
-        return Transition(t.state, (*fired.commands, *t.commands))
+        # What the event says first (a fill may make a due retry moot), then what is due.
+        t = _apply(state, event)
+        fired = _fire_retries(t.state, event.ts)
+        return Transition(fired.state, (*t.commands, *fired.commands))
+    return _apply(state, event)
+
+
+def _apply(state: EngineState, event: Event) -> Transition:
     before = state.daily.triggered
     t = _dispatch(state, event)
     if t.state.daily.triggered and not before and state.config.goal.on_trigger == "flatten":
@@ -515,7 +520,8 @@ def _apply_fill(
     """Account for a fill of one of the position's exit-side orders."""
     q, price, sign = fill.qty, fill.price, pos.side.sign
     if pos.entry_order is not None and pos.entry_order.id == fill.order_id:
-        return _grow(pos, fill, cfg, out)
+        # The added shares have no stop until the re-armed order is accepted.
+        return _exposed(_grow(pos, fill, cfg, out), fill.ts)
     exits = (pos.exit_order, pos.sell_order)
     order = next((o for o in exits if o is not None and o.id == fill.order_id), None)
     if order is None:
@@ -677,9 +683,10 @@ def _on_accepted(state: EngineState, ack: OrderAccepted) -> Transition:
         pos = evolve(pos, attempts=0, failures=())  # the order step got through
     eo = pos.exit_order
     if eo is not None and eo.id == ack.order_id and eo.status is OrderStatus.LIVE:
-        # The shares are covered again: close the unprotected window; this is now the
-        # protection a refused operation rolls back to.
-        pos = _covered(pos, ack.ts)
+        # This is now the protection a refused operation rolls back to; when it covers every
+        # share the unprotected window closes.
+        if eo.open_qty >= pos.remaining_qty:
+            pos = _covered(pos, ack.ts)
         pos = evolve(pos, restore=eo)
     return _finish(state, pos, ack.ts, [])
 
@@ -704,6 +711,8 @@ def _on_canceled(state: EngineState, ack: OrderCanceled) -> Transition:
     for order in (pos.exit_order, pos.sell_order, pos.entry_order):
         if order is not None and order.id == ack.order_id:
             out.append(order_record("order.canceled", pos.key, pos.symbol, order, ack.ts))
+    if pos.attempts:
+        pos = evolve(pos, attempts=0, failures=())  # the cancel got through
     if pos.exit_order is not None and pos.exit_order.id == ack.order_id:
         pos = _exposed(evolve(pos, exit_order=None), ack.ts)
     elif pos.sell_order is not None and pos.sell_order.id == ack.order_id:
@@ -883,6 +892,10 @@ def _fire_retries(state: EngineState, now: datetime) -> Transition:
         if sell_order is not None and sell_order.status is OrderStatus.RETRY_WAIT:
             sell_order = evolve(sell_order, status=OrderStatus.PENDING_NEW)
             submit(key, pos.symbol, sell_order, now, out, pos.paper)
+        if exit_order is not None and exit_order.status is OrderStatus.CANCEL_WAIT:
+            exit_order = cancel(exit_order, now, pos.symbol, out)
+        if sell_order is not None and sell_order.status is OrderStatus.CANCEL_WAIT:
+            sell_order = cancel(sell_order, now, pos.symbol, out)
         resent = evolve(pos, exit_order=exit_order, sell_order=sell_order, retry_due=None)
         state = state.replace(positions=state.positions.set(key, resent))
     return Transition(state.replace(due=due), tuple(out))
@@ -890,21 +903,94 @@ def _fire_retries(state: EngineState, now: datetime) -> Transition:
 
 def _on_cancel_rejected(state: EngineState, ack: CancelRejected) -> Transition:
     key = state.routes.get(ack.order_id)
-    if key is None:
-        # Already filled and accounted for: nothing left to cancel.
-        return Transition(state)
-    pos = state.positions.get(key)
+    pos = state.positions.get(key) if key is not None else None
     if pos is None:
-        return Transition(state)
+        # Filled (or gone) and already accounted for: nothing is left to cancel.
+        known = key_of(ack.order_id)
+        if not known:
+            return _unknown_order(state, ack.order_id, ack.ts, "cancel rejected")
+        record = Record(
+            "conflict.detected",
+            ack.ts,
+            {
+                "symbol": known.rsplit("-", 1)[0],
+                "key": known,
+                "type": "cancel_after_fill" if ack.kind == "filled" else "order_not_found",
+                "order_ids": [ack.order_id],
+                "resolution": "already_accounted",
+                "reason": ack.reason,
+            },
+        )
+        return Transition(state, (record,))
+    if ack.kind == "not_found":
+        # The broker has no such open order: it is gone, as a cancel would have left it.
+        t = _on_canceled(state, OrderCanceled(ack.ts, ack.order_id))
+        record = _cancel_conflict(ack, pos, "order_not_found", "treated_as_canceled")
+        return Transition(t.state, (record, *t.commands))
+    if ack.kind == "filled":
+        # It filled before the cancel arrived: wait for its fill (still PENDING_CANCEL, so
+        # nothing else is sent for the position meanwhile).
+        record = _cancel_conflict(ack, pos, "cancel_after_fill", "await_fill")
+        return Transition(state, (record,))
+    if ack.kind == "transient":
+        delays = state.config.retry_delays
+        if pos.attempts < len(delays):
+            due = ack.ts + delays[pos.attempts]
+            pos = _with_order_status(
+                pos, ack.order_id, OrderStatus.CANCEL_WAIT, only_from=OrderStatus.PENDING_CANCEL
+            )
+            pos = evolve(
+                pos, attempts=pos.attempts + 1, retry_due=due, failures=(*pos.failures, ack.reason)
+            )
+            record = Record(
+                "order.retry",
+                ack.ts,
+                {
+                    "symbol": pos.symbol,
+                    "key": pos.key,
+                    "order_id": ack.order_id,
+                    "attempt": pos.attempts,
+                    "delay": Decimal(str(delays[pos.attempts - 1].total_seconds())),
+                    "due": due,
+                    "reason": ack.reason,
+                    "command": "cancel",
+                },
+            )
+            return _finish(state, pos, ack.ts, [record], reconcile_first=False)
     pos = _with_order_status(
         pos, ack.order_id, OrderStatus.LIVE, only_from=OrderStatus.PENDING_CANCEL
     )
     alert = Alert(
         ack.ts,
         "cancel_rejected",
-        {"symbol": pos.symbol, "order_id": ack.order_id, "reason": ack.reason},
+        {
+            "symbol": pos.symbol,
+            "key": pos.key,
+            "order_id": ack.order_id,
+            "reason": ack.reason,
+            "kind": ack.kind,
+            "attempts": pos.attempts,
+            "failures": [*pos.failures, ack.reason],
+            "halted": True,
+        },
     )
-    return _finish(state, evolve(pos, halted=True), ack.ts, [alert], reconcile_first=False)
+    pos = evolve(pos, halted=True, attempts=0, failures=(), retry_due=None)
+    return _finish(state, pos, ack.ts, [alert], reconcile_first=False)
+
+
+def _cancel_conflict(ack: CancelRejected, pos: Position, kind: str, resolution: str) -> Record:
+    return Record(
+        "conflict.detected",
+        ack.ts,
+        {
+            "symbol": pos.symbol,
+            "key": pos.key,
+            "type": kind,
+            "order_ids": [ack.order_id],
+            "resolution": resolution,
+            "reason": ack.reason,
+        },
+    )
 
 
 def _with_order_status(

@@ -108,6 +108,9 @@ class Ledger:
         # ...and the protection is confirmed working for every remaining share.
         assert pos is not None, record
         order = pos.exit_order
+        if pos.remaining_qty == 0:  # all sold while its entry order still works
+            assert order is None and pos.sell_order is None, record
+            return
         assert order is not None and order.status is OrderStatus.LIVE, record
         assert order.id in self.live[key], (record, order.id)
         assert order.open_qty == pos.remaining_qty, record

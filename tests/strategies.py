@@ -156,11 +156,14 @@ def interleave(a: list[Event], b: list[Event], choices: list[bool]) -> list[Even
 
 
 def fault_models() -> st.SearchStrategy[Faults]:
-    """Brokers that refuse for passing reasons, for good, or because shares look held."""
+    """Brokers that refuse for passing reasons, for good, or because shares look held; that
+    fill market orders in parts and apply cancels late (so an order may fill first)."""
     return st.builds(
         Faults,
         transient=st.sampled_from([0.0, 0.3]),
         permanent=st.sampled_from([0.0, 0.2, 0.5]),
         locked=st.sampled_from([0.0, 0.3]),
+        partial=st.sampled_from([0.0, 0.5]),
+        late=st.sampled_from([0.0, 0.5]),
         seed=st.integers(0, 10_000),
     )

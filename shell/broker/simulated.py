@@ -16,7 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from attrs import define, field
+from attrs import define, evolve, field
 
 from engine import (
     CancelOrder,
@@ -132,6 +132,8 @@ class SimulatedBroker:
     _bands: dict[str, tuple[Decimal, Decimal]] = field(factory=dict)
     _last: dict[str, Decimal] = field(factory=dict)
     _ids: set[str] = field(factory=set)
+    _cancels: dict[str, list[CancelOrder]] = field(factory=dict)  # late: at the next print
+    _filled: set[str] = field(factory=set)
     faults: Faults | None = None
     _same: bool = field(init=False, default=False)
     _rng: random.Random = field(init=False, factory=random.Random)
@@ -152,7 +154,9 @@ class SimulatedBroker:
             if type(command) is SubmitOrder:
                 acks.extend(self._submit(command))
             elif type(command) is CancelOrder:
-                acks.append(self._cancel(command))
+                answer = self._cancel(command)
+                if answer is not None:
+                    acks.append(answer)
         return acks
 
     def _submit(self, order: SubmitOrder) -> list[Event]:
@@ -189,7 +193,7 @@ class SimulatedBroker:
         )
         if order.type is OrderType.MARKET or marketable:
             if self._same and last is not None:
-                events.append(self._fill(resting, last, ts))
+                events.append(self._market_fill(resting, last, ts))
             else:
                 self._markets.setdefault(order.symbol, []).append(resting)
         else:
@@ -215,7 +219,23 @@ class SimulatedBroker:
         """Shares of `order`'s symbol already held by open orders on its side."""
         return self.held(order.symbol, order.action)
 
-    def _cancel(self, command: CancelOrder) -> Event:
+    def _cancel(self, command: CancelOrder) -> Event | None:
+        faults = self.faults
+        if faults is not None:
+            if self._rng.random() < faults.transient:
+                reason = "HTTP 503 service unavailable"
+                return CancelRejected(command.ts, command.order_id, reason, "transient")
+            if self._rng.random() < faults.late and self._is_working(command):
+                # Accepted as pending_cancel; it takes effect at the symbol's next print,
+                # after that print has had its chance to fill the order.
+                self._cancels.setdefault(command.symbol, []).append(command)
+                return None
+        return self._apply_cancel(command)
+
+    def _is_working(self, command: CancelOrder) -> bool:
+        return any(r.command.order_id == command.order_id for r in self._working(command.symbol))
+
+    def _apply_cancel(self, command: CancelOrder) -> Event:
         book = self._resting.get(command.symbol, {})
         if command.order_id in book:
             del book[command.order_id]
@@ -228,7 +248,10 @@ class SimulatedBroker:
                 if not markets:
                     del self._markets[command.symbol]
                 return OrderCanceled(command.ts, command.order_id)
-        return CancelRejected(command.ts, command.order_id, "order is not open")
+        if command.order_id in self._filled:
+            reason = "HTTP 422 order is already filled"
+            return CancelRejected(command.ts, command.order_id, reason, "filled")
+        return CancelRejected(command.ts, command.order_id, "HTTP 404 order not found", "not_found")
 
     # --- the market ------------------------------------------------------------------------
 
@@ -238,14 +261,14 @@ class SimulatedBroker:
         self._last[symbol] = price
         band = self._bands.get(symbol)
         # Hot path: nothing waits for the next print and the price is inside the band.
-        if not self._markets and (band is None or band[0] < price < band[1]):
+        if not self._markets and not self._cancels and (band is None or band[0] < price < band[1]):
             return _NOTHING
         fills: list[Event] = []
         markets = self._markets.pop(symbol, None)
         for resting in markets or ():
             limit = resting.command.limit_price
             if limit is None or _trigger_price(resting.command, price) is not None:
-                fills.append(self._fill(resting, price, tick.ts))
+                fills.append(self._market_fill(resting, price, tick.ts))
             else:  # a limit the market moved away from: it rests at its price
                 self._resting.setdefault(symbol, {})[resting.command.order_id] = resting
                 self._rebuild_band(symbol)
@@ -257,12 +280,28 @@ class SimulatedBroker:
                     del book[oid]
                     fills.append(self._fill(resting, fill_price, tick.ts))
             self._rebuild_band(symbol)
+        for command in self._cancels.pop(symbol, ()):
+            fills.append(self._apply_cancel(evolve(command, ts=tick.ts)))
         return fills
 
-    def _fill(self, resting: _Resting, price: Decimal, ts: datetime) -> OrderFilled:
+    def _market_fill(self, resting: _Resting, price: Decimal, ts: datetime) -> OrderFilled:
+        """A market order (or marketable limit) at this print: whole, or with the `partial`
+        fault half of it now and the rest waiting for the next print."""
+        faults = self.faults
+        if faults is not None and resting.open_qty >= 2 and self._rng.random() < faults.partial:
+            part = (resting.open_qty / 2).to_integral_value(rounding="ROUND_FLOOR")
+            self._markets.setdefault(resting.command.symbol, []).append(resting)
+            return self._fill(resting, price, ts, part)
+        return self._fill(resting, price, ts)
+
+    def _fill(
+        self, resting: _Resting, price: Decimal, ts: datetime, part: Decimal | None = None
+    ) -> OrderFilled:
         order = resting.command
-        qty = resting.open_qty
-        resting.open_qty = Decimal(0)
+        qty = resting.open_qty if part is None else part
+        resting.open_qty -= qty
+        if resting.open_qty <= 0:
+            self._filled.add(order.order_id)
         signed = qty if order.action is OrderAction.BUY else -qty
         before = self.positions.get(order.symbol, Decimal(0))
         after = before + signed

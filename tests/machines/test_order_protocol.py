@@ -37,6 +37,8 @@ from tests.strategies import T0, fault_models
 
 SYMBOLS = {"AAA": Side.LONG, "BBB": Side.SHORT}
 CENT = Decimal("0.01")
+# An order the broker still works: accepted, and any cancel of it not yet confirmed.
+WORKING = (OrderStatus.LIVE, OrderStatus.PENDING_CANCEL, OrderStatus.CANCEL_WAIT)
 
 
 class OrderProtocol(RuleBasedStateMachine):
@@ -136,6 +138,7 @@ class OrderProtocol(RuleBasedStateMachine):
     def every_idle_position_holds_a_live_stop_for_its_shares(self) -> None:
         for pos in self.state.positions.values():
             busy = pos.halted or pos.sell_order is not None or pos.to_sell > 0
+            busy = busy or pos.remaining_qty == 0  # all sold; its entry order still works
             order = pos.exit_order
             if busy or (order is not None and order.status is not OrderStatus.LIVE):
                 continue
@@ -152,7 +155,11 @@ class OrderProtocol(RuleBasedStateMachine):
         timing (or halted, after an alert, when nothing can be put back)."""
         for pos in self.state.positions.values():
             order = pos.exit_order
-            covered = order is not None and order.status is OrderStatus.LIVE
+            covered = (
+                order is not None
+                and order.status in WORKING
+                and order.open_qty >= pos.remaining_qty
+            )
             if pos.remaining_qty > 0 and not covered:
                 assert pos.exposed_since is not None or pos.halted, pos.key
 
