@@ -96,6 +96,8 @@ RECORD_KINDS = frozenset(
         "phase.denied",
         "breaker.opened",
         "breaker.closed",
+        "breaker.half_open",
+        "mode.changed",
     }
 )
 

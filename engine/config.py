@@ -113,3 +113,7 @@ class Config:
         timedelta(seconds=1),
         timedelta(seconds=2),
     )
+    # SPEC §4: this many failed order requests in a row open the circuit breaker; after the
+    # cooldown it lets requests through again and the first answer closes or reopens it.
+    breaker_failures: int = 5
+    breaker_cooldown: timedelta = timedelta(seconds=300)

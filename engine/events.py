@@ -11,8 +11,11 @@ from attrs import frozen
 
 __all__ = [
     "BreakerAck",
+    "BrokerOrder",
+    "BrokerSnapshot",
     "CancelRejected",
     "Clock",
+    "Connectivity",
     "EntryIntent",
     "Event",
     "OrderAccepted",
@@ -141,6 +144,37 @@ class Clock:
     ts: datetime
 
 
+@frozen
+class Connectivity:
+    """The link to the broker went down (`up=False`) or came back (SPEC §4)."""
+
+    ts: datetime
+    up: bool
+
+
+@frozen
+class BrokerOrder:
+    """One order as the broker reports it in a snapshot: `status` is "open" (working, any
+    of new / accepted / partially_filled / pending_*), "filled", "canceled" or "rejected"."""
+
+    order_id: str
+    symbol: str
+    status: str
+    qty: Decimal
+    filled_qty: Decimal = _ZERO
+    filled_avg_price: Decimal | None = None
+
+
+@frozen
+class BrokerSnapshot:
+    """The broker's positions (symbol, signed qty) and ratchet's orders as it knows them,
+    read after a reconnect or at startup; reconciled before entries are allowed again."""
+
+    ts: datetime
+    positions: tuple[tuple[str, Decimal], ...] = ()
+    orders: tuple[BrokerOrder, ...] = ()
+
+
 Event: TypeAlias = (
     Tick
     | EntryIntent
@@ -153,4 +187,6 @@ Event: TypeAlias = (
     | PhaseAdvance
     | PhaseOverride
     | BreakerAck
+    | Connectivity
+    | BrokerSnapshot
 )

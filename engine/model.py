@@ -21,6 +21,7 @@ __all__ = [
     "Book",
     "EngineState",
     "Level",
+    "Link",
     "Order",
     "OrderRole",
     "OrderStatus",
@@ -278,6 +279,37 @@ def tracks_days(config: Config) -> bool:
     return config.goal.enabled or config.phase.enabled
 
 
+@frozen
+class Link:
+    """The engine's view of its broker link (SPEC §4): connected or not, recovering after a
+    reconnect until a snapshot is reconciled, and the circuit breaker over failed requests.
+
+    `waiting` holds, in the order their need arose, the positions whose next order step was
+    held back while nothing could be sent: the offline queue, coalesced per position (each
+    position's step is worked out from its latest wishes when the link is back).
+    """
+
+    up: bool = True
+    recovering: bool = False
+    waiting: tuple[str, ...] = ()
+    failures: int = 0
+    breaker: str = "closed"  # closed | open | half_open
+    reopen_at: datetime | None = None
+
+    @property
+    def sending(self) -> bool:
+        """Order commands may go out now."""
+        return self.up and self.breaker != "open"
+
+    @property
+    def mode(self) -> str:
+        """normal, offline or recovery (the `mode.changed` names)."""
+        return "offline" if not self.up else "recovery" if self.recovering else "normal"
+
+
+_LINK = Link()
+
+
 class EngineState(NamedTuple):
     """All the engine knows; immutable. Maps are persistent (HAMT), so recording a tick is
     O(1) in the number of symbols. A NamedTuple rather than an attrs class because one is
@@ -298,6 +330,7 @@ class EngineState(NamedTuple):
     phase: PhaseState = _NO_PHASE
     stale: Map[str, datetime] = _EMPTY_STALE  # symbol -> the last price already alerted stale
     due: datetime = _FAR  # the earliest retry due (may be early: then nothing is due yet)
+    link: Link = _LINK
 
     @classmethod
     def empty(cls, config: Config | None = None) -> EngineState:
@@ -341,6 +374,7 @@ class EngineState(NamedTuple):
             self.phase,
             self.stale,
             self.due,
+            self.link,
         )
 
     def replace(self, **changes: Any) -> EngineState:

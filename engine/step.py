@@ -23,8 +23,10 @@ from engine.commands import (
 from engine.config import ProtectionConfig
 from engine.events import (
     BreakerAck,
+    BrokerSnapshot,
     CancelRejected,
     Clock,
+    Connectivity,
     EntryIntent,
     Event,
     OrderAccepted,
@@ -42,6 +44,7 @@ from engine.ladder import floor_to_lot, round_in_favour, schedule, take_profit_p
 from engine.model import (
     Book,
     EngineState,
+    Link,
     Order,
     OrderRole,
     OrderStatus,
@@ -103,9 +106,10 @@ def step(state: EngineState, event: Event) -> Transition:
             and event.ts < state.due
         ):
             marks = state.marks.set(event.symbol, event)
-            config, positions, books, _, entries, counts, routes, _, phase, stale, due = state
+            config, positions, books, _, entries, counts, routes, _, phase, stale, due, link = state
             fields = (
-                config, positions, books, marks, entries, counts, routes, daily, phase, stale, due
+                config, positions, books, marks, entries, counts, routes, daily, phase, stale,
+                due, link,
             )  # fmt: skip
             new = _tuple_new(EngineState, fields)
             return _tuple_new(Transition, (new, _NO_COMMANDS))
@@ -137,13 +141,19 @@ def _dispatch(state: EngineState, event: Event) -> Transition:
         case OrderFilled():
             return _on_fill(state, event)
         case OrderAccepted():
-            return _on_accepted(state, event)
+            return _succeeded(_on_accepted(state, event), event.ts)
         case OrderCanceled():
-            return _on_canceled(state, event)
+            return _succeeded(_on_canceled(state, event), event.ts)
         case OrderRejected():
-            return _on_rejected(state, event)
+            t = _on_rejected(state, event)
+            return _failed(t, event.ts) if event.kind in _RETRYABLE else t
         case CancelRejected():
-            return _on_cancel_rejected(state, event)
+            t = _on_cancel_rejected(state, event)
+            return _failed(t, event.ts) if event.kind == "transient" else t
+        case Connectivity():
+            return _on_connectivity(state, event)
+        case BrokerSnapshot():
+            return _on_snapshot(state, event)
         case Clock():
             return _on_clock(state, event)
         case PhaseAdvance():
@@ -193,7 +203,8 @@ def _on_tick(state: EngineState, tick: Tick) -> Transition:
         if trigger is None or (price < trigger if pos.long else price > trigger):
             continue
         pos = _climb(pos, price, tick.ts, cfg, out)
-        pos = reconcile(pos, price, tick.ts, out)
+        if state.link.sending:
+            pos = reconcile(pos, price, tick.ts, out)
         state = _store(state, pos, tick.ts, out)
     return Transition(state, tuple(out))
 
@@ -308,6 +319,20 @@ def validate_entry(state: EngineState, intent: EntryIntent) -> Result[Decimal, R
     if sides - {intent.side}:
         return Failure(
             Refusal("opposite_side_open", f"{symbol} has open {sides.pop().value} positions")
+        )
+    # The link first: nothing is entered that could not be protected at once (P26).
+    link = state.link
+    if not link.up:
+        return Failure(Refusal("broker_offline", "the broker connection is down"))
+    if link.recovering:
+        return Failure(
+            Refusal("recovery_mode", "reconnected; waiting for a reconciled broker snapshot")
+        )
+    if link.breaker == "open":
+        return Failure(
+            Refusal(
+                "order_breaker_open", f"order requests keep failing; retry after {link.reopen_at}"
+            )
         )
     # The gate, in order: breaker, daily goal, open-position cap, inputs, trade limit, size.
     phases = state.config.phase
@@ -875,9 +900,19 @@ def _schedule_retry(state: EngineState, pos: Position, ack: OrderRejected) -> Tr
 
 
 def _fire_retries(state: EngineState, now: datetime) -> Transition:
-    """Send again every order whose retry is due; recompute the next due time."""
+    """Send again every order whose retry is due; recompute the next due time. An open
+    breaker whose cooldown is over turns half-open and lets the held steps through."""
+    link = state.link
+    if link.breaker == "open" and link.reopen_at is not None and now >= link.reopen_at:
+        record = Record("breaker.half_open", now, {"breaker": "orders"})
+        state = state.replace(link=evolve(link, breaker="half_open", reopen_at=None))
+        t = _flush(state, now)
+        fired = _fire_retries(t.state, now)
+        return Transition(fired.state, (record, *t.commands, *fired.commands))
+    if not link.sending:
+        return Transition(state)  # held until the link is back; `due` stays
     out: list[Command] = []
-    due = _FAR
+    due = _FAR if link.reopen_at is None else link.reopen_at
     for key, pos in list(state.positions.items()):
         when = pos.retry_due
         if when is None:
@@ -1000,7 +1035,7 @@ def _finish(
     reconcile_first: bool = True,
 ) -> Transition:
     """Take the position's next order step (at the symbol's last price), then store it."""
-    if reconcile_first:
+    if reconcile_first and state.link.sending:
         mark = state.marks.get(pos.symbol)
         pos = reconcile(pos, mark.price if mark else None, ts, out)
     return Transition(_store(state, pos, ts, out), tuple(out))
@@ -1137,8 +1172,17 @@ def _store(state: EngineState, pos: Position, ts: datetime, out: list[Command]) 
     due = state.due
     if pos.retry_due is not None and not closing and pos.retry_due < due:
         due = pos.retry_due
+    link = state.link
+    if not link.sending and not closing and key not in link.waiting and not _settled(pos):
+        link = evolve(link, waiting=(*link.waiting, key))  # the offline queue (P25)
     return state.replace(
-        positions=positions, books=books, routes=routes, daily=daily, phase=phase, due=due
+        positions=positions,
+        books=books,
+        routes=routes,
+        daily=daily,
+        phase=phase,
+        due=due,
+        link=link,
     )
 
 
@@ -1268,8 +1312,9 @@ def _flatten(t: Transition, ts: datetime) -> Transition:
             close_reason="flatten",
             trigger=None,
         )
-        mark = state.marks.get(pos.symbol)
-        pos = reconcile(pos, mark.price if mark else None, ts, out)
+        if state.link.sending:
+            mark = state.marks.get(pos.symbol)
+            pos = reconcile(pos, mark.price if mark else None, ts, out)
         state = _store(state, pos, ts, out)
     return Transition(state, tuple(out))
 
@@ -1313,3 +1358,157 @@ def _close_records(pos: Position, ts: datetime) -> list[Command]:
             },
         ),
     ]
+
+
+# --- the broker link: offline queue, circuit breaker, recovery (SPEC §4) -------------------
+
+
+def _failed(t: Transition, ts: datetime) -> Transition:
+    """A request failed for a passing reason: count it; the fifth in a row (or any failure of
+    the half-open trial) opens the breaker, holding every order step for the cooldown."""
+    state = t.state
+    link = state.link
+    cfg = state.config
+    failures = link.failures + 1
+    if link.breaker == "open" or (failures < cfg.breaker_failures and link.breaker == "closed"):
+        return Transition(state.replace(link=evolve(link, failures=failures)), t.commands)
+    reopen_at = ts + cfg.breaker_cooldown
+    link = evolve(link, failures=failures, breaker="open", reopen_at=reopen_at)
+    record = Record(
+        "breaker.opened",
+        ts,
+        {"breaker": "orders", "failures": failures, "reopen_at": reopen_at},
+    )
+    alert = Alert(ts, "order_breaker_open", {"failures": failures, "reopen_at": reopen_at})
+    state = state.replace(link=link, due=min(state.due, reopen_at))
+    return Transition(state, (*t.commands, record, alert))
+
+
+def _succeeded(t: Transition, ts: datetime) -> Transition:
+    """The broker answered a request: the failure run ends; a half-open breaker closes."""
+    link = t.state.link
+    if link.failures == 0 and link.breaker == "closed":
+        return t
+    if link.breaker != "half_open":
+        return Transition(t.state.replace(link=evolve(link, failures=0)), t.commands)
+    state = t.state.replace(link=evolve(link, failures=0, breaker="closed"))
+    flushed = _flush(state, ts)
+    record = Record("breaker.closed", ts, {"breaker": "orders"})
+    return Transition(flushed.state, (*t.commands, record, *flushed.commands))
+
+
+def _flush(state: EngineState, ts: datetime) -> Transition:
+    """Work out and send, in the order their need arose, the order steps held while nothing
+    could be sent (P25): one per position, from its latest wishes."""
+    link = state.link
+    if not link.sending or not link.waiting:
+        return Transition(state)
+    out: list[Command] = []
+    state = state.replace(link=evolve(link, waiting=()))
+    for key in link.waiting:
+        pos = state.positions.get(key)
+        if pos is None:
+            continue
+        mark = state.marks.get(pos.symbol)
+        pos = reconcile(pos, mark.price if mark else None, ts, out)
+        state = _store(state, pos, ts, out)
+    return Transition(state, tuple(out))
+
+
+def _mode_changed(old: Link, new: Link, ts: datetime, reason: str) -> list[Command]:
+    if old.mode == new.mode:
+        return []
+    return [Record("mode.changed", ts, {"from": old.mode, "to": new.mode, "reason": reason})]
+
+
+def _on_connectivity(state: EngineState, event: Connectivity) -> Transition:
+    """Down: hold every order step. Up: recovery (entries refused until a snapshot is
+    reconciled), and the held steps go out at once, in order."""
+    old = state.link
+    if event.up == old.up:
+        return Transition(state)
+    if not event.up:
+        link = evolve(old, up=False)
+        records = _mode_changed(old, link, event.ts, "broker connection lost")
+        return Transition(state.replace(link=link), tuple(records))
+    link = evolve(old, up=True, recovering=True)
+    records = _mode_changed(old, link, event.ts, "broker connection restored")
+    flushed = _flush(state.replace(link=link), event.ts)
+    fired = _fire_retries(flushed.state, event.ts)
+    return Transition(fired.state, (*records, *flushed.commands, *fired.commands))
+
+
+def _on_snapshot(state: EngineState, snap: BrokerSnapshot) -> Transition:
+    """Reconcile the broker's account with the engine's: answers that were lost while the
+    link was down are replayed (fills, acceptances, cancels), orders the broker never got are
+    sent again as new ones, and then every position is validated against the broker's share
+    count. Normal mode resumes only when all match (P27)."""
+    ts = snap.ts
+    out: list[Command] = []
+    reported = {o.order_id: o for o in snap.orders}
+
+    def apply(event: Event) -> None:
+        nonlocal state
+        t = _dispatch(state, event)
+        state = t.state
+        out.extend(t.commands)
+
+    known: list[tuple[Order, str]] = []
+    for key, pending in state.entries.items():
+        known.append((pending.order, key))
+    for key, pos in state.positions.items():
+        for order in (pos.entry_order, pos.exit_order, pos.sell_order):
+            if order is not None:
+                known.append((order, key))
+    for order, key in known:
+        seen = reported.get(order.id)
+        if seen is None:
+            if order.status in (OrderStatus.RETRY_WAIT, OrderStatus.CANCEL_WAIT):
+                continue  # not at the broker by design: its retry is due in time
+            # The broker never got it (lost with the link), or has no trace of it.
+            out.append(
+                Record(
+                    "conflict.detected",
+                    ts,
+                    {
+                        "symbol": key.rsplit("-", 1)[0],
+                        "key": key,
+                        "type": "order_unknown_to_broker",
+                        "order_ids": [order.id],
+                        "resolution": "dropped_and_resent"
+                        if order.role is not OrderRole.ENTRY
+                        else "entry_dropped",
+                    },
+                )
+            )
+            apply(OrderCanceled(ts, order.id))
+            continue
+        missed = seen.filled_qty - order.filled
+        if missed > 0:
+            price = seen.filled_avg_price if seen.filled_avg_price is not None else _ZERO
+            apply(OrderFilled(ts, order.id, missed, price))
+        if seen.status == "open" and order.status is OrderStatus.PENDING_NEW:
+            apply(OrderAccepted(ts, order.id))
+        elif seen.status == "open" and order.status is OrderStatus.PENDING_CANCEL:
+            apply(CancelRejected(ts, order.id, "cancel lost with the connection", "transient"))
+        elif seen.status == "canceled" and seen.filled_qty < order.qty:
+            apply(OrderCanceled(ts, order.id))
+        elif seen.status == "rejected":
+            apply(OrderRejected(ts, order.id, "rejected while offline", "permanent"))
+    broker = {symbol: qty for symbol, qty in snap.positions if qty != 0}
+    mismatches = []
+    for symbol in sorted(set(broker) | set(state.books)):
+        ours = sum((p.remaining_qty * p.side.sign for p in state.in_symbol(symbol)), _ZERO)
+        theirs = broker.get(symbol, _ZERO)
+        if ours != theirs:
+            mismatches.append({"symbol": symbol, "engine": ours, "broker": theirs})
+    old = state.link
+    if mismatches:
+        out.append(Alert(ts, "position_mismatch", {"positions": mismatches}))
+        return Transition(state, tuple(out))
+    link = evolve(old, recovering=False)
+    if old.mode != link.mode:
+        reason = "snapshot reconciled; every position validated"
+        data = {"from": old.mode, "to": link.mode, "reason": reason}
+        out.append(Record("mode.changed", ts, {**data, "positions": len(state.positions)}))
+    return Transition(state.replace(link=link), tuple(out))

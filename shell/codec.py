@@ -20,10 +20,12 @@ from cattrs.strategies import configure_tagged_union
 from engine import (
     Alert,
     BreakerAck,
+    BrokerSnapshot,
     CancelOrder,
     CancelRejected,
     Clock,
     Command,
+    Connectivity,
     EntryIntent,
     Event,
     OrderAccepted,
@@ -64,6 +66,8 @@ EVENT_TAGS: dict[type, str] = {
     PhaseAdvance: "phase.advance",
     PhaseOverride: "phase.override",
     BreakerAck: "breaker.ack",
+    Connectivity: "connectivity",
+    BrokerSnapshot: "broker.snapshot",
 }
 _TAG_TYPES = {tag: cls for cls, tag in EVENT_TAGS.items()}
 CSV_HEADER = ["ts", "symbol", "price", "size"]

@@ -13,6 +13,7 @@ from attrs import define, field
 from engine import (
     Alert,
     Command,
+    Connectivity,
     EngineState,
     Event,
     Record,
@@ -176,6 +177,9 @@ def run_simulation(
             state, commands = step(state, event)
         else:
             others += 1
+            if type(event) is Connectivity and not event.up:
+                # A recorded outage: the broker stops answering until it reconnects.
+                broker.disconnect(event.ts)
             before = state
             state, commands = step(state, event)
         if on_step is not None:

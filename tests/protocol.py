@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 
 from engine import (
+    BrokerSnapshot,
     CancelOrder,
     CancelRejected,
     EngineState,
@@ -46,6 +47,9 @@ class Ledger:
     # --- the broker's answers ---------------------------------------------------------------
 
     def event(self, event: Event) -> None:
+        if isinstance(event, BrokerSnapshot):
+            self._snapshot(event)
+            return
         oid = getattr(event, "order_id", None)
         if oid is None or oid not in self.orders:
             return
@@ -70,6 +74,20 @@ class Ledger:
                 if self.filled[oid] >= order.qty:
                     self.live[key].discard(oid)
                     self.waiting[key].discard(oid)
+
+    def _snapshot(self, snap: BrokerSnapshot) -> None:
+        """After a dropped link the snapshot answers every request still open."""
+        self.waiting.clear()
+        working = {o.order_id for o in snap.orders if o.status == "open"}
+        for live in self.live.values():
+            live.intersection_update(working)
+        for oid in working:
+            order = self.orders.get(oid)
+            if order is not None and order.purpose in PROTECTIVE:
+                key = key_of(oid)
+                if oid not in self.live[key]:
+                    self.live[key].add(oid)
+                    self.accepted[key].append(order)
 
     # --- the engine's commands -------------------------------------------------------------
 

@@ -157,7 +157,7 @@ def interleave(a: list[Event], b: list[Event], choices: list[bool]) -> list[Even
 
 def fault_models() -> st.SearchStrategy[Faults]:
     """Brokers that refuse for passing reasons, for good, or because shares look held; that
-    fill market orders in parts and apply cancels late (so an order may fill first)."""
+    fill market orders in parts, and apply cancels late (so an order may fill first)."""
     return st.builds(
         Faults,
         transient=st.sampled_from([0.0, 0.3]),

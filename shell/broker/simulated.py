@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
 from attrs import define, evolve, field
 
 from engine import (
+    BrokerOrder,
+    BrokerSnapshot,
     CancelOrder,
     CancelRejected,
     Command,
+    Connectivity,
     Event,
     OrderAccepted,
     OrderAction,
@@ -37,6 +40,23 @@ __all__ = ["PROFILES", "Faults", "SimulatedBroker"]
 
 _NOTHING: tuple[Event, ...] = ()
 _INF = Decimal("Infinity")
+
+
+_RECONNECT = timedelta(seconds=1)
+
+
+@define
+class _Status:
+    """What the broker would report about one order."""
+
+    command: SubmitOrder
+    status: str = "open"
+    filled: Decimal = Decimal(0)
+    value: Decimal = Decimal(0)
+
+    @property
+    def average(self) -> Decimal | None:
+        return self.value / self.filled if self.filled else None
 
 
 @define
@@ -134,6 +154,10 @@ class SimulatedBroker:
     _ids: set[str] = field(factory=set)
     _cancels: dict[str, list[CancelOrder]] = field(factory=dict)  # late: at the next print
     _filled: set[str] = field(factory=set)
+    _orders: dict[str, _Status] = field(factory=dict)
+    _changed: set[str] = field(factory=set)  # orders that changed while the link was down
+    _down_at: datetime | None = None
+    reconnects: int = 0
     faults: Faults | None = None
     _same: bool = field(init=False, default=False)
     _rng: random.Random = field(init=False, factory=random.Random)
@@ -151,6 +175,19 @@ class SimulatedBroker:
         """Carry out order commands; return the acknowledgements (and same-instant fills)."""
         acks: list[Event] = []
         for command in commands:
+            if type(command) not in (SubmitOrder, CancelOrder):
+                continue
+            if self._down_at is not None:
+                continue  # nothing gets through a dropped connection
+            faults = self.faults
+            if faults is not None and faults.drop and self._rng.random() < faults.drop:
+                # The connection drops with this request: half the time it reached the
+                # broker (and is carried out, its answer lost), half the time it did not.
+                self.disconnect(command.ts)
+                if self._rng.random() < 0.5:
+                    self._silently(command)
+                acks.append(Connectivity(command.ts, False))
+                continue
             if type(command) is SubmitOrder:
                 acks.extend(self._submit(command))
             elif type(command) is CancelOrder:
@@ -158,6 +195,34 @@ class SimulatedBroker:
                 if answer is not None:
                     acks.append(answer)
         return acks
+
+    def disconnect(self, ts: datetime) -> None:
+        """The link drops now (a recorded outage): nothing is answered until it comes back,
+        at the first print a second or more later, with a snapshot."""
+        if self._down_at is None:
+            self._down_at = ts
+            self._changed.clear()
+
+    def _silently(self, command: Command) -> None:
+        """Carry out a command whose answer is lost."""
+        if type(command) is SubmitOrder:
+            self._submit(command)
+        elif type(command) is CancelOrder:
+            self._apply_cancel(command)
+
+    def _reconnect(self, ts: datetime) -> list[Event]:
+        """The link is back: say so, then report positions and the orders that are open or
+        changed while it was down (as GET /v2/positions and /v2/orders would)."""
+        self._down_at = None
+        orders = [
+            BrokerOrder(oid, t.command.symbol, t.status, t.command.qty, t.filled, t.average)
+            for oid, t in self._orders.items()
+            if t.status == "open" or oid in self._changed
+        ]
+        self._changed.clear()
+        positions = tuple(sorted(self.positions.items()))
+        self.reconnects += 1
+        return [Connectivity(ts, True), BrokerSnapshot(ts, positions, tuple(orders))]
 
     def _submit(self, order: SubmitOrder) -> list[Event]:
         ts = order.ts
@@ -180,6 +245,7 @@ class SimulatedBroker:
             if order.qty > available:
                 return [_insufficient(order, available)]
         self._ids.add(order.order_id)
+        self._orders[order.order_id] = _Status(order)
         resting = _Resting(order, order.qty)
         events: list[Event] = [OrderAccepted(ts, order.order_id)]
         last = self._last.get(order.symbol)
@@ -240,6 +306,7 @@ class SimulatedBroker:
         if command.order_id in book:
             del book[command.order_id]
             self._rebuild_band(command.symbol)
+            self._status(command.order_id, "canceled")
             return OrderCanceled(command.ts, command.order_id)
         markets = self._markets.get(command.symbol, [])
         for resting in markets:
@@ -247,6 +314,7 @@ class SimulatedBroker:
                 markets.remove(resting)
                 if not markets:
                     del self._markets[command.symbol]
+                self._status(command.order_id, "canceled")
                 return OrderCanceled(command.ts, command.order_id)
         if command.order_id in self._filled:
             reason = "HTTP 422 order is already filled"
@@ -255,8 +323,23 @@ class SimulatedBroker:
 
     # --- the market ------------------------------------------------------------------------
 
+    def _status(self, oid: str, status: str) -> None:
+        track = self._orders.get(oid)
+        if track is not None:
+            track.status = status
+            self._changed.add(oid)
+
     def on_tick(self, tick: Tick) -> tuple[Event, ...] | list[Event]:
-        """Match resting orders against one tick; return the fills it causes."""
+        """Match resting orders against one tick; return the fills it causes (while the link
+        is down they happen but are not told; the link comes back a second after it fell)."""
+        if self._down_at is not None:
+            if tick.ts - self._down_at < _RECONNECT:
+                self._match(tick)
+                return _NOTHING
+            return [*self._reconnect(tick.ts), *self._match(tick)]
+        return self._match(tick)
+
+    def _match(self, tick: Tick) -> tuple[Event, ...] | list[Event]:
         symbol, price = tick.symbol, tick.price
         self._last[symbol] = price
         band = self._bands.get(symbol)
@@ -302,6 +385,13 @@ class SimulatedBroker:
         resting.open_qty -= qty
         if resting.open_qty <= 0:
             self._filled.add(order.order_id)
+        status = self._orders.get(order.order_id)
+        if status is not None:
+            status.value += qty * price
+            status.filled += qty
+            if resting.open_qty <= 0:
+                status.status = "filled"
+            self._changed.add(order.order_id)
         signed = qty if order.action is OrderAction.BUY else -qty
         before = self.positions.get(order.symbol, Decimal(0))
         after = before + signed

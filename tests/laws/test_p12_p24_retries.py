@@ -70,7 +70,8 @@ def test_p24_when_retries_run_out_an_alert_carries_the_full_context(history, con
             assert {"key", "remaining_qty", "stop"} <= set(context)
             # ...and the shares are not left bare: a new operation (new id) starts at once,
             # a fresh stop, a tranche sale that came due meanwhile, or an exit at market.
-            if event.order_id.endswith("-stop") and context["remaining_qty"] > 0:
+            held = not step.after.link.sending  # the breaker opened: held, not dropped
+            if event.order_id.endswith("-stop") and context["remaining_qty"] > 0 and not held:
                 fresh = [
                     c for c in step.commands
                     if isinstance(c, SubmitOrder) and c.purpose in ("protect", "exit", "partial")

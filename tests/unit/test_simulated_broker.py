@@ -131,3 +131,18 @@ def test_a_marketable_limit_the_market_leaves_behind_rests_at_its_limit():
     broker.execute([_order("m", OrderType.LIMIT, OrderAction.BUY, limit="10.05")])
     assert list(broker.on_tick(_tick("10.20"))) == []
     assert list(broker.on_tick(_tick("10.04"))) == [OrderFilled(T0, "m", D(10), D("10.05"))]
+
+
+def test_a_cancel_of_a_filled_stop_is_refused_as_filled_even_while_a_market_order_waits():
+    """422 'already filled' (kind filled) for a stop that filled, whatever else is working."""
+    broker = _broker()
+    broker.on_tick(_tick("10"))
+    broker.execute([_order("s", OrderType.STOP, stop="9.50")])
+    broker.execute([_order("m", OrderType.MARKET, qty="1")])
+    fills = list(broker.on_tick(_tick("9.40")))
+    assert OrderFilled(T0, "s", D(10), D("9.40")) in fills
+    broker.execute([_order("m2", OrderType.MARKET, qty="1")])
+    [answer] = broker.execute([CancelOrder(T0, "s", "A")])
+    assert isinstance(answer, CancelRejected) and answer.kind == "filled"
+    [unknown] = broker.execute([CancelOrder(T0, "nope", "A")])
+    assert isinstance(unknown, CancelRejected) and unknown.kind == "not_found"

@@ -1,0 +1,132 @@
+"""The broker link by hand: an outage with two positions, recovery, the circuit breaker."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal as D
+
+from engine import (
+    BrokerSnapshot,
+    Config,
+    Connectivity,
+    EngineState,
+    EntryIntent,
+    OrderAccepted,
+    OrderCanceled,
+    OrderRejected,
+    Side,
+    SubmitOrder,
+    Tick,
+    fold,
+    step,
+)
+from shell.broker.simulated import SimulatedBroker
+from shell.simulate import run_simulation
+from tests.strategies import T0
+
+
+def _sec(n):
+    return T0 + timedelta(seconds=n)
+
+
+def test_an_outage_holds_both_stop_moves_and_sends_each_once_in_order_on_reconnect():
+    """AAA and BBB long 10 @ 100, stops 99. Offline, BBB reaches 1R first (stop to 100),
+    then AAA does, then AAA 1.5R (100.50): nothing is sent. A second later the broker is back:
+    recovery, the snapshot validates both, and the steps go out BBB first then AAA, each
+    cancel-first, and AAA's new stop is 100.50 (the latest), never the stale 100."""
+    events = [
+        Tick(T0, "AAA", D("100")),
+        Tick(T0, "BBB", D("100")),
+        EntryIntent(T0, "AAA", Side.LONG, D("99"), D(10)),
+        EntryIntent(T0, "BBB", Side.LONG, D("99"), D(10)),
+        Connectivity(_sec(1), False),
+        Tick(_sec(1), "BBB", D("101")),
+        Tick(_sec(1), "AAA", D("101")),
+        EntryIntent(_sec(1), "AAA", Side.LONG, D("99"), D(10)),
+        Tick(_sec(1), "AAA", D("101.50")),
+        Tick(_sec(3), "AAA", D("101.50")),
+        Tick(_sec(4), "BBB", D("101")),
+    ]
+    steps = []
+    state, _ = run_simulation(
+        events,
+        EngineState.empty(Config()),
+        SimulatedBroker(market_fill="same"),
+        on_step=lambda e, before, t: steps.append((e, before, t)),
+    )
+    offline = [t for e, before, t in steps if not before.link.up and not t.state.link.up]
+    assert offline and not [c for t in offline for c in t.commands if isinstance(c, SubmitOrder)]
+    blocked = [
+        c for e, _, t in steps if isinstance(e, EntryIntent) for c in t.commands
+        if getattr(c, "kind", "") == "entry.blocked"
+    ]  # fmt: skip
+    assert [b["reason"] for b in blocked] == ["broker_offline"]
+    [(_, before_up, t_up)] = [s for s in steps if isinstance(s[0], Connectivity) and s[0].up]
+    assert before_up.link.waiting == ("BBB-1", "AAA-1")
+    cancels = [c.order_id for c in t_up.commands if type(c).__name__ == "CancelOrder"]
+    assert cancels == ["rt-BBB-1-1-stop", "rt-AAA-1-1-stop"]
+    modes = [
+        c["to"] for _, _, t in steps for c in t.commands if getattr(c, "kind", "") == "mode.changed"
+    ]
+    assert modes == ["offline", "recovery", "normal"]
+    assert state.positions["AAA-1"].exit_order.stop_price == D("100.50")
+    assert state.positions["BBB-1"].exit_order.stop_price == D("100.00")
+    sent = [
+        c.stop_price for _, _, t in steps for c in t.commands
+        if isinstance(c, SubmitOrder) and c.symbol == "AAA" and c.purpose == "protect"
+    ]  # fmt: skip
+    assert sent == [D("99.00"), D("100.50")]
+
+
+def test_recovery_blocks_entries_until_a_snapshot_agrees_on_every_position():
+    """Reconnected with AAA long 10: a snapshot saying 7 keeps recovery (alert); entries are
+    refused `recovery_mode`; the snapshot saying 10 returns to normal and entries pass."""
+    state, _ = run_simulation(
+        [Tick(T0, "AAA", D("100")), EntryIntent(T0, "AAA", Side.LONG, D("99"), D(10))],
+        EngineState.empty(),
+        SimulatedBroker(market_fill="same"),
+    )
+    state, _ = fold(state, [Connectivity(_sec(1), False), Connectivity(_sec(2), True)])
+    intent = EntryIntent(_sec(2), "AAA", Side.LONG, D("99"), D(5))
+    assert step(state, intent).commands[0]["reason"] == "recovery_mode"
+    t = step(state, BrokerSnapshot(_sec(2), (("AAA", D(7)),)))
+    [alert] = [c for c in t.commands if getattr(c, "reason", "") == "position_mismatch"]
+    assert alert.context["positions"] == [{"symbol": "AAA", "engine": D(10), "broker": D(7)}]
+    assert t.state.link.mode == "recovery"
+    t = step(t.state, BrokerSnapshot(_sec(3), (("AAA", D(10)),)))
+    assert t.state.link.mode == "normal"
+    assert any(isinstance(c, SubmitOrder) for c in step(t.state, intent).commands)
+
+
+def test_five_failed_requests_open_the_breaker_and_the_cooldown_half_opens_it():
+    """Five transient refusals in a row open the breaker (records and alert, entries refused
+    `order_breaker_open`, retries held); 300 s later the first event half-opens it and the
+    held retry goes out; its acceptance closes the breaker."""
+    state, _ = run_simulation(
+        [Tick(T0, "AAA", D("100")), EntryIntent(T0, "AAA", Side.LONG, D("99"), D(10))],
+        EngineState.empty(),
+        SimulatedBroker(market_fill="same"),
+    )
+    key = "AAA-1"
+    # The stop move at 1R is refused five times (three retries of one id, then a new one).
+    state = step(state, Tick(_sec(1), "AAA", D("101"))).state  # cancel sent
+    state = step(state, OrderCanceled(_sec(1), "rt-AAA-1-1-stop")).state
+    ts = _sec(1)
+    kinds = []
+    for _ in range(5):
+        order = state.positions[key].exit_order
+        t = step(state, OrderRejected(ts, order.id, "HTTP 503", "transient"))
+        kinds += [getattr(c, "kind", getattr(c, "reason", "")) for c in t.commands]
+        state = t.state
+        ts += timedelta(seconds=3)
+        state = step(state, Tick(ts, "AAA", D("101"))).state
+    assert "breaker.opened" in kinds and "order_breaker_open" in kinds
+    assert state.link.breaker == "open"
+    refused = step(state, EntryIntent(ts, "AAA", Side.LONG, D("99"), D(1)))
+    assert refused.commands[0]["reason"] == "order_breaker_open"
+    t = step(state, Tick(ts + timedelta(seconds=300), "AAA", D("101")))
+    assert [c.kind for c in t.commands if getattr(c, "kind", "") == "breaker.half_open"]
+    [resent] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    closed = step(t.state, OrderAccepted(t.commands[-1].ts, resent.order_id))
+    assert closed.state.link.breaker == "closed"
+    assert [c for c in closed.commands if getattr(c, "kind", "") == "breaker.closed"]
