@@ -77,7 +77,11 @@ def main() -> None:
     "--faults",
     "faults_text",
     default=None,
-    help="Make the simulated broker misbehave, deterministically: transient=RATE,seed=N.",
+    help=(
+        "Make the simulated broker misbehave, deterministically: a profile (none, flaky, "
+        "alpaca, high) and/or NAME=RATE (transient, permanent, locked, partial, late, drop) "
+        "and seed=N."
+    ),
 )
 @click.option(
     "--plot",
