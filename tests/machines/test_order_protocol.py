@@ -142,10 +142,20 @@ class OrderProtocol(RuleBasedStateMachine):
             busy = pos.halted or pos.sell_order is not None or pos.to_sell > 0
             busy = busy or pos.remaining_qty == 0  # all sold; its entry order still works
             order = pos.exit_order
-            if not self.state.link.sending and order is not None and not busy:
-                # Breaker open: a step not already in flight or due for retry is queued.
-                stale = order.status is OrderStatus.LIVE and order.stop_price != pos.stop
-                assert not stale or pos.key in self.state.link.waiting, pos.key
+            if not self.state.link.sending and not busy:
+                # Breaker open: a step not settled, in flight or due for retry is queued.
+                settled = (
+                    order is not None
+                    and order.status is OrderStatus.LIVE
+                    and order.open_qty == pos.remaining_qty
+                    and (
+                        order.stop_price == pos.stop
+                        or (order.role is OrderRole.RESTORE and pos.refused is not None)
+                    )
+                )
+                in_flight = order is not None and order.status is not OrderStatus.LIVE
+                queued = pos.key in self.state.link.waiting or pos.retry_due is not None
+                assert settled or in_flight or queued, pos.key
                 continue
             order = pos.exit_order
             if busy or (order is not None and order.status is not OrderStatus.LIVE):
