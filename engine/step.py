@@ -877,7 +877,15 @@ def _schedule_retry(state: EngineState, pos: Position, ack: OrderRejected) -> Tr
         pos = evolve(pos, sell_order=evolve(pos.sell_order, status=waiting))
     else:
         return None
-    delay = delays[pos.attempts]
+    pos, record = _book_retry(pos, ack, delays[pos.attempts], "submit")
+    out: list[Command] = [record]
+    return Transition(_store(state, pos, ack.ts, out), tuple(out))
+
+
+def _book_retry(
+    pos: Position, ack: OrderRejected | CancelRejected, delay: timedelta, command: str
+) -> tuple[Position, Record]:
+    """Count one more attempt, set when it is due, and say so in `order.retry`."""
     due = ack.ts + delay
     pos = evolve(
         pos, attempts=pos.attempts + 1, retry_due=due, failures=(*pos.failures, ack.reason)
@@ -893,10 +901,10 @@ def _schedule_retry(state: EngineState, pos: Position, ack: OrderRejected) -> Tr
             "delay": Decimal(str(delay.total_seconds())),
             "due": due,
             "reason": ack.reason,
+            "command": command,
         },
     )
-    out: list[Command] = [record]
-    return Transition(_store(state, pos, ack.ts, out), tuple(out))
+    return pos, record
 
 
 def _fire_retries(state: EngineState, now: datetime) -> Transition:
@@ -960,27 +968,10 @@ def _on_cancel_rejected(state: EngineState, ack: CancelRejected) -> Transition:
     if ack.kind == "transient":
         delays = state.config.retry_delays
         if pos.attempts < len(delays):
-            due = ack.ts + delays[pos.attempts]
             pos = _with_order_status(
                 pos, ack.order_id, OrderStatus.CANCEL_WAIT, only_from=OrderStatus.PENDING_CANCEL
             )
-            pos = evolve(
-                pos, attempts=pos.attempts + 1, retry_due=due, failures=(*pos.failures, ack.reason)
-            )
-            record = Record(
-                "order.retry",
-                ack.ts,
-                {
-                    "symbol": pos.symbol,
-                    "key": pos.key,
-                    "order_id": ack.order_id,
-                    "attempt": pos.attempts,
-                    "delay": Decimal(str(delays[pos.attempts - 1].total_seconds())),
-                    "due": due,
-                    "reason": ack.reason,
-                    "command": "cancel",
-                },
-            )
+            pos, record = _book_retry(pos, ack, delays[pos.attempts], "cancel")
             return _finish(state, pos, ack.ts, [record], reconcile_first=False)
     pos = _with_order_status(
         pos, ack.order_id, OrderStatus.LIVE, only_from=OrderStatus.PENDING_CANCEL
