@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal as D
 
+import pytest
 from attrs import evolve
 
 from engine import (
@@ -18,7 +20,7 @@ from engine import (
     SubmitOrder,
     Tick,
 )
-from shell.broker.simulated import SimulatedBroker
+from shell.broker.simulated import Faults, SimulatedBroker
 from tests.strategies import T0
 
 
@@ -146,3 +148,15 @@ def test_a_cancel_of_a_filled_stop_is_refused_as_filled_even_while_a_market_orde
     assert isinstance(answer, CancelRejected) and answer.kind == "filled"
     [unknown] = broker.execute([CancelOrder(T0, "nope", "A")])
     assert isinstance(unknown, CancelRejected) and unknown.kind == "not_found"
+
+
+def test_fault_profiles_and_rates_parse_and_bad_ones_are_named():
+    """`high,seed=7,late=0` = the high profile with late cancels off; a bad part is named."""
+    faults = Faults.parse("high,seed=7,late=0")
+    assert (faults.transient, faults.permanent, faults.locked, faults.partial) == (
+        0.3, 0.05, 0.1, 0.3
+    )  # fmt: skip
+    assert (faults.late, faults.drop, faults.seed) == (0.0, 0.0, 7)
+    for text, named in [("loud", "'loud'"), ("late=2", "late=2"), ("seed=x", "seed='x'")]:
+        with pytest.raises(ValueError, match=re.escape(named)):
+            Faults.parse(text)
