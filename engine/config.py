@@ -113,6 +113,10 @@ class Config:
         timedelta(seconds=1),
         timedelta(seconds=2),
     )
+    # SPEC §4: a cancel not confirmed within this is sent again (up to once per retry delay,
+    # then an `ack_timeout` alert); a market sell not filled within this raises that alert.
+    cancel_timeout: timedelta = timedelta(seconds=2)
+    fill_timeout: timedelta = timedelta(seconds=5)
     # SPEC §4: this many failed order requests in a row open the circuit breaker; after the
     # cooldown it lets requests through again and the first answer closes or reopens it.
     breaker_failures: int = 5

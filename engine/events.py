@@ -105,8 +105,9 @@ class OrderCanceled:
 @frozen
 class CancelRejected:
     """The broker refused a cancel. `kind`, set by the broker adapter: "filled" (422, the
-    order filled first: its fill is on the way), "not_found" (404), "transient" (5xx, 429,
-    timeout: send the cancel again), or "permanent" (anything else)."""
+    order filled first: its fill is on the way), "canceled" (422, already canceled: a
+    cancel sent again after a timeout), "not_found" (404), "transient" (5xx, 429, timeout:
+    send the cancel again), or "permanent" (anything else)."""
 
     ts: datetime
     order_id: str

@@ -174,6 +174,13 @@ class Position:
     # operation (from a cancel confirmation or the entry fill to the next acceptance).
     exposed_since: datetime | None = None
     exposed: timedelta = timedelta(0)
+    # The answer the position waits for (`cancel:ID` or `fill:ID`), since when, when its
+    # timeout fires (SPEC §4: 2 s for a cancel confirmation, 5 s for a tranche's fill) and
+    # how many times it already has.
+    ack_for: str = ""
+    ack_since: datetime | None = None
+    ack_due: datetime | None = None
+    timeouts: int = 0
 
     @property
     def risk(self) -> Decimal:
@@ -286,11 +293,13 @@ class Link:
 
     `waiting` holds, in the order their need arose, the positions whose next order step was
     held back while nothing could be sent: the offline queue, coalesced per position (each
-    position's step is worked out from its latest wishes when the link is back).
+    position's step is worked out from its latest wishes once the link is back and the
+    broker's snapshot has told what happened meanwhile).
     """
 
     up: bool = True
     recovering: bool = False
+    synced: bool = True  # False from a drop until the broker's snapshot has been applied
     waiting: tuple[str, ...] = ()
     failures: int = 0
     breaker: str = "closed"  # closed | open | half_open
@@ -298,8 +307,10 @@ class Link:
 
     @property
     def sending(self) -> bool:
-        """Order commands may go out now."""
-        return self.up and self.breaker != "open"
+        """Order commands may go out now: connected, resynchronised with the broker after
+        any drop (steps worked out before the snapshot could act on what the outage hid),
+        and the breaker not open."""
+        return self.up and self.synced and self.breaker != "open"
 
     @property
     def mode(self) -> str:

@@ -20,7 +20,7 @@ from engine.commands import (
     Record,
     SubmitOrder,
 )
-from engine.config import ProtectionConfig
+from engine.config import Config, ProtectionConfig
 from engine.events import (
     BreakerAck,
     BrokerSnapshot,
@@ -119,7 +119,7 @@ def step(state: EngineState, event: Event) -> Transition:
     if event.ts >= state.due:
         # What the event says first (a fill may make a due retry moot), then what is due.
         t = _apply(state, event)
-        fired = _fire_retries(t.state, event.ts)
+        fired = _fire_retries(t.state, event.ts, _symbol_of(state, event))
         return Transition(fired.state, (*t.commands, *fired.commands))
     return _apply(state, event)
 
@@ -719,7 +719,15 @@ def _on_accepted(state: EngineState, ack: OrderAccepted) -> Transition:
 def _on_canceled(state: EngineState, ack: OrderCanceled) -> Transition:
     key = state.routes.get(ack.order_id)
     if key is None:
-        return _unknown_order(state, ack.order_id, ack.ts, "canceled")
+        known = key_of(ack.order_id)
+        if not known:
+            return _unknown_order(state, ack.order_id, ack.ts, "canceled")
+        # A second confirmation (a cancel sent again after a timeout, or already treated
+        # as canceled): the order was accounted for when the first answer came.
+        data = {"symbol": known.rsplit("-", 1)[0], "key": known, "type": "stale_answer",
+                "order_ids": [ack.order_id], "resolution": "already_accounted",
+                "reason": "canceled again"}  # fmt: skip
+        return Transition(state, (Record("conflict.detected", ack.ts, data),))
     state = state.replace(routes=state.routes.delete(ack.order_id))
     pending = state.entries.get(key)
     if pending is not None and pending.order.id == ack.order_id:
@@ -907,9 +915,25 @@ def _book_retry(
     return pos, record
 
 
-def _fire_retries(state: EngineState, now: datetime) -> Transition:
+def _symbol_of(state: EngineState, event: Event) -> str | None:
+    """The symbol an event is about (a tick, an entry, an answer about one of its orders),
+    or None for the ones about everything (clock, link, phase)."""
+    symbol = getattr(event, "symbol", None)
+    if symbol is not None:
+        return str(symbol)
+    oid = getattr(event, "order_id", None)
+    if oid is None:
+        return None
+    key = state.routes.get(oid) or key_of(oid)
+    return key.rsplit("-", 1)[0] if key else None
+
+
+def _fire_retries(state: EngineState, now: datetime, scope: str | None = None) -> Transition:
     """Send again every order whose retry is due; recompute the next due time. An open
-    breaker whose cooldown is over turns half-open and lets the held steps through."""
+    breaker whose cooldown is over turns half-open and lets the held steps through.
+
+    Answer timeouts fire on a clock event or an event of the position's own symbol (`scope`
+    None means any symbol), so updates to different symbols still commute (P30)."""
     link = state.link
     if link.breaker == "open" and link.reopen_at is not None and now >= link.reopen_at:
         record = Record("breaker.half_open", now, {"breaker": "orders"})
@@ -921,7 +945,14 @@ def _fire_retries(state: EngineState, now: datetime) -> Transition:
         return Transition(state)  # held until the link is back; `due` stays
     out: list[Command] = []
     due = _FAR if link.reopen_at is None else link.reopen_at
-    for key, pos in list(state.positions.items()):
+    for key, current in list(state.positions.items()):
+        pos = current
+        if pos.ack_due is not None:
+            if pos.ack_due <= now and (scope is None or scope == pos.symbol):
+                pos = _timed_out(pos, now, state.config, out)
+                state = state.replace(positions=state.positions.set(key, pos))
+            if pos.ack_due is not None:
+                due = min(due, pos.ack_due)
         when = pos.retry_due
         if when is None:
             continue
@@ -944,6 +975,13 @@ def _fire_retries(state: EngineState, now: datetime) -> Transition:
     return Transition(state.replace(due=due), tuple(out))
 
 
+_CANCEL_CONFLICTS = {
+    "filled": "cancel_after_fill",
+    "canceled": "already_canceled",
+    "not_found": "order_not_found",
+}
+
+
 def _on_cancel_rejected(state: EngineState, ack: CancelRejected) -> Transition:
     key = state.routes.get(ack.order_id)
     pos = state.positions.get(key) if key is not None else None
@@ -952,13 +990,14 @@ def _on_cancel_rejected(state: EngineState, ack: CancelRejected) -> Transition:
         known = key_of(ack.order_id)
         if not known:
             return _unknown_order(state, ack.order_id, ack.ts, "cancel rejected")
-        kind = "cancel_after_fill" if ack.kind == "filled" else "order_not_found"
+        kind = _CANCEL_CONFLICTS.get(ack.kind, "order_not_found")
         record = _conflict(ack, known, kind, [ack.order_id], "already_accounted")
         return Transition(state, (record,))
-    if ack.kind == "not_found":
+    if ack.kind in ("not_found", "canceled"):
         # The broker has no such open order: it is gone, as a cancel would have left it.
         t = _on_canceled(state, OrderCanceled(ack.ts, ack.order_id))
-        record = _conflict(ack, pos.key, "order_not_found", [ack.order_id], "treated_as_canceled")
+        kind = _CANCEL_CONFLICTS[ack.kind]
+        record = _conflict(ack, pos.key, kind, [ack.order_id], "treated_as_canceled")
         return Transition(t.state, (record, *t.commands))
     if ack.kind == "filled":
         # It filled before the cancel arrived: wait for its fill (still PENDING_CANCEL, so
@@ -1163,6 +1202,15 @@ def _store(state: EngineState, pos: Position, ts: datetime, out: list[Command]) 
     due = state.due
     if pos.retry_due is not None and not closing and pos.retry_due < due:
         due = pos.retry_due
+    awaited = _awaited(pos)
+    if awaited != pos.ack_for:
+        wait = state.config.cancel_timeout if awaited[:1] == "c" else state.config.fill_timeout
+        until = ts + wait if awaited else None
+        pos = evolve(pos, ack_for=awaited, ack_since=ts, ack_due=until, timeouts=0)
+        if not closing:
+            positions = positions.set(key, pos)
+    if pos.ack_due is not None and not closing and pos.ack_due < due:
+        due = pos.ack_due
     link = state.link
     if not link.sending and not closing and key not in link.waiting and not _settled(pos):
         link = evolve(link, waiting=(*link.waiting, key))  # the offline queue (P25)
@@ -1175,6 +1223,48 @@ def _store(state: EngineState, pos: Position, ts: datetime, out: list[Command]) 
         due=due,
         link=link,
     )
+
+
+def _awaited(pos: Position) -> str:
+    """The broker answer the position waits for and times: a cancel's confirmation or a
+    market sell's fill (`cancel:ID`, `fill:ID`), or "" for none."""
+    for order in (pos.exit_order, pos.sell_order):
+        if order is not None and order.status is OrderStatus.PENDING_CANCEL:
+            return f"cancel:{order.id}"
+    sell = pos.sell_order
+    if (
+        sell is not None
+        and sell.type is OrderType.MARKET
+        and sell.status in (OrderStatus.PENDING_NEW, OrderStatus.LIVE)
+    ):
+        return f"fill:{sell.id}"
+    return ""
+
+
+def _timed_out(pos: Position, now: datetime, cfg: Config, out: list[Command]) -> Position:
+    """An answer did not come in time (SPEC §4). A cancel is sent again, once per retry
+    delay (the broker treats a repeated cancel as the same request); then, or at once for a
+    fill that does not come, the operator is alerted and the position keeps waiting: a
+    market sell is never sent twice."""
+    what, _, oid = pos.ack_for.partition(":")
+    since = pos.ack_since if pos.ack_since is not None else now
+    attempt = pos.timeouts + 1
+    resend = what == "cancel" and attempt <= len(cfg.retry_delays)
+    data = {
+        "symbol": pos.symbol,
+        "key": pos.key,
+        "order_id": oid,
+        "awaited": "cancel_confirmation" if what == "cancel" else "fill",
+        "waited_ms": _ms(now - since),
+        "attempt": attempt,
+        "action": "cancel_resent" if resend else "alerted",
+    }
+    out.append(Record("order.timeout", now, data))
+    if resend:
+        out.append(CancelOrder(now, oid, pos.symbol))
+        return evolve(pos, timeouts=attempt, ack_due=now + cfg.cancel_timeout)
+    out.append(Alert(now, "ack_timeout", {k: v for k, v in data.items() if k != "action"}))
+    return evolve(pos, timeouts=attempt, ack_due=None)
 
 
 def _phase_after_trade(
@@ -1414,19 +1504,18 @@ def _mode_changed(old: Link, new: Link, ts: datetime, reason: str) -> list[Comma
 
 def _on_connectivity(state: EngineState, event: Connectivity) -> Transition:
     """Down: hold every order step. Up: recovery (entries refused until a snapshot is
-    reconciled), and the held steps go out at once, in order."""
+    reconciled); the held steps wait for the broker's snapshot, which tells what the outage
+    hid (fills, orders that never arrived), and go out, in order, as soon as it is applied."""
     old = state.link
     if event.up == old.up:
         return Transition(state)
     if not event.up:
-        link = evolve(old, up=False)
+        link = evolve(old, up=False, synced=False)
         records = _mode_changed(old, link, event.ts, "broker connection lost")
         return Transition(state.replace(link=link), tuple(records))
     link = evolve(old, up=True, recovering=True)
     records = _mode_changed(old, link, event.ts, "broker connection restored")
-    flushed = _flush(state.replace(link=link), event.ts)
-    fired = _fire_retries(flushed.state, event.ts)
-    return Transition(fired.state, (*records, *flushed.commands, *fired.commands))
+    return Transition(state.replace(link=link), tuple(records))
 
 
 def _on_snapshot(state: EngineState, snap: BrokerSnapshot) -> Transition:
@@ -1494,12 +1583,16 @@ def _on_snapshot(state: EngineState, snap: BrokerSnapshot) -> Transition:
         if ours != theirs:
             mismatches.append({"symbol": symbol, "engine": ours, "broker": theirs})
     old = state.link
+    link = evolve(old, synced=True)
     if mismatches:
         out.append(Alert(ts, "position_mismatch", {"positions": mismatches}))
-        return Transition(state, tuple(out))
-    link = evolve(old, recovering=False)
-    if old.mode != link.mode:
-        reason = "snapshot reconciled; every position validated"
-        data = {"from": old.mode, "to": link.mode, "reason": reason}
-        out.append(Record("mode.changed", ts, {**data, "positions": len(state.positions)}))
-    return Transition(state.replace(link=link), tuple(out))
+    else:
+        link = evolve(link, recovering=False)
+        if old.mode != link.mode:
+            reason = "snapshot reconciled; every position validated"
+            data = {"from": old.mode, "to": link.mode, "reason": reason}
+            out.append(Record("mode.changed", ts, {**data, "positions": len(state.positions)}))
+    # What the outage held back goes out now, in order, from what the snapshot told (P25).
+    flushed = _flush(state.replace(link=link), ts)
+    fired = _fire_retries(flushed.state, ts)
+    return Transition(fired.state, (*out, *flushed.commands, *fired.commands))

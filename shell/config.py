@@ -7,7 +7,7 @@ import itertools
 import os
 import tomllib
 from collections.abc import Mapping
-from datetime import time
+from datetime import time, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -85,7 +85,7 @@ def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Se
 def parse_settings(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Settings:
     """Validate a parsed TOML document (and the environment, which wins)."""
     env = {} if env is None else env
-    known = {"protection", "simulation", "performance", "goal", "session", "phase"}
+    known = {"protection", "orders", "simulation", "performance", "goal", "session", "phase"}
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"unknown section(s): {', '.join(sorted(unknown))}")
@@ -100,12 +100,57 @@ def parse_settings(data: Mapping[str, Any], env: Mapping[str, str] | None = None
     goal = _goal(_table(data, "goal", _GOAL_KEYS), env)
     session = _session(_table(data, "session", _SESSION_KEYS))
     phase = _phase(_table(data, "phase", _PHASE_KEYS))
+    orders = _orders(_table(data, "orders", _ORDERS_KEYS))
+    config = Config(
+        protection=_protection(protection), goal=goal, session=session, phase=phase, **orders
+    )
     return Settings(
-        Config(protection=_protection(protection), goal=goal, session=session, phase=phase),
+        config,
         market_fill,
         timezone,
         _targets(performance),
     )
+
+
+_ORDERS_KEYS = {
+    "cancel_timeout",
+    "fill_timeout",
+    "retry_delays",
+    "breaker_failures",
+    "breaker_cooldown",
+    "stale_after",
+}
+
+
+def _orders(table: Mapping[str, Any]) -> dict[str, Any]:
+    """`[orders]`: answer timeouts, retry delays and the breaker, in seconds (SPEC §4)."""
+    out: dict[str, Any] = {}
+
+    def seconds(key: str, value: object, low: str, high: str) -> timedelta:
+        allowed = f"more than {low} and at most {high} seconds"
+        number = _decimal(f"orders.{key}", value, low=Decimal(low), high=Decimal(high),
+                          low_open=True, allowed=allowed)  # fmt: skip
+        return timedelta(seconds=float(number))
+
+    for key, high in (("cancel_timeout", "60"), ("fill_timeout", "300"),
+                      ("breaker_cooldown", "3600"), ("stale_after", "3600")):  # fmt: skip
+        if key in table:
+            out[key] = seconds(key, table[key], "0", high)
+    if "retry_delays" in table:
+        raw = table["retry_delays"]
+        if not isinstance(raw, list) or not 1 <= len(raw) <= 10:
+            raise ConfigError(
+                f"orders.retry_delays = {raw!r}: expected a list of 1 to 10 delays in seconds"
+            )
+        out["retry_delays"] = tuple(
+            seconds(f"retry_delays[{i}]", v, "0", "60") for i, v in enumerate(raw)
+        )
+    if "breaker_failures" in table:
+        raw = table["breaker_failures"]
+        if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= 100:
+            raise ConfigError(f"orders.breaker_failures = {raw!r}: allowed a whole number 1 to 100")
+        out["breaker_failures"] = raw
+    return out
 
 
 def _goal(table: Mapping[str, Any], env: Mapping[str, str]) -> GoalConfig:

@@ -67,8 +67,8 @@ class Ledger:
                     self.accepted[key].append(order)
             case OrderCanceled() | CancelRejected():
                 self.waiting[key].discard(oid)
-                if isinstance(event, OrderCanceled):
-                    self.live[key].discard(oid)
+                if isinstance(event, OrderCanceled) or event.kind in ("canceled", "not_found"):
+                    self.live[key].discard(oid)  # the broker says it no longer works
             case OrderFilled():
                 self.filled[oid] += event.qty
                 if self.filled[oid] >= order.qty:
@@ -102,8 +102,10 @@ class Ledger:
 
     def _sent(self, oid: str, order: SubmitOrder | None) -> None:
         key = key_of(oid)
-        # P22: one operation per position, one step of it at a time.
-        assert not self.waiting[key], f"{oid} sent while {self.waiting[key]} unanswered"
+        # P22: one operation per position, one step of it at a time (a cancel whose answer
+        # timed out may be sent again: the same request).
+        others = self.waiting[key] - ({oid} if order is None else set())
+        assert not others, f"{oid} sent while {others} unanswered"
         if order is not None:
             self.orders.setdefault(oid, order)
             if order.purpose in PROTECTIVE:

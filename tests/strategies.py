@@ -165,5 +165,6 @@ def fault_models() -> st.SearchStrategy[Faults]:
         locked=st.sampled_from([0.0, 0.3]),
         partial=st.sampled_from([0.0, 0.5]),
         late=st.sampled_from([0.0, 0.5]),
+        drop=st.sampled_from([0.0, 0.2]),
         seed=st.integers(0, 10_000),
     )

@@ -313,6 +313,10 @@ class SimulatedBroker:
         if command.order_id in self._filled:
             reason = "HTTP 422 order is already filled"
             return CancelRejected(command.ts, command.order_id, reason, "filled")
+        known = self._orders.get(command.order_id)
+        if known is not None and known.status == "canceled":
+            reason = "HTTP 422 order is already canceled"
+            return CancelRejected(command.ts, command.order_id, reason, "canceled")
         return CancelRejected(command.ts, command.order_id, "HTTP 404 order not found", "not_found")
 
     # --- the market ------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 from hypothesis import given
@@ -14,11 +15,14 @@ from engine import (
     EngineState,
     EntryIntent,
     SubmitOrder,
+    Tick,
     fold,
     step,
 )
 from tests.harness import trace
 from tests.strategies import configs, histories, market_fills
+
+_SECOND = timedelta(seconds=1)
 
 
 def _with_outage(history, at: int):
@@ -35,22 +39,32 @@ def _with_outage(history, at: int):
 def test_p25_commands_wait_offline_and_go_out_in_order_coalesced_on_reconnect(
     history, config, fill, at
 ):
-    """Nothing is sent while the link is down; when it is back, each waiting position gets
-    one order step, in the order their need arose, worked out from its latest wishes."""
+    """Nothing is sent while the link is down, nor once it is back until the broker's
+    snapshot has told what the outage hid; then each waiting position gets one order step,
+    in the order their need arose, worked out from its latest wishes."""
     steps = trace(_with_outage(history, at), config, fill)
+    resynced = 0
     for s in steps:
         orders = [c for c in s.commands if isinstance(c, SubmitOrder | CancelOrder)]
         if not s.before.link.sending and not s.after.link.sending:
             assert not orders, (s.event, orders)
-        if isinstance(s.event, Connectivity) and s.event.up:
+        if isinstance(s.event, Connectivity):
+            assert not orders, (s.event, orders)
+        if isinstance(s.event, BrokerSnapshot) and not s.before.link.synced:
+            resynced += 1
             queued = s.before.link.waiting
             keys = [c.order_id.split("-", 1)[1].rsplit("-", 2)[0] for c in orders]
             assert len(keys) == len(set(keys)), keys  # coalesced: one step per position
-            assert keys == [k for k in queued if k in keys], (queued, keys)  # in order
+            held = [k for k in keys if k in queued]
+            assert held == [k for k in queued if k in keys], (queued, keys)  # in order,
+            assert keys[: len(held)] == held, (queued, keys)  # before what the snapshot adds
             for command in orders:
                 if isinstance(command, SubmitOrder) and command.purpose == "protect":
                     pos = s.after.positions[command.order_id.split("-", 1)[1].rsplit("-", 2)[0]]
                     assert command.stop_price == pos.stop  # the latest stop, not a stale one
+    [down] = [e for e in (s.event for s in steps) if isinstance(e, Connectivity)][:1]
+    back = any(isinstance(s.event, Tick) and s.event.ts - down.ts >= _SECOND for s in steps)
+    assert resynced == back  # the broker comes back, with its snapshot, a second later
 
 
 @given(histories(), configs(), market_fills(), st.integers(1, 40))

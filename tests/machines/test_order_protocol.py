@@ -17,6 +17,7 @@ from hypothesis.stateful import (
 )
 
 from engine import (
+    Alert,
     CancelOrder,
     Clock,
     Config,
@@ -26,6 +27,7 @@ from engine import (
     OrderRole,
     OrderStatus,
     ProtectionConfig,
+    Record,
     Side,
     SubmitOrder,
     Tick,
@@ -57,6 +59,7 @@ class OrderProtocol(RuleBasedStateMachine):
         self.price = dict.fromkeys(SYMBOLS, Decimal("100.00"))
         self.orders: dict[str, SubmitOrder] = {}
         self.commands_per_key: list[dict[str, int]] = []
+        self.journal: list[Record | Alert] = []
         for symbol in SYMBOLS:
             self.feed(Tick(self.ts, symbol, self.price[symbol]))
 
@@ -68,6 +71,7 @@ class OrderProtocol(RuleBasedStateMachine):
             t = step(self.state, current)
             self.state = t.state
             self.ledger.step(t.state, t.commands)
+            self.journal.extend(c for c in t.commands if isinstance(c, Record | Alert))
             per_key: dict[str, int] = defaultdict(int)
             for command in t.commands:
                 if isinstance(command, SubmitOrder):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal as D
 
 import pytest
 
-from engine import ProtectionConfig, Rung, Tranche
+from engine import Config, ProtectionConfig, Rung, Tranche
 from shell.config import ConfigError, load_settings
 
 
@@ -36,6 +37,20 @@ def test_a_valid_file_overrides_what_it_names(tmp_path):
     assert p.trail is True and p.lot_step == D("0.001") and settings.market_fill == "same"
 
 
+def test_orders_section_sets_timeouts_retries_and_breaker(tmp_path):
+    """`[orders]` in seconds; what it does not name keeps SPEC §4's value."""
+    path = tmp_path / "ratchet.toml"
+    path.write_text(
+        "[orders]\ncancel_timeout = 3\nretry_delays = [0.25, 0.5]\nbreaker_failures = 8\n"
+    )
+    config = load_settings(path).config
+    assert config.cancel_timeout == timedelta(seconds=3)
+    assert config.retry_delays == (timedelta(milliseconds=250), timedelta(milliseconds=500))
+    assert config.breaker_failures == 8
+    assert config.fill_timeout == Config().fill_timeout == timedelta(seconds=5)
+    assert config.breaker_cooldown == timedelta(seconds=300)
+
+
 @pytest.mark.parametrize(
     ("toml", "message"),
     [
@@ -50,6 +65,11 @@ def test_a_valid_file_overrides_what_it_names(tmp_path):
         ("[protectoin]\n", "unknown section(s): protectoin"),
         ('[simulation]\nmarket_fill = "later"\n', "simulation.market_fill = 'later'"),
         ("[protection\n", "not valid TOML"),
+        ("[orders]\ncancel_timeout = 0\n", "cancel_timeout = 0: allowed more than 0 and at most 6"),
+        ("[orders]\nretry_delays = []\n", "orders.retry_delays = []: expected a list of 1 to 10"),
+        ('[orders]\nretry_delays = [1, "x"]\n', "orders.retry_delays[1] = 'x': not a number"),
+        ("[orders]\nbreaker_failures = 0\n", "orders.breaker_failures = 0: allowed a whole"),
+        ("[orders]\ntimeout = 2\n", "unknown key(s) orders.timeout"),
     ],
 )  # fmt: skip
 def test_bad_values_are_refused_with_key_value_and_range(tmp_path, toml, message):

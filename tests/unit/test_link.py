@@ -7,6 +7,7 @@ from decimal import Decimal as D
 
 from engine import (
     BrokerSnapshot,
+    CancelOrder,
     Config,
     Connectivity,
     EngineState,
@@ -32,8 +33,8 @@ def _sec(n):
 def test_an_outage_holds_both_stop_moves_and_sends_each_once_in_order_on_reconnect():
     """AAA and BBB long 10 @ 100, stops 99. Offline, BBB reaches 1R first (stop to 100),
     then AAA does, then AAA 1.5R (100.50): nothing is sent. A second later the broker is back:
-    recovery, the snapshot validates both, and the steps go out BBB first then AAA, each
-    cancel-first, and AAA's new stop is 100.50 (the latest), never the stale 100."""
+    recovery; once the snapshot has validated both, the steps go out BBB first then AAA,
+    each cancel-first, and AAA's new stop is 100.50 (the latest), never the stale 100."""
     events = [
         Tick(T0, "AAA", D("100")),
         Tick(T0, "BBB", D("100")),
@@ -61,7 +62,9 @@ def test_an_outage_holds_both_stop_moves_and_sends_each_once_in_order_on_reconne
         if getattr(c, "kind", "") == "entry.blocked"
     ]  # fmt: skip
     assert [b["reason"] for b in blocked] == ["broker_offline"]
-    [(_, before_up, t_up)] = [s for s in steps if isinstance(s[0], Connectivity) and s[0].up]
+    [(_, _, t_up)] = [s for s in steps if isinstance(s[0], Connectivity) and s[0].up]
+    assert not [c for c in t_up.commands if isinstance(c, SubmitOrder | CancelOrder)]
+    [(_, before_up, t_up)] = [s for s in steps if isinstance(s[0], BrokerSnapshot)]
     assert before_up.link.waiting == ("BBB-1", "AAA-1")
     cancels = [c.order_id for c in t_up.commands if type(c).__name__ == "CancelOrder"]
     assert cancels == ["rt-BBB-1-1-stop", "rt-AAA-1-1-stop"]
