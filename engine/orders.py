@@ -180,19 +180,29 @@ def _exit_through(
     return reconcile(pos, price, ts, out)
 
 
+def exit_unprotectable(
+    pos: Position, price: Decimal | None, ts: datetime, out: list[Command]
+) -> Position:
+    """The broker refuses every protection it is offered (the first stop, or the restore of
+    the last one): sell the shares at market, with the reason, instead of holding them bare."""
+    pos = evolve(pos, to_sell=pos.remaining_qty, close_reason="protection_refused", refused=None)
+    return reconcile(pos, price, ts, out)
+
+
 def roll_back(pos: Position, price: Decimal | None, ts: datetime, out: list[Command]) -> Position:
     """The broker refused a step of the operation for good: put back the last protection it
     accepted (stop and take-profit together, for the shares left) and keep the refused target
     from being asked again until a new trigger changes it. Tranches not yet sold are dropped.
 
-    Nothing to put back (the first stop itself refused) halts the position for an operator.
+    Nothing to put back (the first stop itself refused) leaves no protection the broker will
+    take: the shares are sold at market rather than left unprotected (`protection_refused`).
     """
     pos = evolve(pos, refused=(pos.stop, pos.take_profit), to_sell=_ZERO, milestones=())
     old = pos.restore
     if pos.remaining_qty <= 0 or pos.exit_order is not None or pos.sell_order is not None:
         return pos
     if old is None or old.stop_price is None:
-        return evolve(pos, halted=True)
+        return exit_unprotectable(pos, price, ts, out)
     if price is not None and is_through(price, old.stop_price, pos.long):
         return _exit_through(pos, old.stop_price, price, ts, out)
     pos, order = _new_order(

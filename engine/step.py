@@ -52,7 +52,15 @@ from engine.model import (
     Position,
     Protection,
 )
-from engine.orders import cancel, is_better_stop, order_record, reconcile, roll_back, submit
+from engine.orders import (
+    cancel,
+    exit_unprotectable,
+    is_better_stop,
+    order_record,
+    reconcile,
+    roll_back,
+    submit,
+)
 from engine.phase import (
     PHASE_ORDER,
     Phase,
@@ -814,14 +822,18 @@ def _on_rejected(state: EngineState, ack: OrderRejected) -> Transition:
     out: list[Command] = [*conflicts, record]
     resolution = "retry_as_new_operation" if exhausted else ""
     if refused is not None and not exhausted:
-        # A permanent refusal: roll the operation back to the last accepted protection
-        # (never a blind market order). A refused restore, or a refused exit of a stop the
-        # market already passed, leaves nothing safe to send: halt for an operator.
-        if refused.role is OrderRole.RESTORE or pos.close_reason == "stop_through_market":
+        # A permanent refusal: roll the operation back to the last accepted protection.
+        # When the broker refuses protection itself (the first stop, or the restore), the
+        # shares are sold at market, never held bare; a refused market exit leaves nothing
+        # to send: halt for an operator.
+        mark = state.marks.get(pos.symbol)
+        price = mark.price if mark else None
+        if pos.close_reason in _MARKET_EXITS:
             pos = evolve(pos, halted=True)
+        elif refused.role is OrderRole.RESTORE:
+            pos = exit_unprotectable(pos, price, ack.ts, out)
         else:
-            mark = state.marks.get(pos.symbol)
-            pos = roll_back(pos, mark.price if mark else None, ack.ts, out)
+            pos = roll_back(pos, price, ack.ts, out)
         eo = pos.exit_order
         if pos.halted:
             resolution = "halted_unprotected" if pos.remaining_qty > 0 else "halted"
@@ -852,6 +864,7 @@ def _on_rejected(state: EngineState, ack: OrderRejected) -> Transition:
 
 
 _RETRYABLE = frozenset({"transient", "shares_locked"})
+_MARKET_EXITS = frozenset({"stop_through_market", "protection_refused"})
 
 
 def _conflict(

@@ -28,6 +28,7 @@ def summary_to_json(summary: Summary, *, bad_lines: int = 0) -> dict[str, Any]:
             "opened": summary.positions_opened,
             "closed": summary.closes,
             "open": len(summary.open_positions),
+            "unprotected": sum(1 for p in summary.open_positions if not p["protected"]),
         },
         "stop_moves": summary.stop_moves,
         "partials": {"ordered": summary.partials_ordered, "filled": summary.partials_filled},
@@ -73,13 +74,14 @@ def render_summary(summary: Summary, *, bad_lines: int = 0) -> str:
     """A short, aligned text report."""
     s = summary
     blocked = ", ".join(f"{k} {v}" for k, v in sorted(s.blocked_reasons.items()))
+    unprotected = sum(1 for p in s.open_positions if not p["protected"])
     lines = [
         f"events        {s.events:,} ({s.ticks:,} ticks)"
         + (f", {bad_lines} bad lines skipped" if bad_lines else ""),
         f"entries       {s.entries_accepted} accepted, {s.entries_blocked} blocked"
         + (f" ({blocked})" if blocked else ""),
         f"positions     {s.positions_opened} opened, {s.closes} closed, "
-        f"{len(s.open_positions)} open",
+        f"{len(s.open_positions)} open" + (f" ({unprotected} UNPROTECTED)" if unprotected else ""),
         f"stop moves    {s.stop_moves}",
         f"partials      {s.partials_ordered} ordered, {s.partials_filled} filled",
         f"orders        {s.orders_submitted} submitted, {s.retries} retries, {s.conflicts} "
@@ -110,5 +112,12 @@ def render_summary(summary: Summary, *, bad_lines: int = 0) -> str:
             lines.append(
                 f"  {p['key']:<12} {p['side']:<5} {p['qty']:>8} @ {p['entry']:<10} "
                 f"last {p['price']:<10} {_r(p['r']):>8}  {p['state']:<22} stop {p['stop']}"
+                + (
+                    ""
+                    if not p["protected"] or p["working_stop"] == p["stop"]
+                    else f" (working {p['working_stop']})"
+                )
+                + ("" if p["protected"] else "  UNPROTECTED")
+                + ("  halted" if p["halted"] else "")
             )
     return "\n".join(lines)

@@ -195,6 +195,13 @@ def run_simulation(
         view = state.view(key)
         assert view is not None
         pos = view.position
+        # Protected: the broker works a stop of this position for every share left.
+        order = pos.exit_order
+        protected = (
+            order is not None
+            and order.stop_price is not None
+            and broker.working_qty(pos.symbol, order.id) >= pos.remaining_qty
+        )
         summary.open_positions.append(
             {
                 "symbol": pos.symbol,
@@ -207,6 +214,9 @@ def run_simulation(
                 "unrealized": view.unrealized,
                 "state": pos.protection.value,
                 "stop": pos.stop,
+                "working_stop": order.stop_price if protected and order else None,
+                "protected": protected,
+                "halted": pos.halted,
             }
         )
     return state, summary

@@ -428,6 +428,13 @@ class SimulatedBroker:
         """Orders resting or waiting for the next tick in `symbol`."""
         return [r.command for r in self._working(symbol)]
 
+    def working_qty(self, symbol: str, order_id: str) -> Decimal:
+        """Shares the order `order_id` still works (0 when it is not working)."""
+        return sum(
+            (r.open_qty for r in self._working(symbol) if r.command.order_id == order_id),
+            Decimal(0),
+        )
+
     def held(self, symbol: str, action: OrderAction) -> Decimal:
         """Shares held by open orders of `action` in `symbol` (what is left of each)."""
         return sum(

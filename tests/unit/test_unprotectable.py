@@ -1,0 +1,78 @@
+"""When the broker refuses every protection it is offered, the shares are sold at market,
+with the reason, rather than held bare; a refused market exit halts for an operator."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+from engine import (
+    Alert,
+    EngineState,
+    EntryIntent,
+    OrderAccepted,
+    OrderCanceled,
+    OrderFilled,
+    OrderRejected,
+    Record,
+    Side,
+    SubmitOrder,
+    Tick,
+    fold,
+    step,
+)
+from tests.strategies import T0
+
+REFUSED = "HTTP 422 order parameters are invalid"
+
+
+def _filled() -> EngineState:
+    """AAA long 10 @ 100, stop 99: the entry filled, its first stop just sent."""
+    state, _ = fold(
+        EngineState.empty(),
+        [
+            Tick(T0, "AAA", D("100")),
+            EntryIntent(T0, "AAA", Side.LONG, D("99"), D(10)),
+            OrderAccepted(T0, "rt-AAA-1-entry"),
+            OrderFilled(T0, "rt-AAA-1-entry", D(10), D("100")),
+        ],
+    )
+    return state
+
+
+def test_a_refused_first_stop_sells_the_shares_at_market_and_says_why():
+    t = step(_filled(), OrderRejected(T0, "rt-AAA-1-1-stop", REFUSED, "permanent"))
+    [sell] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    assert (sell.type.value, sell.action.value, sell.qty) == ("market", "sell", D(10))
+    [alert] = [c for c in t.commands if isinstance(c, Alert)]
+    assert alert.reason == "order_rejected" and alert.context["resolution"] == "exit_at_market"
+    assert not t.state.positions["AAA-1"].halted
+    t = step(t.state, OrderAccepted(T0, sell.order_id))
+    t = step(t.state, OrderFilled(T0, sell.order_id, D(10), D("99.90")))
+    [closed] = [c for c in t.commands if isinstance(c, Record) and c.kind == "position.closed"]
+    assert closed["reason"] == "protection_refused"
+    assert "AAA-1" not in t.state.positions
+
+
+def test_a_refused_restore_sells_at_market_too():
+    """At 1R the stop move is refused, the old stop's restore is refused as well."""
+    state = step(_filled(), OrderAccepted(T0, "rt-AAA-1-1-stop")).state
+    state = step(state, Tick(T0, "AAA", D("101"))).state  # cancel 1-1, then new stop 1-2
+    t = step(state, OrderCanceled(T0, "rt-AAA-1-1-stop"))
+    [new] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    t = step(t.state, OrderRejected(T0, new.order_id, REFUSED, "permanent"))
+    [restore] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    assert (restore.purpose, restore.stop_price) == ("restore", D("99.00"))
+    t = step(t.state, OrderRejected(T0, restore.order_id, REFUSED, "permanent"))
+    [sell] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    assert (sell.type.value, sell.qty) == ("market", D(10))
+    assert t.state.positions["AAA-1"].close_reason == "protection_refused"
+
+
+def test_a_refused_market_exit_halts_with_an_alert():
+    t = step(_filled(), OrderRejected(T0, "rt-AAA-1-1-stop", REFUSED, "permanent"))
+    [sell] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    t = step(t.state, OrderRejected(T0, sell.order_id, REFUSED, "permanent"))
+    assert not [c for c in t.commands if isinstance(c, SubmitOrder)]
+    [alert] = [c for c in t.commands if isinstance(c, Alert)]
+    assert alert.context["resolution"] == "halted_unprotected"
+    assert t.state.positions["AAA-1"].halted
