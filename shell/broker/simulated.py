@@ -67,13 +67,20 @@ class _Resting:
 
 _RATES = ("transient", "permanent", "locked", "partial", "late", "drop")
 
-# Named fault profiles for `ratchet simulate --faults NAME[,key=value...]`. Dropped
-# connections are opt-in (`drop=RATE`): their recovery is not yet proven by the state machine.
+# Named fault profiles for `ratchet simulate --faults NAME[,key=value...]` (a NAME=RATE after
+# the profile overrides one of its rates).
 PROFILES: dict[str, dict[str, float]] = {
     "none": {},
     "flaky": {"transient": 0.2},
-    "alpaca": {"transient": 0.05, "locked": 0.05, "partial": 0.2, "late": 0.2},
-    "high": {"transient": 0.3, "permanent": 0.05, "locked": 0.1, "partial": 0.3, "late": 0.3},
+    "alpaca": {"transient": 0.05, "locked": 0.05, "partial": 0.2, "late": 0.2, "drop": 0.01},
+    "high": {
+        "transient": 0.3,
+        "permanent": 0.05,
+        "locked": 0.1,
+        "partial": 0.3,
+        "late": 0.3,
+        "drop": 0.05,
+    },
 }
 
 

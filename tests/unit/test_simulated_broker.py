@@ -148,6 +148,12 @@ def test_a_cancel_of_a_filled_stop_is_refused_as_filled_even_while_a_market_orde
     assert isinstance(answer, CancelRejected) and answer.kind == "filled"
     [unknown] = broker.execute([CancelOrder(T0, "nope", "A")])
     assert isinstance(unknown, CancelRejected) and unknown.kind == "not_found"
+    # A cancel sent again for an order already canceled: Alpaca's 422, not a 404.
+    broker.execute([_order("s2", OrderType.STOP, qty="1", stop="9.00")])
+    assert isinstance(broker.execute([CancelOrder(T0, "s2", "A")])[0], OrderCanceled)
+    [again] = broker.execute([CancelOrder(T0, "s2", "A")])
+    assert isinstance(again, CancelRejected) and again.kind == "canceled"
+    assert again.reason == "HTTP 422 order is already canceled"
 
 
 def test_fault_profiles_and_rates_parse_and_bad_ones_are_named():
@@ -156,7 +162,7 @@ def test_fault_profiles_and_rates_parse_and_bad_ones_are_named():
     assert (faults.transient, faults.permanent, faults.locked, faults.partial) == (
         0.3, 0.05, 0.1, 0.3
     )  # fmt: skip
-    assert (faults.late, faults.drop, faults.seed) == (0.0, 0.0, 7)
+    assert (faults.late, faults.drop, faults.seed) == (0.0, 0.05, 7)
     for text, named in [("loud", "'loud'"), ("late=2", "late=2"), ("seed=x", "seed='x'")]:
         with pytest.raises(ValueError, match=re.escape(named)):
             Faults.parse(text)
