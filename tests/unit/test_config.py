@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import tomllib
 from datetime import timedelta
 from decimal import Decimal as D
+from pathlib import Path
 
 import pytest
 
 from engine import Config, ProtectionConfig, Rung, Tranche
-from shell.config import ConfigError, load_settings
+from shell.config import ConfigError, load_settings, parse_settings
 
 
 def test_no_file_means_spec_defaults():
@@ -80,3 +82,14 @@ def test_bad_values_are_refused_with_key_value_and_range(tmp_path, toml, message
         load_settings(path)
     assert str(caught.value).startswith(f"{path}: ")
     assert message in str(caught.value)
+
+
+def test_the_readme_configuration_example_is_valid_and_says_the_defaults_of_orders():
+    """The `ratchet.toml` shown in the README loads, and its `[orders]` values are SPEC's."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    example = readme.split("```toml", 1)[1].split("```", 1)[0]
+    config = parse_settings(tomllib.loads(example)).config
+    defaults = Config()
+    for name in ("cancel_timeout", "fill_timeout", "retry_delays", "breaker_failures",
+                 "breaker_cooldown", "stale_after"):  # fmt: skip
+        assert getattr(config, name) == getattr(defaults, name), name
