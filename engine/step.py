@@ -154,7 +154,7 @@ def _dispatch(state: EngineState, event: Event) -> Transition:
             return _succeeded(_on_canceled(state, event), event.ts)
         case OrderRejected():
             t = _on_rejected(state, event)
-            return _failed(t, event.ts) if event.kind in _RETRYABLE else t
+            return _failed(t, event.ts) if _retryable(state, event) else t
         case CancelRejected():
             t = _on_cancel_rejected(state, event)
             return _failed(t, event.ts) if event.kind == "transient" else t
@@ -776,7 +776,8 @@ def _on_rejected(state: EngineState, ack: OrderRejected) -> Transition:
         conflict = _conflict(ack, key, "duplicate_order", [ack.order_id], "adopted_existing")
         return Transition(t.state, (conflict, *t.commands))
     conflicts: list[Command] = []
-    if pos is not None and ack.kind in _RETRYABLE:
+    retryable = _retryable(state, ack)
+    if pos is not None and retryable:
         if ack.kind == "shares_locked":
             # Alpaca's 403: something still holds the shares (a cancel not yet released).
             # Never sent around: wait, then send the same order again.
@@ -809,7 +810,7 @@ def _on_rejected(state: EngineState, ack: OrderRejected) -> Transition:
     # client order id, fresh retries) after the alert: the shares must not be left without
     # protection because the broker was briefly down. A permanent refusal halts the position
     # for an operator.
-    exhausted = ack.kind in _RETRYABLE
+    exhausted = retryable
     refused: Order | None = None
     if pos.exit_order is not None and pos.exit_order.id == ack.order_id:
         refused = pos.exit_order
@@ -865,6 +866,23 @@ def _on_rejected(state: EngineState, ack: OrderRejected) -> Transition:
 
 _RETRYABLE = frozenset({"transient", "shares_locked"})
 _MARKET_EXITS = frozenset({"stop_through_market", "protection_refused"})
+
+
+def _retryable(state: EngineState, ack: OrderRejected) -> bool:
+    """Transient refusals and held shares are sent again after the backoff; so is a market
+    exit refused for good (a halted stock, a closed market): nothing else can leave the
+    shares safe, and the breaker throttles a broker that keeps refusing."""
+    if ack.kind in _RETRYABLE:
+        return True
+    key = state.routes.get(ack.order_id)
+    pos = state.positions.get(key) if key is not None else None
+    return (
+        ack.kind == "permanent"
+        and pos is not None
+        and pos.close_reason in _MARKET_EXITS
+        and pos.sell_order is not None
+        and pos.sell_order.id == ack.order_id
+    )
 
 
 def _conflict(

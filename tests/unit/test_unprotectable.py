@@ -68,11 +68,27 @@ def test_a_refused_restore_sells_at_market_too():
     assert t.state.positions["AAA-1"].close_reason == "protection_refused"
 
 
-def test_a_refused_market_exit_halts_with_an_alert():
+def test_a_refused_market_exit_is_sent_again_and_never_held_bare():
+    """The exit itself refused for good (a halted stock, a closed market): it is sent again
+    after 0.5, 1 and 2 s, then `retries_exhausted` and a new exit order; the position is
+    never halted with its shares unprotected, and each refusal counts for the breaker."""
     t = step(_filled(), OrderRejected(T0, "rt-AAA-1-1-stop", REFUSED, "permanent"))
     [sell] = [c for c in t.commands if isinstance(c, SubmitOrder)]
-    t = step(t.state, OrderRejected(T0, sell.order_id, REFUSED, "permanent"))
-    assert not [c for c in t.commands if isinstance(c, SubmitOrder)]
+    state, ts, sent = t.state, T0, []
+    for delay in ("0.5", "1", "2"):
+        t = step(state, OrderRejected(ts, sell.order_id, REFUSED, "permanent"))
+        [retry] = [c for c in t.commands if isinstance(c, Record) and c.kind == "order.retry"]
+        assert retry["delay"] == D(delay)
+        ts = retry["due"]
+        t = step(t.state, Tick(ts, "AAA", D("99.95")))
+        sent += [c for c in t.commands if isinstance(c, SubmitOrder)]
+        state = t.state
+    assert [c.order_id for c in sent] == [sell.order_id] * 3
+    assert state.link.failures == 3
+    t = step(state, OrderRejected(ts, sell.order_id, REFUSED, "permanent"))
     [alert] = [c for c in t.commands if isinstance(c, Alert)]
-    assert alert.context["resolution"] == "halted_unprotected"
-    assert t.state.positions["AAA-1"].halted
+    assert alert.reason == "retries_exhausted"
+    assert alert.context["resolution"] == "retry_as_new_operation"
+    [again] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    assert (again.type.value, again.qty) == ("market", D(10)) and again.order_id != sell.order_id
+    assert not t.state.positions["AAA-1"].halted
