@@ -154,7 +154,9 @@ def _dispatch(state: EngineState, event: Event) -> Transition:
             return _succeeded(_on_canceled(state, event), event.ts)
         case OrderRejected():
             t = _on_rejected(state, event)
-            return _failed(t, event.ts) if _retryable(state, event) else t
+            # Held shares are an answer about sequencing, not a failing broker: not counted.
+            counted = event.kind != "shares_locked" and _retryable(state, event)
+            return _failed(t, event.ts) if counted else t
         case CancelRejected():
             t = _on_cancel_rejected(state, event)
             return _failed(t, event.ts) if event.kind == "transient" else t

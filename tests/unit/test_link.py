@@ -133,3 +133,23 @@ def test_five_failed_requests_open_the_breaker_and_the_cooldown_half_opens_it():
     closed = step(t.state, OrderAccepted(t.commands[-1].ts, resent.order_id))
     assert closed.state.link.breaker == "closed"
     assert [c for c in closed.commands if getattr(c, "kind", "") == "breaker.closed"]
+
+
+def test_held_shares_refusals_are_not_counted_by_the_breaker():
+    """Alpaca's 403 (shares held by another order) is an answer about sequencing, not a
+    failing broker: five of them in a row leave the breaker closed and the count at 0."""
+    state, _ = run_simulation(
+        [Tick(T0, "AAA", D("100")), EntryIntent(T0, "AAA", Side.LONG, D("99"), D(10))],
+        EngineState.empty(),
+        SimulatedBroker(market_fill="same"),
+    )
+    state = step(state, Tick(_sec(1), "AAA", D("101"))).state
+    state = step(state, OrderCanceled(_sec(1), "rt-AAA-1-1-stop")).state
+    ts = _sec(1)
+    for _ in range(5):
+        order = state.positions["AAA-1"].exit_order
+        reason = "HTTP 403 code 40310000 insufficient qty available for order"
+        state = step(state, OrderRejected(ts, order.id, reason, "shares_locked")).state
+        ts += timedelta(seconds=3)
+        state = step(state, Tick(ts, "AAA", D("101"))).state
+    assert (state.link.failures, state.link.breaker) == (0, "closed")
