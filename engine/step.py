@@ -810,8 +810,7 @@ def _on_rejected(state: EngineState, ack: OrderRejected) -> Transition:
         return Transition(state, (record,))
     # Transient failures whose retries ran out start the step again as a new operation (new
     # client order id, fresh retries) after the alert: the shares must not be left without
-    # protection because the broker was briefly down. A permanent refusal halts the position
-    # for an operator.
+    # protection because the broker was briefly down. A permanent refusal rolls back.
     exhausted = retryable
     refused: Order | None = None
     if pos.exit_order is not None and pos.exit_order.id == ack.order_id:
@@ -827,8 +826,8 @@ def _on_rejected(state: EngineState, ack: OrderRejected) -> Transition:
     if refused is not None and not exhausted:
         # A permanent refusal: roll the operation back to the last accepted protection.
         # When the broker refuses protection itself (the first stop, or the restore), the
-        # shares are sold at market, never held bare; a refused market exit leaves nothing
-        # to send: halt for an operator.
+        # shares are sold at market, never held bare. (A refused market exit is retried;
+        # any other refusal while one is pending leaves nothing safe to send: halt.)
         mark = state.marks.get(pos.symbol)
         price = mark.price if mark else None
         if pos.close_reason in _MARKET_EXITS:
@@ -1237,7 +1236,8 @@ def _store(state: EngineState, pos: Position, ts: datetime, out: list[Command]) 
         due = pos.retry_due
     awaited = _awaited(pos)
     if awaited != pos.ack_for:
-        wait = state.config.cancel_timeout if awaited[:1] == "c" else state.config.fill_timeout
+        cfg = state.config
+        wait = cfg.cancel_timeout if awaited.startswith("cancel:") else cfg.fill_timeout
         until = ts + wait if awaited else None
         pos = evolve(pos, ack_for=awaited, ack_since=ts, ack_due=until, timeouts=0)
         if not closing:
@@ -1275,10 +1275,10 @@ def _awaited(pos: Position) -> str:
 
 
 def _timed_out(pos: Position, now: datetime, cfg: Config, out: list[Command]) -> Position:
-    """An answer did not come in time (SPEC §4). A cancel is sent again, once per retry
-    delay (the broker treats a repeated cancel as the same request); then, or at once for a
-    fill that does not come, the operator is alerted and the position keeps waiting: a
-    market sell is never sent twice."""
+    """An answer did not come in time (SPEC §4). A cancel is sent again every cancel timeout,
+    as many times as there are retry delays (the broker treats a repeated cancel as the same
+    request); then, or at once for a fill that does not come, the operator is alerted and the
+    position keeps waiting: a market sell is never sent twice."""
     what, _, oid = pos.ack_for.partition(":")
     since = pos.ack_since if pos.ack_since is not None else now
     attempt = pos.timeouts + 1
