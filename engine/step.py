@@ -734,10 +734,8 @@ def _on_canceled(state: EngineState, ack: OrderCanceled) -> Transition:
             return _unknown_order(state, ack.order_id, ack.ts, "canceled")
         # A second confirmation (a cancel sent again after a timeout, or already treated
         # as canceled): the order was accounted for when the first answer came.
-        data = {"symbol": known.rsplit("-", 1)[0], "key": known, "type": "stale_answer",
-                "order_ids": [ack.order_id], "resolution": "already_accounted",
-                "reason": "canceled again"}  # fmt: skip
-        return Transition(state, (Record("conflict.detected", ack.ts, data),))
+        record = _conflict(ack, known, "stale_answer", [ack.order_id], "already_accounted")
+        return Transition(state, (record,))
     state = state.replace(routes=state.routes.delete(ack.order_id))
     pending = state.entries.get(key)
     if pending is not None and pending.order.id == ack.order_id:
@@ -887,9 +885,14 @@ def _retryable(state: EngineState, ack: OrderRejected) -> bool:
 
 
 def _conflict(
-    ack: OrderRejected | CancelRejected, key: str, kind: str, order_ids: list[str], resolution: str
+    ack: OrderRejected | CancelRejected | OrderCanceled,
+    key: str,
+    kind: str,
+    order_ids: list[str],
+    resolution: str,
 ) -> Record:
-    """A `conflict.detected` record (P14): its type, the orders involved, how it is resolved."""
+    """A `conflict.detected` record (P14): its type, the orders involved, how it is resolved,
+    and the broker's words (a repeated cancel confirmation has none: "canceled again")."""
     return Record(
         "conflict.detected",
         ack.ts,
@@ -899,7 +902,7 @@ def _conflict(
             "type": kind,
             "order_ids": order_ids,
             "resolution": resolution,
-            "reason": ack.reason,
+            "reason": "canceled again" if isinstance(ack, OrderCanceled) else ack.reason,
         },
     )
 
