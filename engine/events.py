@@ -13,6 +13,7 @@ __all__ = [
     "BreakerAck",
     "BrokerOrder",
     "BrokerSnapshot",
+    "CancelRefusal",
     "CancelRejected",
     "Clock",
     "Connectivity",
@@ -21,6 +22,7 @@ __all__ = [
     "OrderAccepted",
     "OrderCanceled",
     "OrderFilled",
+    "OrderRefusal",
     "OrderRejected",
     "PhaseAdvance",
     "PhaseOverride",
@@ -41,6 +43,25 @@ class Side(Enum):
     def sign(self) -> int:
         """+1 for a long, -1 for a short: P/L = (price - entry) * qty * sign."""
         return 1 if self is Side.LONG else -1
+
+
+class OrderRefusal(Enum):
+    """How the broker adapter classified a refused order (by HTTP status and message)."""
+
+    TRANSIENT = "transient"  # timeout, 5xx, 429: the same request may be sent again
+    PERMANENT = "permanent"  # the order as asked will never be taken (422 parameters ...)
+    SHARES_LOCKED = "shares_locked"  # 403 insufficient qty: other orders hold the shares
+    DUPLICATE = "duplicate"  # 422 client_order_id must be unique: an earlier send landed
+
+
+class CancelRefusal(Enum):
+    """How the broker adapter classified a refused cancel."""
+
+    FILLED = "filled"  # 422, the order filled first: its fill is on the way
+    CANCELED = "canceled"  # 422, already canceled (a cancel sent again after a timeout)
+    NOT_FOUND = "not_found"  # 404
+    TRANSIENT = "transient"  # 5xx, 429, timeout: send the cancel again
+    PERMANENT = "permanent"  # anything else
 
 
 @frozen
@@ -76,12 +97,12 @@ class OrderAccepted:
 @frozen
 class OrderRejected:
     """The broker refused an order; `reason` is its words, `kind` how the adapter classified
-    it: "transient" (timeout, 5xx, 429: worth retrying) or "permanent"."""
+    it."""
 
     ts: datetime
     order_id: str
     reason: str
-    kind: str = "permanent"
+    kind: OrderRefusal = OrderRefusal.PERMANENT
 
 
 @frozen
@@ -104,15 +125,12 @@ class OrderCanceled:
 
 @frozen
 class CancelRejected:
-    """The broker refused a cancel. `kind`, set by the broker adapter: "filled" (422, the
-    order filled first: its fill is on the way), "canceled" (422, already canceled: a
-    cancel sent again after a timeout), "not_found" (404), "transient" (5xx, 429, timeout:
-    send the cancel again), or "permanent" (anything else)."""
+    """The broker refused a cancel; `kind` is how the broker adapter classified it."""
 
     ts: datetime
     order_id: str
     reason: str
-    kind: str = "permanent"
+    kind: CancelRefusal = CancelRefusal.PERMANENT
 
 
 @frozen

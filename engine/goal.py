@@ -10,14 +10,23 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
+from enum import Enum
 
 from attrs import evolve, frozen
 
 from engine.commands import Record
+from engine.records import goal_reset, goal_triggered
 
-__all__ = ["Daily", "GoalConfig", "check_goal", "roll_session"]
+__all__ = ["Daily", "GoalConfig", "OnTrigger", "check_goal", "roll_session"]
 
 _ZERO = Decimal(0)
+
+
+class OnTrigger(Enum):
+    """What protection does when it triggers (SPEC §10: block entries unless told to flatten)."""
+
+    BLOCK_ENTRIES = "block_entries"
+    FLATTEN = "flatten"
 
 
 @frozen
@@ -26,7 +35,7 @@ class GoalConfig:
 
     target: Decimal = _ZERO
     giveback: Decimal = Decimal("0.50")
-    on_trigger: str = "block_entries"  # or "flatten"
+    on_trigger: OnTrigger = OnTrigger.BLOCK_ENTRIES
 
     @property
     def enabled(self) -> bool:
@@ -59,8 +68,7 @@ def roll_session(
     records = []
     if daily.session is not None:
         records.append(
-            Record(
-                "goal.reset",
+            goal_reset(
                 ts,
                 {
                     "session": session.isoformat(),
@@ -91,8 +99,7 @@ def check_goal(daily: Daily, cfg: GoalConfig, ts: datetime) -> tuple[Daily, list
         return (daily if peak == daily.peak else evolve(daily, peak=peak)), []
     threshold = cfg.giveback
     if peak > threshold * cfg.target and (peak - current) / peak >= threshold:
-        record = Record(
-            "goal.triggered",
+        record = goal_triggered(
             ts,
             {
                 "session": daily.session.isoformat() if daily.session else None,
@@ -101,7 +108,7 @@ def check_goal(daily: Daily, cfg: GoalConfig, ts: datetime) -> tuple[Daily, list
                 "drawdown": (peak - current) / peak,
                 "threshold": threshold,
                 "target": cfg.target,
-                "action": cfg.on_trigger,
+                "action": cfg.on_trigger.value,
             },
         )
         return evolve(daily, peak=peak, triggered=True), [record]

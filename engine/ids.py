@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["entry_order_id", "key_of", "order_id", "position_key"]
+__all__ = ["entry_order_id", "key_of", "order_id", "position_key", "symbol_of"]
 
 
 def position_key(symbol: str, count: int) -> str:
@@ -28,3 +28,8 @@ def key_of(client_order_id: str) -> str:
         return client_order_id[3 : -len("-entry")]
     parts = client_order_id[3:].rsplit("-", 2)
     return parts[0] if len(parts) == 3 and parts[1].isdigit() else ""
+
+
+def symbol_of(key: str) -> str:
+    """The symbol of a position key (`SPY-3` -> `SPY`)."""
+    return key.rsplit("-", 1)[0]

@@ -1,34 +1,41 @@
-"""The engine's state: positions, the orders protecting them, the last price of each symbol."""
+"""A position and the orders protecting it.
+
+A position's fields live in rooms: its `Ladder` (where it stands on its schedule), its `Fills`
+(what was bought and sold), its `Orders` (what the broker works for it and what is still to
+sell), and, with `None` when nothing is pending, the `Retry` in progress, the `Operation` in
+flight and the broker answer it is `Awaited`.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import Enum
-from typing import Any, NamedTuple
 
 from attrs import frozen
-from immutables import Map
 
 from engine.commands import OrderAction, OrderType
-from engine.config import Config
-from engine.events import Side, Tick
-from engine.goal import Daily
-from engine.phase import PhaseState, size_for
+from engine.events import Side
 
 __all__ = [
     "NEXT_PROTECTION",
-    "Book",
-    "EngineState",
+    "Awaited",
+    "AwaitedKind",
+    "CloseReason",
+    "Fills",
+    "Ladder",
     "Level",
-    "Link",
+    "Operation",
+    "OperationKind",
     "Order",
     "OrderRole",
     "OrderStatus",
+    "Orders",
     "PendingEntry",
     "Position",
-    "PositionView",
     "Protection",
+    "Retry",
+    "Slot",
 ]
 
 _ZERO = Decimal(0)
@@ -44,6 +51,8 @@ class Protection(Enum):
     FINAL_PROFIT_TAKEN = "FINAL_PROFIT_TAKEN"
 
 
+# The protection state table (SPEC §3): each state's one successor; the last has none. A tick
+# that jumps several levels walks this table one row at a time (tests walk it whole).
 NEXT_PROTECTION: dict[Protection, Protection] = {
     Protection.INITIAL_RISK: Protection.BREAKEVEN_PROTECTED,
     Protection.BREAKEVEN_PROTECTED: Protection.PARTIAL_PROFIT_TAKEN,
@@ -70,6 +79,49 @@ class OrderRole(Enum):
     PARTIAL = "partial"
     EXIT = "exit"
     RESTORE = "restore"  # the last accepted protection, re-armed after a refused operation
+
+
+class Slot(Enum):
+    """The three places a position keeps an order: its entry, its protective exit order (the
+    stop, OCO with the take-profit) and a market sell in flight."""
+
+    ENTRY = "entry"
+    EXIT = "exit"
+    SELL = "sell"
+
+
+class CloseReason(Enum):
+    """Why a position is being (or was) closed; journaled in `position.closed`."""
+
+    STOP = "stop"
+    TAKE_PROFIT = "take_profit"
+    FINAL_TARGET = "final_target"
+    EXIT = "exit"
+    STOP_THROUGH_MARKET = "stop_through_market"
+    PROTECTION_REFUSED = "protection_refused"
+    INITIAL_RISK_NOT_POSITIVE = "initial_risk_not_positive"
+    FLATTEN = "flatten"
+
+    @property
+    def market_exit(self) -> bool:
+        """A sale at market that protection itself called for (nothing safer can be sent)."""
+        return self in (CloseReason.STOP_THROUGH_MARKET, CloseReason.PROTECTION_REFUSED)
+
+
+class OperationKind(Enum):
+    """What an operation does (SPEC §4), as `operation.done` names it."""
+
+    ARM = "arm"
+    STOP_MOVE = "stop_move"
+    PARTIAL_EXIT = "partial_exit"
+    EXIT = "exit"
+
+
+class AwaitedKind(Enum):
+    """The broker answer a position waits for and times (SPEC §4)."""
+
+    CANCEL = "cancel"  # a cancel's confirmation: 2 s, then the cancel is sent again
+    FILL = "fill"  # a market sell's fill: 5 s, then the operator is alerted
 
 
 @frozen
@@ -119,275 +171,155 @@ class PendingEntry:
 
 
 @frozen
-class Position:
-    """One open position and the protection it has earned.
+class Ladder:
+    """Where a position stands on its schedule (SPEC §3): the stop it wants, the state it has
+    earned, and `trigger`, the next price at which anything happens to it (so that a tick
+    short of it costs one comparison)."""
 
-    `stop` is the protective stop ratchet wants; `exit_order` is the one the broker holds.
-    `trigger` is the next price at which anything happens to the position, so that a tick
-    short of it costs one comparison.
+    entry: Decimal
+    initial_stop: Decimal
+    stop: Decimal
+    schedule: tuple[Level, ...]
+    trigger: Decimal | None
+    take_profit: Decimal | None = None
+    protection: Protection = Protection.INITIAL_RISK
+    next_level: int = 0
+    lock_r: Decimal | None = None
+    gap_r: Decimal | None = None  # R between the best price and the stop, once the ladder locks
+
+
+@frozen
+class Fills:
+    """What the position bought and sold: sizes, realized P&L and the last fill."""
+
+    original: Decimal
+    remaining: Decimal
+    realized: Decimal = _ZERO
+    exit_value: Decimal = _ZERO
+    exited: Decimal = _ZERO
+    last_qty: Decimal = _ZERO
+    last_price: Decimal = _ZERO
+
+
+@frozen
+class Orders:
+    """The orders the broker works for the position, and the sales still to make.
+
+    `exit` is the protective order (a stop, OCO with the take-profit), `sell` a market sell in
+    flight, `entry` the rest of an entry order filled in parts. `to_sell` is queued for sale,
+    allotted to `milestones` (R, qty) in order. `restore` is the last protection the broker
+    accepted, re-armed when an operation is refused; `refused` the (stop, take-profit) it
+    refused, kept until a new trigger asks for something else. `seq` numbers the client
+    order ids.
+    """
+
+    entry: Order | None = None
+    exit: Order | None = None
+    sell: Order | None = None
+    to_sell: Decimal = _ZERO
+    milestones: tuple[tuple[Decimal, Decimal], ...] = ()
+    restore: Order | None = None
+    refused: tuple[Decimal, Decimal | None] | None = None
+    seq: int = 0
+
+    def slot_of(self, order_id: str) -> Slot | None:
+        """Which slot holds the order `order_id` (None: none of them)."""
+        if self.exit is not None and self.exit.id == order_id:
+            return Slot.EXIT
+        if self.sell is not None and self.sell.id == order_id:
+            return Slot.SELL
+        if self.entry is not None and self.entry.id == order_id:
+            return Slot.ENTRY
+        return None
+
+    def get(self, slot: Slot) -> Order | None:
+        """The order in `slot`."""
+        match slot:
+            case Slot.EXIT:
+                return self.exit
+            case Slot.SELL:
+                return self.sell
+            case Slot.ENTRY:
+                return self.entry
+
+    def held_by_sells(self) -> Decimal:
+        """Shares held by open exit-side orders (P11: never sell more than the rest)."""
+        held = _ZERO
+        if self.exit is not None:
+            held += self.exit.open_qty
+        if self.sell is not None:
+            held += self.sell.open_qty
+        return held
+
+
+@frozen
+class Retry:
+    """The order step being retried (SPEC §4): attempts used, when the next is due (None
+    once sent again), and the reasons given, for the operator's alert."""
+
+    attempts: int
+    due: datetime | None = None
+    failures: tuple[str, ...] = ()
+
+
+@frozen
+class Operation:
+    """The operation in flight (SPEC §4, P22, P23): from its first order command until every
+    order it touched is confirmed where it should be. `exposed` sums the time its shares had no
+    accepted protective order."""
+
+    kind: OperationKind
+    started: datetime
+    order_ids: tuple[str, ...] = ()
+    exposed: timedelta = timedelta(0)
+
+
+@frozen
+class Awaited:
+    """The broker answer the position waits for, since when, when its timeout fires (None once
+    alerted) and how many times it already has."""
+
+    kind: AwaitedKind
+    order_id: str
+    since: datetime
+    due: datetime | None
+    timeouts: int = 0
+
+
+@frozen
+class Position:
+    """One open position and the protection it has earned, in rooms (see the module doc).
+
+    `exposed_since` is set while shares have no accepted protective order; `halted` freezes the
+    ladder after the broker refused every way forward.
     """
 
     key: str
     symbol: str
     side: Side
-    entry: Decimal
-    initial_stop: Decimal
-    original_qty: Decimal
-    remaining_qty: Decimal
-    stop: Decimal
+    long: bool  # side is LONG, kept as a field: the tick path reads it per trigger
     opened: datetime
-    schedule: tuple[Level, ...]
-    trigger: Decimal | None
-    long: bool
-    take_profit: Decimal | None = None
-    protection: Protection = Protection.INITIAL_RISK
-    next_level: int = 0
-    lock_r: Decimal | None = None
-    gap_r: Decimal | None = None
-    realized: Decimal = _ZERO
-    exit_value: Decimal = _ZERO
-    exited_qty: Decimal = _ZERO
-    last_fill_qty: Decimal = _ZERO
-    last_fill_price: Decimal = _ZERO
-    to_sell: Decimal = _ZERO
-    milestones: tuple[tuple[Decimal, Decimal], ...] = ()
-    entry_order: Order | None = None
-    exit_order: Order | None = None
-    sell_order: Order | None = None
-    seq: int = 0
-    halted: bool = False
-    close_reason: str = ""
-    paper: bool = False
-    attempts: int = 0  # retries used by the order step in progress
-    retry_due: datetime | None = None
-    failures: tuple[str, ...] = ()  # the reasons given, for the operator's alert
-    # The operation in flight (SPEC §4): from its first order command until every order it
-    # touched is confirmed where it should be. `restore` is the last protection the broker
-    # accepted, re-armed when an operation is refused; `refused` the (stop, take-profit) it
-    # refused, kept until a new trigger asks for something else.
-    op_started: datetime | None = None
-    op_kind: str = ""
-    op_orders: tuple[str, ...] = ()
-    restore: Order | None = None
-    refused: tuple[Decimal, Decimal | None] | None = None
-    # Shares without an accepted protective order: since when, and for how long in this
-    # operation (from a cancel confirmation or the entry fill to the next acceptance).
+    ladder: Ladder
+    fills: Fills
+    orders: Orders = Orders()
+    retry: Retry | None = None
+    operation: Operation | None = None
+    awaited: Awaited | None = None
     exposed_since: datetime | None = None
-    exposed: timedelta = timedelta(0)
-    # The answer the position waits for (`cancel:ID` or `fill:ID`), since when, when its
-    # timeout fires (SPEC §4: 2 s for a cancel confirmation, 5 s for a tranche's fill) and
-    # how many times it already has.
-    ack_for: str = ""
-    ack_since: datetime | None = None
-    ack_due: datetime | None = None
-    timeouts: int = 0
+    close_reason: CloseReason | None = None
+    halted: bool = False
+    paper: bool = False
 
     @property
     def risk(self) -> Decimal:
-        """Initial risk per share, always > 0."""
-        return (self.entry - self.initial_stop) * self.side.sign
+        """Initial risk per share (> 0 for a position that can be protected)."""
+        return (self.ladder.entry - self.ladder.initial_stop) * self.side.sign
 
     def r_at(self, price: Decimal) -> Decimal:
         """R multiple at `price` (SPEC §3); 0 for a position whose fill left no risk to measure."""
         risk = self.risk
-        return (price - self.entry) * self.side.sign / risk if risk > 0 else _ZERO
+        return (price - self.ladder.entry) * self.side.sign / risk if risk > 0 else _ZERO
 
     def pnl_at(self, price: Decimal) -> Decimal:
         """Unrealized P/L of the remaining quantity at `price`."""
-        return (price - self.entry) * self.remaining_qty * self.side.sign
-
-    def held_by_sells(self) -> Decimal:
-        """Shares held by open exit orders (P11: never sell more than the rest)."""
-        held = _ZERO
-        for order in (self.exit_order, self.sell_order):
-            if order is not None:
-                held += order.open_qty
-        return held
-
-
-_NEG_INF = Decimal("-Infinity")
-_POS_INF = Decimal("Infinity")
-
-
-@frozen
-class Book:
-    """The open positions (lots) of one symbol and the band of prices where none is triggered.
-
-    A tick strictly inside (lo, hi) changes nothing but the mark: one comparison, whatever the
-    number of lots. `lo` is the highest trigger of a short, `hi` the lowest of a long.
-    """
-
-    keys: tuple[str, ...] = ()
-    side: Side | None = None
-    lo: Decimal = _NEG_INF
-    hi: Decimal = _POS_INF
-    # Signed remaining quantity and cost, and the unrealized P/L at the last mark: with the
-    # daily goal on (`tracked`), every tick of the symbol updates the day's P&L in O(1).
-    q: Decimal = _ZERO
-    c: Decimal = _ZERO
-    u: Decimal = _ZERO
-    tracked: bool = False
-
-    @classmethod
-    def of(cls, positions: tuple[Position, ...], mark: Decimal | None, tracked: bool) -> Book:
-        """The book of these positions (all in one symbol), valued at `mark`."""
-        lo, hi = _NEG_INF, _POS_INF
-        q = c = _ZERO
-        for pos in positions:
-            signed = pos.remaining_qty * pos.side.sign
-            q += signed
-            c += pos.entry * signed
-        u = mark * q - c if mark is not None else _ZERO
-        for pos in positions:
-            trigger = pos.trigger
-            if trigger is None:
-                continue
-            if pos.long:
-                hi = min(hi, trigger)
-            else:
-                lo = max(lo, trigger)
-        side = positions[0].side if positions else None
-        return cls(tuple(p.key for p in positions), side, lo, hi, q, c, u, tracked)
-
-
-@frozen
-class PositionView:
-    """A position as of its last price: the derived values users ask about."""
-
-    position: Position
-    price: Decimal
-    as_of: datetime
-
-    @property
-    def r(self) -> Decimal:
-        return self.position.r_at(self.price)
-
-    @property
-    def unrealized(self) -> Decimal:
-        return self.position.pnl_at(self.price)
-
-
-_EMPTY_POSITIONS: Map[str, Position] = Map()
-_EMPTY_BOOKS: Map[str, Book] = Map()
-_EMPTY_MARKS: Map[str, Tick] = Map()
-_EMPTY_ENTRIES: Map[str, PendingEntry] = Map()
-_EMPTY_COUNTS: Map[str, int] = Map()
-_EMPTY_ROUTES: Map[str, str] = Map()
-_EMPTY_STALE: Map[str, datetime] = Map()
-_FAR = datetime(9999, 12, 31, tzinfo=UTC)
-_DEFAULT_CONFIG = Config()
-# Sessions never roll when no daily counter is on: the tick fast path compares against this.
-_NO_SESSIONS = Daily(reset_at=datetime(9999, 12, 31, tzinfo=UTC))
-_NO_PHASE = PhaseState()
-
-
-def tracks_days(config: Config) -> bool:
-    """True when some daily counter (the profit goal, phases) needs the session calendar."""
-    return config.goal.enabled or config.phase.enabled
-
-
-@frozen
-class Link:
-    """The engine's view of its broker link (SPEC §4): connected or not, recovering after a
-    reconnect until a snapshot is reconciled, and the circuit breaker over failed requests.
-
-    `waiting` holds, in the order their need arose, the positions whose next order step was
-    held back while nothing could be sent: the offline queue, coalesced per position (each
-    position's step is worked out from its latest wishes once the link is back and the
-    broker's snapshot has told what happened meanwhile).
-    """
-
-    up: bool = True
-    recovering: bool = False
-    synced: bool = True  # False from a drop until the broker's snapshot has been applied
-    waiting: tuple[str, ...] = ()
-    failures: int = 0
-    breaker: str = "closed"  # closed | open | half_open
-    reopen_at: datetime | None = None
-
-    @property
-    def sending(self) -> bool:
-        """Order commands may go out now: connected, resynchronised with the broker after
-        any drop (steps worked out before the snapshot could act on what the outage hid),
-        and the breaker not open."""
-        return self.up and self.synced and self.breaker != "open"
-
-    @property
-    def mode(self) -> str:
-        """normal, offline or recovery (the `mode.changed` names)."""
-        return "offline" if not self.up else "recovery" if self.recovering else "normal"
-
-
-_LINK = Link()
-
-
-class EngineState(NamedTuple):
-    """All the engine knows; immutable. Maps are persistent (HAMT), so recording a tick is
-    O(1) in the number of symbols. A NamedTuple rather than an attrs class because one is
-    built for every tick: it costs a third as much to construct.
-
-    `positions` and `entries` are keyed by position key (`SYMBOL-n`); `books` index the open
-    positions of each symbol; `routes` map client order ids to position keys.
-    """
-
-    config: Config = _DEFAULT_CONFIG
-    positions: Map[str, Position] = _EMPTY_POSITIONS
-    books: Map[str, Book] = _EMPTY_BOOKS
-    marks: Map[str, Tick] = _EMPTY_MARKS
-    entries: Map[str, PendingEntry] = _EMPTY_ENTRIES
-    counts: Map[str, int] = _EMPTY_COUNTS
-    routes: Map[str, str] = _EMPTY_ROUTES
-    daily: Daily = _NO_SESSIONS
-    phase: PhaseState = _NO_PHASE
-    stale: Map[str, datetime] = _EMPTY_STALE  # symbol -> the last price already alerted stale
-    due: datetime = _FAR  # the earliest retry due (may be early: then nothing is due yet)
-    link: Link = _LINK
-
-    @classmethod
-    def empty(cls, config: Config | None = None) -> EngineState:
-        """A fresh engine with no positions; sessions are kept when a daily counter is on."""
-        config = config or _DEFAULT_CONFIG
-        start = config.phase.start
-        return cls(
-            config=config,
-            daily=Daily() if tracks_days(config) else _NO_SESSIONS,
-            phase=PhaseState(phase=start, size=size_for(start, config.phase)),
-        )
-
-    def in_symbol(self, symbol: str) -> tuple[Position, ...]:
-        """The open positions in `symbol`, oldest first."""
-        book = self.books.get(symbol)
-        if book is None:
-            return ()
-        return tuple(self.positions[key] for key in book.keys)
-
-    def view(self, key: str) -> PositionView | None:
-        """R, unrealized P/L and as-of time of position `key`, derived from its symbol's mark."""
-        pos = self.positions.get(key)
-        if pos is None:
-            return None
-        mark = self.marks.get(pos.symbol)
-        if mark is None or mark.ts < pos.opened:
-            return PositionView(pos, pos.entry, pos.opened)
-        return PositionView(pos, mark.price, mark.ts)
-
-    def with_marks(self, marks: Map[str, Tick]) -> EngineState:
-        """This state with new marks (the tick fast path)."""
-        return EngineState(
-            self.config,
-            self.positions,
-            self.books,
-            marks,
-            self.entries,
-            self.counts,
-            self.routes,
-            self.daily,
-            self.phase,
-            self.stale,
-            self.due,
-            self.link,
-        )
-
-    def replace(self, **changes: Any) -> EngineState:
-        """This state with some fields replaced."""
-        return self._replace(**changes)
+        return (price - self.ladder.entry) * self.fills.remaining * self.side.sign

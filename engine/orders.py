@@ -2,6 +2,7 @@
 
 One step at a time and never two in flight (SPEC §4): cancel confirmed before a new order,
 sells never above the shares no open order holds (P11), the stop re-armed after each tranche.
+Each function returns the position as it now stands and the commands it calls for.
 """
 
 from __future__ import annotations
@@ -11,21 +12,32 @@ from decimal import Decimal
 
 from attrs import evolve
 
-from engine.commands import CancelOrder, Command, OrderAction, OrderType, Record, SubmitOrder
+from engine.commands import CancelOrder, Command, OrderAction, OrderType, SubmitOrder
 from engine.ids import order_id
-from engine.model import Order, OrderRole, OrderStatus, Position
+from engine.model import CloseReason, Order, OrderRole, Orders, OrderStatus, Position
+from engine.operations import touch
+from engine.records import conflict, order_record
 
 __all__ = [
     "cancel",
     "exit_action",
+    "exit_unprotectable",
     "is_better_stop",
     "is_through",
     "reconcile",
     "roll_back",
     "submit",
+    "submit_command",
 ]
 
 _ZERO = Decimal(0)
+_NOTHING: list[Command] = []
+_SUFFIX = {
+    OrderRole.PROTECT: "stop",
+    OrderRole.PARTIAL: "partial",
+    OrderRole.EXIT: "exit",
+    OrderRole.RESTORE: "restore",
+}
 
 
 def exit_action(pos: Position) -> OrderAction:
@@ -43,32 +55,9 @@ def is_through(price: Decimal, stop: Decimal, long: bool) -> bool:
     return price <= stop if long else price >= stop
 
 
-def order_record(kind: str, key: str, symbol: str, order: Order, ts: datetime) -> Record:
-    """The `order.submitted` / `order.canceled` record of an order."""
-    price = order.stop_price if order.stop_price is not None else order.limit_price
-    return Record(
-        kind,
-        ts,
-        {
-            "symbol": symbol,
-            "key": key,
-            "order_id": order.id,
-            "type": order.type.value,
-            "side": order.action.value,
-            "qty": order.qty,
-            "price": price,
-            "stop_price": order.stop_price,
-            "limit_price": order.limit_price,
-            "purpose": order.role.value,
-        },
-    )
-
-
-def submit(
-    key: str, symbol: str, order: Order, ts: datetime, out: list[Command], paper: bool = False
-) -> None:
-    """Emit the order and its `order.submitted` record."""
-    out.append(
+def submit_command(key: str, symbol: str, order: Order, ts: datetime, paper: bool) -> list[Command]:
+    """The order and its `order.submitted` record."""
+    return [
         SubmitOrder(
             ts=ts,
             order_id=order.id,
@@ -80,15 +69,21 @@ def submit(
             limit_price=order.limit_price,
             purpose=order.role.value,
             paper=paper,
-        )
-    )
-    out.append(order_record("order.submitted", key, symbol, order, ts))
+        ),
+        order_record("order.submitted", key, symbol, order, ts),
+    ]
 
 
-def cancel(order: Order, ts: datetime, symbol: str, out: list[Command]) -> Order:
-    """Emit a cancel and return the order marked as awaiting its confirmation."""
-    out.append(CancelOrder(ts=ts, order_id=order.id, symbol=symbol))
-    return evolve(order, status=OrderStatus.PENDING_CANCEL)
+def submit(pos: Position, order: Order, ts: datetime) -> tuple[Position, list[Command]]:
+    """Send one of the position's exit-side orders; it joins the operation in flight."""
+    commands = submit_command(pos.key, pos.symbol, order, ts, pos.paper)
+    return touch(pos, order.id, ts), commands
+
+
+def cancel(pos: Position, order: Order, ts: datetime) -> tuple[Position, Order, list[Command]]:
+    """Ask for `order` to be canceled; return it marked as awaiting the confirmation."""
+    command = CancelOrder(ts=ts, order_id=order.id, symbol=pos.symbol)
+    return touch(pos, order.id, ts), evolve(order, status=OrderStatus.PENDING_CANCEL), [command]
 
 
 def _new_order(
@@ -99,15 +94,9 @@ def _new_order(
     stop: Decimal | None = None,
     limit: Decimal | None = None,
 ) -> tuple[Position, Order]:
-    seq = pos.seq + 1
-    suffix = {
-        OrderRole.PROTECT: "stop",
-        OrderRole.PARTIAL: "partial",
-        OrderRole.EXIT: "exit",
-        OrderRole.RESTORE: "restore",
-    }
+    seq = pos.orders.seq + 1
     order = Order(
-        id=order_id(pos.key, seq, suffix.get(role, role.value)),
+        id=order_id(pos.key, seq, _SUFFIX.get(role, role.value)),
         role=role,
         action=exit_action(pos),
         type=kind,
@@ -115,81 +104,100 @@ def _new_order(
         stop_price=stop,
         limit_price=limit,
     )
-    return evolve(pos, seq=seq), order
+    return evolve(pos, orders=evolve(pos.orders, seq=seq)), order
 
 
-def reconcile(pos: Position, price: Decimal | None, ts: datetime, out: list[Command]) -> Position:
-    """Take the next order step toward the protection `pos` calls for; append its commands."""
+def _with_orders(pos: Position, orders: Orders) -> Position:
+    return evolve(pos, orders=orders)
+
+
+def reconcile(pos: Position, price: Decimal | None, ts: datetime) -> tuple[Position, list[Command]]:
+    """Take the next order step toward the protection `pos` calls for (at the last known
+    `price`): at most one order command."""
     if pos.halted:
-        return pos
-    eo, so = pos.exit_order, pos.sell_order
+        return pos, _NOTHING
+    orders = pos.orders
+    eo, so = orders.exit, orders.sell
     # SPEC §4: one operation per position; wait for every acknowledgement in flight.
     if so is not None or (eo is not None and eo.status is not OrderStatus.LIVE):
-        return pos
-    if pos.remaining_qty <= 0:
+        return pos, _NOTHING
+    remaining = pos.fills.remaining
+    if remaining <= 0:
         if eo is not None:
-            return evolve(pos, exit_order=cancel(eo, ts, pos.symbol, out))
-        return pos
-    if pos.to_sell > 0:
+            return _cancel_exit(pos, eo, ts)
+        return pos, _NOTHING
+    if orders.to_sell > 0:
         if eo is not None:
             # The protective order holds the shares: free them first (shares_locked avoided).
-            return evolve(pos, exit_order=cancel(eo, ts, pos.symbol, out))
-        qty = min(pos.to_sell, pos.remaining_qty - pos.held_by_sells())
-        role = OrderRole.PARTIAL if pos.milestones else OrderRole.EXIT
+            return _cancel_exit(pos, eo, ts)
+        qty = min(orders.to_sell, remaining - orders.held_by_sells())
+        role = OrderRole.PARTIAL if orders.milestones else OrderRole.EXIT
         pos, order = _new_order(pos, role, OrderType.MARKET, qty)
-        submit(pos.key, pos.symbol, order, ts, out, pos.paper)
-        return evolve(pos, sell_order=order, to_sell=pos.to_sell - qty)
-    tp = pos.take_profit
+        pos, commands = submit(pos, order, ts)
+        return _with_orders(pos, evolve(pos.orders, sell=order, to_sell=orders.to_sell - qty)), (
+            commands
+        )
+    ladder = pos.ladder
+    tp = ladder.take_profit
     if eo is not None:
-        if eo.open_qty == pos.remaining_qty and (
-            (eo.stop_price == pos.stop and eo.limit_price == tp)
+        if eo.open_qty == remaining and (
+            (eo.stop_price == ladder.stop and eo.limit_price == tp)
             # Rolled back: the restored protection stands until a new trigger asks for more.
-            or (eo.role is OrderRole.RESTORE and pos.refused == (pos.stop, tp))
+            or (eo.role is OrderRole.RESTORE and orders.refused == (ladder.stop, tp))
         ):
-            return pos
-        return evolve(pos, exit_order=cancel(eo, ts, pos.symbol, out))
-    if price is not None and is_through(price, pos.stop, pos.long):
-        return _exit_through(pos, pos.stop, price, ts, out)
+            return pos, _NOTHING
+        return _cancel_exit(pos, eo, ts)
+    if price is not None and is_through(price, ladder.stop, pos.long):
+        return _exit_through(pos, ladder.stop, price, ts)
     kind = OrderType.STOP if tp is None else OrderType.OCO
-    pos, order = _new_order(pos, OrderRole.PROTECT, kind, pos.remaining_qty, pos.stop, tp)
-    submit(pos.key, pos.symbol, order, ts, out, pos.paper)
-    return evolve(pos, exit_order=order)
+    pos, order = _new_order(pos, OrderRole.PROTECT, kind, remaining, ladder.stop, tp)
+    pos, commands = submit(pos, order, ts)
+    return _with_orders(pos, evolve(pos.orders, exit=order)), commands
+
+
+def _cancel_exit(pos: Position, eo: Order, ts: datetime) -> tuple[Position, list[Command]]:
+    pos, pending, commands = cancel(pos, eo, ts)
+    return _with_orders(pos, evolve(pos.orders, exit=pending)), commands
 
 
 def _exit_through(
-    pos: Position, stop: Decimal, price: Decimal, ts: datetime, out: list[Command]
-) -> Position:
+    pos: Position, stop: Decimal, price: Decimal, ts: datetime
+) -> tuple[Position, list[Command]]:
     """The market is already at or beyond the stop: a stop order there would be refused or
     fill at once, so exit now at market and say so."""
-    out.append(
-        Record(
-            "conflict.detected",
-            ts,
-            {
-                "symbol": pos.symbol,
-                "key": pos.key,
-                "type": "invalid_price",
-                "order_ids": [],
-                "resolution": "exit_at_market",
-                "stop": stop,
-                "price": price,
-            },
-        )
+    record = conflict(
+        ts,
+        pos.key,
+        "invalid_price",
+        [],
+        "exit_at_market",
+        f"stop {stop} is at or through the market at {price}",
+        stop=stop,
+        price=price,
     )
-    pos = evolve(pos, to_sell=pos.remaining_qty, close_reason="stop_through_market")
-    return reconcile(pos, price, ts, out)
+    pos = evolve(
+        pos,
+        orders=evolve(pos.orders, to_sell=pos.fills.remaining),
+        close_reason=CloseReason.STOP_THROUGH_MARKET,
+    )
+    pos, commands = reconcile(pos, price, ts)
+    return pos, [record, *commands]
 
 
 def exit_unprotectable(
-    pos: Position, price: Decimal | None, ts: datetime, out: list[Command]
-) -> Position:
+    pos: Position, price: Decimal | None, ts: datetime
+) -> tuple[Position, list[Command]]:
     """The broker refuses every protection it is offered (the first stop, or the restore of
     the last one): sell the shares at market, with the reason, instead of holding them bare."""
-    pos = evolve(pos, to_sell=pos.remaining_qty, close_reason="protection_refused", refused=None)
-    return reconcile(pos, price, ts, out)
+    pos = evolve(
+        pos,
+        orders=evolve(pos.orders, to_sell=pos.fills.remaining, refused=None),
+        close_reason=CloseReason.PROTECTION_REFUSED,
+    )
+    return reconcile(pos, price, ts)
 
 
-def roll_back(pos: Position, price: Decimal | None, ts: datetime, out: list[Command]) -> Position:
+def roll_back(pos: Position, price: Decimal | None, ts: datetime) -> tuple[Position, list[Command]]:
     """The broker refused a step of the operation for good: put back the last protection it
     accepted (stop and take-profit together, for the shares left) and keep the refused target
     from being asked again until a new trigger changes it. Tranches not yet sold are dropped.
@@ -197,16 +205,20 @@ def roll_back(pos: Position, price: Decimal | None, ts: datetime, out: list[Comm
     Nothing to put back (the first stop itself refused) leaves no protection the broker will
     take: the shares are sold at market rather than left unprotected (`protection_refused`).
     """
-    pos = evolve(pos, refused=(pos.stop, pos.take_profit), to_sell=_ZERO, milestones=())
-    old = pos.restore
-    if pos.remaining_qty <= 0 or pos.exit_order is not None or pos.sell_order is not None:
-        return pos
-    if old is None or old.stop_price is None:
-        return exit_unprotectable(pos, price, ts, out)
-    if price is not None and is_through(price, old.stop_price, pos.long):
-        return _exit_through(pos, old.stop_price, price, ts, out)
-    pos, order = _new_order(
-        pos, OrderRole.RESTORE, old.type, pos.remaining_qty, old.stop_price, old.limit_price
+    ladder = pos.ladder
+    orders = evolve(
+        pos.orders, refused=(ladder.stop, ladder.take_profit), to_sell=_ZERO, milestones=()
     )
-    submit(pos.key, pos.symbol, order, ts, out, pos.paper)
-    return evolve(pos, exit_order=order)
+    pos = evolve(pos, orders=orders)
+    old = orders.restore
+    if pos.fills.remaining <= 0 or orders.exit is not None or orders.sell is not None:
+        return pos, _NOTHING
+    if old is None or old.stop_price is None:
+        return exit_unprotectable(pos, price, ts)
+    if price is not None and is_through(price, old.stop_price, pos.long):
+        return _exit_through(pos, old.stop_price, price, ts)
+    pos, order = _new_order(
+        pos, OrderRole.RESTORE, old.type, pos.fills.remaining, old.stop_price, old.limit_price
+    )
+    pos, commands = submit(pos, order, ts)
+    return _with_orders(pos, evolve(pos.orders, exit=order)), commands

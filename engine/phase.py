@@ -10,12 +10,15 @@ Everything here is pure: the statistics come from the engine's own closed trades
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from decimal import ROUND_FLOOR, Decimal
 from enum import Enum
 
 from attrs import evolve, frozen
 from returns.result import Failure, Result, Success
+
+from engine.commands import Record
+from engine.records import breaker_opened, phase_changed
 
 __all__ = [
     "PHASE_ORDER",
@@ -32,7 +35,9 @@ __all__ = [
     "evaluate_gate",
     "gate_criteria",
     "on_session_end",
+    "phase_record",
     "position_qty",
+    "record_trade",
     "size_for",
     "stepped_size",
 ]
@@ -334,3 +339,24 @@ def position_qty(size: Decimal, price: Decimal, lot: Decimal) -> Decimal:
     if price <= 0:
         return _ZERO
     return (size / price / lot).to_integral_value(ROUND_FLOOR) * lot
+
+
+def phase_record(
+    old: PhaseState, new: PhaseState, trigger: str, reason: str, ts: datetime
+) -> Record:
+    """The `phase.changed` record of a move from `old` to `new`."""
+    return phase_changed(old.phase.value, new.phase.value, trigger, reason, old.size, new.size, ts)
+
+
+def record_trade(
+    state: PhaseState, cfg: PhaseConfig, mark: TradeMark, ts: datetime
+) -> tuple[PhaseState, list[Record]]:
+    """A closed trade joins the account's record; a downgrade it forces is journaled with the
+    phase breaker it opens."""
+    new, lower, reason = after_trade(state, cfg, mark)
+    if lower is None:
+        return new, []
+    return new, [
+        phase_record(state, new, "downgrade", reason or "", ts),
+        breaker_opened(ts, {"reason": reason, "phase": lower.value}),
+    ]

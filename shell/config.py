@@ -18,6 +18,7 @@ from attrs import field, frozen
 from engine import Config, PriceGrid, ProtectionConfig, Rung, Tranche
 from engine.analytics import Targets
 from engine.config import GoalConfig, SessionConfig
+from engine.goal import OnTrigger
 from engine.phase import DEFAULT_SIZES, DEFAULT_TRADE_LIMITS, Phase, PhaseConfig
 
 __all__ = ["ConfigError", "Settings", "load_settings", "parse_settings"]
@@ -172,7 +173,7 @@ def _goal(table: Mapping[str, Any], env: Mapping[str, str]) -> GoalConfig:
     on_trigger = table.get("on_trigger", "block_entries")
     if on_trigger not in ("block_entries", "flatten"):
         raise ConfigError(f"goal.on_trigger = {on_trigger!r}: allowed 'block_entries' or 'flatten'")
-    return GoalConfig(target=target, giveback=giveback, on_trigger=on_trigger)
+    return GoalConfig(target=target, giveback=giveback, on_trigger=OnTrigger(on_trigger))
 
 
 def _phase(table: Mapping[str, Any]) -> PhaseConfig:

@@ -196,24 +196,24 @@ def run_simulation(
         assert view is not None
         pos = view.position
         # Protected: the broker works a stop of this position for every share left.
-        order = pos.exit_order
+        order = pos.orders.exit
         protected = (
             order is not None
             and order.stop_price is not None
-            and broker.working_qty(pos.symbol, order.id) >= pos.remaining_qty
+            and broker.working_qty(pos.symbol, order.id) >= pos.fills.remaining
         )
         summary.open_positions.append(
             {
                 "symbol": pos.symbol,
                 "key": key,
                 "side": pos.side.value,
-                "qty": pos.remaining_qty,
-                "entry": pos.entry,
+                "qty": pos.fills.remaining,
+                "entry": pos.ladder.entry,
                 "price": view.price,
                 "r": view.r,
                 "unrealized": view.unrealized,
-                "state": pos.protection.value,
-                "stop": pos.stop,
+                "state": pos.ladder.protection.value,
+                "stop": pos.ladder.stop,
                 "working_stop": order.stop_price if protected and order else None,
                 "protected": protected,
                 "halted": pos.halted,

@@ -11,12 +11,14 @@ from decimal import Decimal
 from engine import (
     BrokerSnapshot,
     CancelOrder,
+    CancelRefusal,
     CancelRejected,
     EngineState,
     Event,
     OrderAccepted,
     OrderCanceled,
     OrderFilled,
+    OrderRefusal,
     OrderRejected,
     OrderStatus,
     Record,
@@ -62,12 +64,15 @@ class Ledger:
                     self.accepted[key].append(order)
             case OrderRejected():
                 self.waiting[key].discard(oid)
-                if event.kind == "duplicate" and order.purpose in PROTECTIVE:
+                if event.kind is OrderRefusal.DUPLICATE and order.purpose in PROTECTIVE:
                     self.live[key].add(oid)
                     self.accepted[key].append(order)
             case OrderCanceled() | CancelRejected():
                 self.waiting[key].discard(oid)
-                if isinstance(event, OrderCanceled) or event.kind in ("canceled", "not_found"):
+                if isinstance(event, OrderCanceled) or event.kind in (
+                    CancelRefusal.CANCELED,
+                    CancelRefusal.NOT_FOUND,
+                ):
                     self.live[key].discard(oid)  # the broker says it no longer works
             case OrderFilled():
                 self.filled[oid] += event.qty
@@ -127,15 +132,18 @@ class Ledger:
             return
         # ...and the protection is confirmed working for every remaining share.
         assert pos is not None, record
-        order = pos.exit_order
-        if pos.remaining_qty == 0:  # all sold while its entry order still works
-            assert order is None and pos.sell_order is None, record
+        order = pos.orders.exit
+        if pos.fills.remaining == 0:  # all sold while its entry order still works
+            assert order is None and pos.orders.sell is None, record
             return
         assert order is not None and order.status is OrderStatus.LIVE, record
         assert order.id in self.live[key], (record, order.id)
-        assert order.open_qty == pos.remaining_qty, record
+        assert order.open_qty == pos.fills.remaining, record
         if outcome == "applied":
-            assert (order.stop_price, order.limit_price) == (pos.stop, pos.take_profit)
+            assert (order.stop_price, order.limit_price) == (
+                pos.ladder.stop,
+                pos.ladder.take_profit,
+            )
         else:
             # P13: rolled back = the protection accepted before the refused step, as it was.
             before, last = self.restored_pairs(key)

@@ -22,6 +22,7 @@ from engine import (
     BrokerOrder,
     BrokerSnapshot,
     CancelOrder,
+    CancelRefusal,
     CancelRejected,
     Command,
     Connectivity,
@@ -30,6 +31,7 @@ from engine import (
     OrderAction,
     OrderCanceled,
     OrderFilled,
+    OrderRefusal,
     OrderRejected,
     OrderType,
     SubmitOrder,
@@ -230,7 +232,10 @@ class SimulatedBroker:
         if order.order_id in self._ids:
             return [
                 OrderRejected(
-                    ts, order.order_id, "HTTP 422 client_order_id must be unique", "duplicate"
+                    ts,
+                    order.order_id,
+                    "HTTP 422 client_order_id must be unique",
+                    OrderRefusal.DUPLICATE,
                 )
             ]
         if order.qty <= 0:
@@ -274,10 +279,12 @@ class SimulatedBroker:
         rng, ts, oid = self._rng, order.ts, order.order_id
         if rng.random() < faults.transient:
             if rng.random() < 0.5:
-                return OrderRejected(ts, oid, "HTTP 429 too many requests", "transient")
-            return OrderRejected(ts, oid, "HTTP 503 service unavailable", "transient")
+                return OrderRejected(ts, oid, "HTTP 429 too many requests", OrderRefusal.TRANSIENT)
+            return OrderRejected(ts, oid, "HTTP 503 service unavailable", OrderRefusal.TRANSIENT)
         if exiting and rng.random() < faults.permanent:
-            return OrderRejected(ts, oid, "HTTP 422 order parameters are invalid", "permanent")
+            return OrderRejected(
+                ts, oid, "HTTP 422 order parameters are invalid", OrderRefusal.PERMANENT
+            )
         if exiting and order.action is OrderAction.SELL and rng.random() < faults.locked:
             return _insufficient(order, Decimal(0))
         return None
@@ -291,7 +298,7 @@ class SimulatedBroker:
         if faults is not None:
             if self._rng.random() < faults.transient:
                 reason = "HTTP 503 service unavailable"
-                return CancelRejected(command.ts, command.order_id, reason, "transient")
+                return CancelRejected(command.ts, command.order_id, reason, CancelRefusal.TRANSIENT)
             if self._rng.random() < faults.late and self._is_working(command):
                 # Accepted as pending_cancel; it takes effect at the symbol's next print,
                 # after that print has had its chance to fill the order.
@@ -319,12 +326,14 @@ class SimulatedBroker:
                 return OrderCanceled(command.ts, command.order_id)
         if command.order_id in self._filled:
             reason = "HTTP 422 order is already filled"
-            return CancelRejected(command.ts, command.order_id, reason, "filled")
+            return CancelRejected(command.ts, command.order_id, reason, CancelRefusal.FILLED)
         known = self._orders.get(command.order_id)
         if known is not None and known.status == "canceled":
             reason = "HTTP 422 order is already canceled"
-            return CancelRejected(command.ts, command.order_id, reason, "canceled")
-        return CancelRejected(command.ts, command.order_id, "HTTP 404 order not found", "not_found")
+            return CancelRejected(command.ts, command.order_id, reason, CancelRefusal.CANCELED)
+        return CancelRejected(
+            command.ts, command.order_id, "HTTP 404 order not found", CancelRefusal.NOT_FOUND
+        )
 
     # --- the market ------------------------------------------------------------------------
 
@@ -456,7 +465,7 @@ def _insufficient(order: SubmitOrder, available: Decimal) -> OrderRejected:
         f"HTTP 403 code 40310000 insufficient qty available for order "
         f"(requested: {order.qty}, available: {available})"
     )
-    return OrderRejected(order.ts, order.order_id, reason, "shares_locked")
+    return OrderRejected(order.ts, order.order_id, reason, OrderRefusal.SHARES_LOCKED)
 
 
 def _trigger_price(order: SubmitOrder, price: Decimal) -> Decimal | None:

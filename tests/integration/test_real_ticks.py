@@ -46,12 +46,12 @@ def test_real_day_never_oversells_and_pnl_matches_the_fills(day):
                 assert command.kind in RECORD_KINDS, command.kind
         if isinstance(step.event, OrderFilled):
             for pos in step.before.positions.values():
-                ids = {o.id for o in (pos.exit_order, pos.sell_order) if o is not None}
+                ids = {o.id for o in (pos.orders.exit, pos.orders.sell) if o is not None}
                 if step.event.order_id in ids:
-                    move = (step.event.price - pos.entry) * step.event.qty * pos.side.sign
+                    move = (step.event.price - pos.ladder.entry) * step.event.qty * pos.side.sign
                     pnl_from_fills[pos.key] += move
         for pos in step.after.positions.values():
-            assert 0 <= pos.held_by_sells() <= pos.remaining_qty
+            assert 0 <= pos.orders.held_by_sells() <= pos.fills.remaining
     trades = [
         c for s in day for c in s.commands if isinstance(c, Record) and c.kind == "trade.closed"
     ]
@@ -65,9 +65,9 @@ def test_real_day_leaves_every_open_position_protected(day):
     final = day[-1].after
     assert final.positions
     for pos in final.positions.values():
-        order = pos.exit_order
+        order = pos.orders.exit
         assert order is not None and order.status is OrderStatus.LIVE, pos.key
-        assert order.open_qty == pos.remaining_qty and order.stop_price == pos.stop
+        assert order.open_qty == pos.fills.remaining and order.stop_price == pos.ladder.stop
     assert isinstance(day[-1].event, Tick | OrderFilled)
 
 

@@ -18,8 +18,8 @@ def test_trade_pnl_and_quantities_are_the_sum_of_its_exit_fills(history, config,
     made, sold, value = defaultdict(Decimal), defaultdict(Decimal), defaultdict(Decimal)
     for step, event in fills(steps):
         for pos in step.before.positions.values():
-            if event.order_id in {o.id for o in (pos.exit_order, pos.sell_order) if o}:
-                made[pos.key] += (event.price - pos.entry) * event.qty * pos.side.sign
+            if event.order_id in {o.id for o in (pos.orders.exit, pos.orders.sell) if o}:
+                made[pos.key] += (event.price - pos.ladder.entry) * event.qty * pos.side.sign
                 sold[pos.key] += event.qty
                 value[pos.key] += event.price * event.qty
     for step in steps:

@@ -12,13 +12,14 @@ from hypothesis import strategies as st
 from engine import Config, EntryIntent, ProtectionConfig
 from engine.calendar import session_of
 from engine.config import GoalConfig, SessionConfig
+from engine.goal import OnTrigger
 from tests.harness import all_records, trace
 from tests.strategies import multi_session_histories
 
 NY = ZoneInfo("America/New_York")
 
 
-def goals(on_trigger: str = "block_entries") -> st.SearchStrategy[Config]:
+def goals(on_trigger: OnTrigger = OnTrigger.BLOCK_ENTRIES) -> st.SearchStrategy[Config]:
     return st.builds(
         lambda target, giveback, tp: Config(
             ProtectionConfig(take_profit=tp),

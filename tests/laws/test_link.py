@@ -14,6 +14,7 @@ from engine import (
     Connectivity,
     EngineState,
     EntryIntent,
+    LinkMode,
     SubmitOrder,
     Tick,
     fold,
@@ -61,7 +62,7 @@ def test_p25_commands_wait_offline_and_go_out_in_order_coalesced_on_reconnect(
             for command in orders:
                 if isinstance(command, SubmitOrder) and command.purpose == "protect":
                     pos = s.after.positions[command.order_id.split("-", 1)[1].rsplit("-", 2)[0]]
-                    assert command.stop_price == pos.stop  # the latest stop, not a stale one
+                    assert command.stop_price == pos.ladder.stop  # the latest stop, not a stale one
     [down] = [e for e in (s.event for s in steps) if isinstance(e, Connectivity)][:1]
     back = any(isinstance(s.event, Tick) and s.event.ts - down.ts >= _SECOND for s in steps)
     assert resynced == back  # the broker comes back, with its snapshot, a second later
@@ -76,7 +77,7 @@ def test_p26_every_entry_while_offline_or_recovering_is_blocked_with_a_reason(
     steps = trace(_with_outage(history, at), config, fill)
     tried = 0
     for s in steps:
-        if isinstance(s.event, EntryIntent) and s.before.link.mode != "normal":
+        if isinstance(s.event, EntryIntent) and s.before.link.mode is not LinkMode.NORMAL:
             tried += 1
             [blocked] = s.records("entry.blocked")
             expected = "broker_offline" if not s.before.link.up else "recovery_mode"
@@ -102,9 +103,9 @@ def test_p27_normal_mode_resumes_only_when_a_snapshot_validates_every_position(
     state = steps[-1].after if steps else EngineState.empty(config)
     ts = history.events[-1].ts
     state, _ = fold(state, [Connectivity(ts, False), Connectivity(ts, True)])
-    assert state.link.mode == "recovery"
+    assert state.link.mode is LinkMode.RECOVERY
     held = {
-        symbol: sum((p.remaining_qty * p.side.sign for p in state.in_symbol(symbol)), Decimal(0))
+        symbol: sum((p.fills.remaining * p.side.sign for p in state.in_symbol(symbol)), Decimal(0))
         for symbol in state.books
     }
     wrong = dict(held)
@@ -114,10 +115,10 @@ def test_p27_normal_mode_resumes_only_when_a_snapshot_validates_every_position(
     mismatched = wrong != {k: v for k, v in held.items() if v} and (off_by or extra_symbol)
     t = step(state, BrokerSnapshot(ts, tuple(wrong.items())))
     if mismatched:
-        assert t.state.link.mode == "recovery"
+        assert t.state.link.mode is LinkMode.RECOVERY
         assert [a.reason for a in t.commands if getattr(a, "reason", "") == "position_mismatch"]
         assert not [c for c in t.commands if getattr(c, "kind", "") == "mode.changed"]
         t = step(t.state, BrokerSnapshot(ts, tuple(held.items())))
-    assert t.state.link.mode == "normal"
+    assert t.state.link.mode is LinkMode.NORMAL
     [changed] = [c for c in t.commands if getattr(c, "kind", "") == "mode.changed"]
     assert (changed["from"], changed["to"]) == ("recovery", "normal")

@@ -17,13 +17,19 @@ def test_p03_after_1r_the_stop_is_never_worse_than_entry(history, config, fill):
             if pos.risk <= 0:
                 continue
             priced = tick is not None and tick.symbol == pos.symbol
-            if priced and r_of(tick.price, pos.entry, pos.initial_stop, pos.side) >= 1:
+            if (
+                priced
+                and r_of(tick.price, pos.ladder.entry, pos.ladder.initial_stop, pos.side) >= 1
+            ):
                 reached.add(pos.key)
             if pos.key in reached:
-                assert better(pos.stop, pos.entry, pos.side), (pos.stop, pos.entry)
-                order = pos.exit_order
+                assert better(pos.ladder.stop, pos.ladder.entry, pos.side), (
+                    pos.ladder.stop,
+                    pos.ladder.entry,
+                )
+                order = pos.orders.exit
                 if order is not None and order.stop_price is not None:
                     # The order may still be the old one while its cancel is in flight.
-                    assert better(order.stop_price, pos.entry, pos.side) or (
+                    assert better(order.stop_price, pos.ladder.entry, pos.side) or (
                         order.status.value == "pending_cancel"
                     ), order

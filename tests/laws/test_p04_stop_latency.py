@@ -15,19 +15,23 @@ def test_p04_a_tick_that_earns_a_rung_moves_the_stop_in_the_same_step(history, c
     for step, pos in open_position_ticks(trace(history.events, config, fill)):
         if pos.risk <= 0:
             continue
-        r = r_of(step.tick.price, pos.entry, pos.initial_stop, pos.side)
+        r = r_of(step.tick.price, pos.ladder.entry, pos.ladder.initial_stop, pos.side)
         best_r = max(r, best.get(pos.key, r))
         best[pos.key] = best_r
         after = step.after.positions[pos.key]
-        expected = ladder_stop(best_r, pos.entry, pos.initial_stop, pos.side)
+        expected = ladder_stop(best_r, pos.ladder.entry, pos.ladder.initial_stop, pos.side)
         if expected is not None:
-            assert better(after.stop, expected, pos.side), (after.stop, expected, best_r)
+            assert better(after.ladder.stop, expected, pos.side), (
+                after.ladder.stop,
+                expected,
+                best_r,
+            )
             if not config.protection.trail:
-                assert after.stop == expected, (after.stop, expected, best_r)
+                assert after.ladder.stop == expected, (after.ladder.stop, expected, best_r)
         else:
-            assert after.stop == pos.stop
+            assert after.ladder.stop == pos.ladder.stop
         moves = [m for m in step.records("stop.moved") if m["key"] == pos.key]
-        if after.stop != pos.stop:
-            assert moves and moves[-1]["new"] == after.stop
+        if after.ladder.stop != pos.ladder.stop:
+            assert moves and moves[-1]["new"] == after.ladder.stop
         else:
             assert not moves

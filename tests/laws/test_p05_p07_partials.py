@@ -15,7 +15,7 @@ def _first_reaching(steps, level):
     for step, pos in open_position_ticks(steps):
         if pos.key in seen or pos.risk <= 0:
             continue
-        if r_of(step.tick.price, pos.entry, pos.initial_stop, pos.side) >= level:
+        if r_of(step.tick.price, pos.ladder.entry, pos.ladder.initial_stop, pos.side) >= level:
             seen.add(pos.key)
             yield step, pos
 
@@ -31,7 +31,7 @@ def _ordered(step, key, milestone):
 def _check_tranche(history, config, fill, index):
     level, fraction = SPEC_PARTIALS[index]
     for step, pos in _first_reaching(trace(history.events, config, fill), level):
-        expected = tranche(pos.original_qty, fraction)
+        expected = tranche(pos.fills.original, fraction)
         ordered = _ordered(step, pos.key, level)
         assert ordered == ([expected] if expected > 0 else []), (ordered, expected)
 
@@ -54,22 +54,22 @@ def test_p07_reaching_4r_sells_all_that_remains(history, config, fill):
     take-profit resting at the 4R price, which the broker fills first."""
     steps = trace(history.events, config, fill)
     for step, pos in _first_reaching(steps, SPEC_FINAL_R):
-        in_flight = pos.sell_order.open_qty if pos.sell_order is not None else Decimal(0)
-        available = pos.remaining_qty - pos.to_sell - in_flight
+        in_flight = pos.orders.sell.open_qty if pos.orders.sell is not None else Decimal(0)
+        available = pos.fills.remaining - pos.orders.to_sell - in_flight
         earlier = sum((q for r, _ in SPEC_PARTIALS for q in _ordered(step, pos.key, r)), Decimal(0))
         assert _ordered(step, pos.key, SPEC_FINAL_R) == [available - earlier]
     for step, fill_event in fills(steps):
         owners = [
             p
             for p in step.before.positions.values()
-            if p.exit_order is not None and p.exit_order.id == fill_event.order_id
+            if p.orders.exit is not None and p.orders.exit.id == fill_event.order_id
         ]
         if not owners:
             continue
         pos = owners[0]
         parts = [r for r in step.records("partial.filled") if r["key"] == pos.key]
         if parts:  # the take-profit leg: it sells everything left, split by milestone
-            assert fill_event.qty == pos.remaining_qty, (fill_event, pos.remaining_qty)
-            assert sum(r["qty"] for r in parts) == pos.remaining_qty
+            assert fill_event.qty == pos.fills.remaining, (fill_event, pos.fills.remaining)
+            assert sum(r["qty"] for r in parts) == pos.fills.remaining
             assert parts[-1]["milestone"] == SPEC_FINAL_R
             assert pos.key not in step.after.positions

@@ -10,7 +10,7 @@ from itertools import pairwise
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine import Alert, OrderRejected, SubmitOrder
+from engine import Alert, OrderRefusal, OrderRejected, SubmitOrder
 from shell.broker.simulated import Faults
 from tests.harness import trace
 from tests.strategies import configs, histories, market_fills
@@ -58,7 +58,7 @@ def test_p24_when_retries_run_out_an_alert_carries_the_full_context(history, con
         for record in step.records("order.retry"):
             used[record["order_id"]] = record["attempt"]
         event = step.event
-        if not (isinstance(event, OrderRejected) and event.kind == "transient"):
+        if not (isinstance(event, OrderRejected) and event.kind is OrderRefusal.TRANSIENT):
             continue
         # (the breaker's own alert may come in the same step: it is not about this order)
         alerts = [

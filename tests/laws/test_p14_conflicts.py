@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from hypothesis import given
 
-from engine import CancelRejected, OrderRejected
+from engine import CancelRefusal, CancelRejected, OrderRefusal, OrderRejected
 from tests.harness import trace
 from tests.strategies import configs, fault_models, histories, market_fills
 
 # What the broker says -> the conflict type the journal must name (SPEC §4).
 CONFLICTS = {
-    (OrderRejected, "shares_locked"): "shares_locked",
-    (OrderRejected, "duplicate"): "duplicate_order",
-    (CancelRejected, "filled"): "cancel_after_fill",
-    (CancelRejected, "not_found"): "order_not_found",
+    (OrderRejected, OrderRefusal.SHARES_LOCKED): "shares_locked",
+    (OrderRejected, OrderRefusal.DUPLICATE): "duplicate_order",
+    (CancelRejected, CancelRefusal.FILLED): "cancel_after_fill",
+    (CancelRejected, CancelRefusal.NOT_FOUND): "order_not_found",
 }
 
 
@@ -32,7 +32,7 @@ def test_p14_every_conflict_is_journaled_with_type_order_ids_and_resolution(
             assert isinstance(record["order_ids"], list), record
             assert record["symbol"] == history.symbol and record["key"], record
         event = step.event
-        expected = CONFLICTS.get((type(event), getattr(event, "kind", "")))
+        expected = CONFLICTS.get((type(event), getattr(event, "kind", None)))
         if expected is None:
             continue
         [record] = [r for r in conflicts if r["type"] == expected]

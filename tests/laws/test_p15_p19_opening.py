@@ -20,7 +20,7 @@ def test_p15_an_opened_position_records_entry_qty_stop_and_ts(history, config, f
             assert record["entry"] == step.event.price
             assert record.ts == step.event.ts == record["opened"]
             pos = step.after.positions[record["key"]]
-            assert (pos.entry, pos.original_qty, pos.initial_stop, pos.opened) == (
+            assert (pos.ladder.entry, pos.fills.original, pos.ladder.initial_stop, pos.opened) == (
                 record["entry"],
                 record["qty"],
                 record["stop"],
@@ -35,7 +35,7 @@ def test_p19_a_new_position_starts_in_initial_risk(history, config, fill):
     opened = [(s, r) for s in steps for r in s.records("position.opened")]
     for step, record in opened:
         assert record["protection"] == Protection.INITIAL_RISK.value
-        assert step.after.positions[record["key"]].protection is Protection.INITIAL_RISK
+        assert step.after.positions[record["key"]].ladder.protection is Protection.INITIAL_RISK
     filled_entries = {
         s.event.order_id
         for s in steps

@@ -23,7 +23,7 @@ def test_p16_r_follows_every_tick(history, config, fill):
     """After any tick of a symbol, its position's R is SPEC's formula at that tick's price."""
     for tick, view in _priced(history, config, fill):
         pos = view.position
-        assert view.r == r_of(tick.price, pos.entry, pos.initial_stop, pos.side)
+        assert view.r == r_of(tick.price, pos.ladder.entry, pos.ladder.initial_stop, pos.side)
 
 
 @given(histories(), configs(), market_fills())
@@ -31,7 +31,9 @@ def test_p17_unrealized_pnl_follows_every_tick(history, config, fill):
     """After any tick, unrealized P/L = (price - entry) x remaining qty x side."""
     for tick, view in _priced(history, config, fill):
         pos = view.position
-        assert view.unrealized == (tick.price - pos.entry) * pos.remaining_qty * pos.side.sign
+        assert (
+            view.unrealized == (tick.price - pos.ladder.entry) * pos.fills.remaining * pos.side.sign
+        )
 
 
 @given(histories(), configs(), market_fills())

@@ -27,11 +27,13 @@ def test_p20_every_transition_comes_with_its_stop_move_and_tranche(history, conf
             if record["key"] != pos.key:
                 continue
             level = _LEVEL[Protection(record["new"])]
-            lock_price = favour(pos.entry + _LOCK[level] * pos.risk * pos.side.sign, pos.side)
-            locked_before = better(pos.stop, lock_price, pos.side)
+            lock_price = favour(
+                pos.ladder.entry + _LOCK[level] * pos.risk * pos.side.sign, pos.side
+            )
+            locked_before = better(pos.ladder.stop, lock_price, pos.side)
             assert locked_before or any(m["new"] == lock_price for m in moves), (level, moves)
             if level in _FRACTION:
-                expected = (pos.original_qty * _FRACTION[level]).to_integral_value(
+                expected = (pos.fills.original * _FRACTION[level]).to_integral_value(
                     rounding="ROUND_FLOOR"
                 )
                 if expected > 0:
@@ -39,5 +41,5 @@ def test_p20_every_transition_comes_with_its_stop_move_and_tranche(history, conf
             elif level == max(_LEVEL.values()):
                 assert (
                     ordered.get(level, Decimal(0)) > 0
-                    or pos.remaining_qty == sum(ordered.values(), Decimal(0)) + pos.to_sell
+                    or pos.fills.remaining == sum(ordered.values(), Decimal(0)) + pos.orders.to_sell
                 )

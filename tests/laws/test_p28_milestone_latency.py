@@ -34,4 +34,4 @@ def test_p28_the_tranche_order_leaves_in_the_instant_its_milestone_is_reached(
                 ),
                 Decimal(0),
             )
-            assert sent == ordered + pos.to_sell, (sent, ordered, pos.to_sell)
+            assert sent == ordered + pos.orders.to_sell, (sent, ordered, pos.orders.to_sell)

@@ -20,15 +20,15 @@ def test_p34_every_transition_is_recorded_in_order_with_a_reason(history, config
         for key, pos in step.before.positions.items():
             after = step.after.positions.get(key)
             records = [r for r in step.records("position.state") if r["key"] == pos.key]
-            chain = [pos.protection] + [Protection(r["new"]) for r in records]
+            chain = [pos.ladder.protection] + [Protection(r["new"]) for r in records]
             for record, old in zip(records, chain, strict=False):
                 assert Protection(record["old"]) is old and record["reason"]
             for a, b in itertools.pairwise(chain):
                 assert ORDER.index(b) == ORDER.index(a) + 1, chain
             if after is None:
                 continue  # closed in this step (a take-profit passes the levels it skipped)
-            assert chain[-1] is after.protection
+            assert chain[-1] is after.ladder.protection
             if tick is not None and tick.symbol == pos.symbol and pos.risk > 0:
-                r = r_of(tick.price, pos.entry, pos.initial_stop, pos.side)
+                r = r_of(tick.price, pos.ladder.entry, pos.ladder.initial_stop, pos.side)
                 best[pos.key] = max(r, best.get(pos.key, r))
-                assert after.protection is state_for(best[pos.key])
+                assert after.ladder.protection is state_for(best[pos.key])

@@ -24,6 +24,7 @@ from engine import (
     EngineState,
     EntryIntent,
     Event,
+    LinkMode,
     OrderRole,
     OrderStatus,
     ProtectionConfig,
@@ -126,11 +127,12 @@ class OrderProtocol(RuleBasedStateMachine):
 
     @invariant()
     def the_engine_counts_the_shares_the_broker_holds(self) -> None:
-        if self.state.link.mode != "normal":
+        if self.state.link.mode is not LinkMode.NORMAL:
             return  # fills are not told while the link is down; the snapshot catches up
         for symbol, side in SYMBOLS.items():
             engine = (
-                sum((p.remaining_qty for p in self.state.in_symbol(symbol)), Decimal(0)) * side.sign
+                sum((p.fills.remaining for p in self.state.in_symbol(symbol)), Decimal(0))
+                * side.sign
             )
             assert engine == self.broker.positions.get(symbol, Decimal(0)), symbol
 
@@ -143,46 +145,48 @@ class OrderProtocol(RuleBasedStateMachine):
     @invariant()
     def every_idle_position_holds_a_live_stop_for_its_shares(self) -> None:
         for pos in self.state.positions.values():
-            busy = pos.halted or pos.sell_order is not None or pos.to_sell > 0
-            busy = busy or pos.remaining_qty == 0  # all sold; its entry order still works
-            order = pos.exit_order
+            busy = pos.halted or pos.orders.sell is not None or pos.orders.to_sell > 0
+            busy = busy or pos.fills.remaining == 0  # all sold; its entry order still works
+            order = pos.orders.exit
             if not self.state.link.sending and not busy:
                 # Breaker open: a step not settled, in flight or due for retry is queued.
                 settled = (
                     order is not None
                     and order.status is OrderStatus.LIVE
-                    and order.open_qty == pos.remaining_qty
+                    and order.open_qty == pos.fills.remaining
                     and (
-                        order.stop_price == pos.stop
-                        or (order.role is OrderRole.RESTORE and pos.refused is not None)
+                        order.stop_price == pos.ladder.stop
+                        or (order.role is OrderRole.RESTORE and pos.orders.refused is not None)
                     )
                 )
                 in_flight = order is not None and order.status is not OrderStatus.LIVE
-                queued = pos.key in self.state.link.waiting or pos.retry_due is not None
+                queued = pos.key in self.state.link.waiting or (
+                    pos.retry is not None and pos.retry.due is not None
+                )
                 assert settled or in_flight or queued, pos.key
                 continue
-            order = pos.exit_order
+            order = pos.orders.exit
             if busy or (order is not None and order.status is not OrderStatus.LIVE):
                 continue
             assert order is not None, pos.key
-            assert order.open_qty == pos.remaining_qty, pos.key
+            assert order.open_qty == pos.fills.remaining, pos.key
             if order.role is OrderRole.RESTORE:  # rolled back until a new trigger
-                assert pos.refused == (pos.stop, pos.take_profit), pos.key
+                assert pos.orders.refused == (pos.ladder.stop, pos.ladder.take_profit), pos.key
             else:
-                assert order.stop_price == pos.stop, pos.key
+                assert order.stop_price == pos.ladder.stop, pos.key
 
     @invariant()
     def shares_without_working_protection_are_inside_a_measured_window(self) -> None:
         """Every position is protected, except inside one unprotected window the engine is
         timing (or halted, after an alert, when nothing can be put back)."""
         for pos in self.state.positions.values():
-            order = pos.exit_order
+            order = pos.orders.exit
             covered = (
                 order is not None
                 and order.status in WORKING
-                and order.open_qty >= pos.remaining_qty
+                and order.open_qty >= pos.fills.remaining
             )
-            if pos.remaining_qty > 0 and not covered:
+            if pos.fills.remaining > 0 and not covered:
                 assert pos.exposed_since is not None or pos.halted, pos.key
 
 

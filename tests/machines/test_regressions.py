@@ -45,7 +45,10 @@ def test_a_cancel_sent_again_after_a_timeout_meets_the_late_confirmation_of_the_
     ]
     assert conflicts == ["already_canceled", "stale_answer"]
     for pos in machine.state.positions.values():  # both stops moved to break-even, accepted
-        assert (pos.exit_order.stop_price, pos.exit_order.status.value) == (pos.entry, "live")
+        assert (pos.orders.exit.stop_price, pos.orders.exit.status.value) == (
+            pos.ladder.entry,
+            "live",
+        )
 
 
 def test_steps_held_through_a_drop_wait_for_the_snapshot_before_going_out():

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from engine import Config, EngineState, EntryIntent, Record, Side, Tick
 from engine.calendar import session_of
 from engine.config import GoalConfig, SessionConfig
+from engine.goal import OnTrigger
 from shell.broker.simulated import SimulatedBroker
 from shell.cli import main
 from shell.codec import event_to_json
@@ -87,7 +88,7 @@ def test_no_trigger_while_the_peak_is_small_against_the_target():
 
 def test_flatten_closes_everything_at_market_when_configured():
     """on_trigger = flatten: the triggering tick cancels the stop and sells all at market."""
-    config = Config(goal=GoalConfig(D(500), D("0.5"), "flatten"), session=GOAL.session)
+    config = Config(goal=GoalConfig(D(500), D("0.5"), OnTrigger.FLATTEN), session=GOAL.session)
     records, state, _ = _records(scenario()[:5], config)
     [closed] = [r for r in records if r.kind == "position.closed"]
     assert (closed["reason"], closed["qty"], closed["price"]) == ("flatten", D(100), D("103.00"))
@@ -118,7 +119,7 @@ def test_env_overrides_toml_and_bad_values_name_their_source(tmp_path):
     config.write_text('[goal]\ntarget = 100\ngiveback = 0.3\non_trigger = "flatten"\n')
     env = {"PROFIT_TARGET_DAILY": "500", "PROFIT_GIVEBACK_THRESHOLD": "0.5"}
     goal = load_settings(config, env).config.goal
-    assert (goal.target, goal.giveback, goal.on_trigger) == (D(500), D("0.5"), "flatten")
+    assert (goal.target, goal.giveback, goal.on_trigger) == (D(500), D("0.5"), OnTrigger.FLATTEN)
     assert load_settings(config, {}).config.goal.target == D(100)
     for name, value, message in [
         ("PROFIT_TARGET_DAILY", "5", "PROFIT_TARGET_DAILY = '5': allowed 0 (off) or 10 to 10000"),

@@ -6,14 +6,17 @@ from datetime import timedelta
 from decimal import Decimal as D
 
 from engine import (
+    BreakerState,
     BrokerSnapshot,
     CancelOrder,
     Config,
     Connectivity,
     EngineState,
     EntryIntent,
+    LinkMode,
     OrderAccepted,
     OrderCanceled,
+    OrderRefusal,
     OrderRejected,
     Side,
     SubmitOrder,
@@ -72,8 +75,8 @@ def test_an_outage_holds_both_stop_moves_and_sends_each_once_in_order_on_reconne
         c["to"] for _, _, t in steps for c in t.commands if getattr(c, "kind", "") == "mode.changed"
     ]
     assert modes == ["offline", "recovery", "normal"]
-    assert state.positions["AAA-1"].exit_order.stop_price == D("100.50")
-    assert state.positions["BBB-1"].exit_order.stop_price == D("100.00")
+    assert state.positions["AAA-1"].orders.exit.stop_price == D("100.50")
+    assert state.positions["BBB-1"].orders.exit.stop_price == D("100.00")
     sent = [
         c.stop_price for _, _, t in steps for c in t.commands
         if isinstance(c, SubmitOrder) and c.symbol == "AAA" and c.purpose == "protect"
@@ -95,9 +98,9 @@ def test_recovery_blocks_entries_until_a_snapshot_agrees_on_every_position():
     t = step(state, BrokerSnapshot(_sec(2), (("AAA", D(7)),)))
     [alert] = [c for c in t.commands if getattr(c, "reason", "") == "position_mismatch"]
     assert alert.context["positions"] == [{"symbol": "AAA", "engine": D(10), "broker": D(7)}]
-    assert t.state.link.mode == "recovery"
+    assert t.state.link.mode is LinkMode.RECOVERY
     t = step(t.state, BrokerSnapshot(_sec(3), (("AAA", D(10)),)))
-    assert t.state.link.mode == "normal"
+    assert t.state.link.mode is LinkMode.NORMAL
     assert any(isinstance(c, SubmitOrder) for c in step(t.state, intent).commands)
 
 
@@ -117,21 +120,21 @@ def test_five_failed_requests_open_the_breaker_and_the_cooldown_half_opens_it():
     ts = _sec(1)
     kinds = []
     for _ in range(5):
-        order = state.positions[key].exit_order
-        t = step(state, OrderRejected(ts, order.id, "HTTP 503", "transient"))
+        order = state.positions[key].orders.exit
+        t = step(state, OrderRejected(ts, order.id, "HTTP 503", OrderRefusal.TRANSIENT))
         kinds += [getattr(c, "kind", getattr(c, "reason", "")) for c in t.commands]
         state = t.state
         ts += timedelta(seconds=3)
         state = step(state, Tick(ts, "AAA", D("101"))).state
     assert "breaker.opened" in kinds and "order_breaker_open" in kinds
-    assert state.link.breaker == "open"
+    assert state.link.breaker is BreakerState.OPEN
     refused = step(state, EntryIntent(ts, "AAA", Side.LONG, D("99"), D(1)))
     assert refused.commands[0]["reason"] == "order_breaker_open"
     t = step(state, Tick(ts + timedelta(seconds=300), "AAA", D("101")))
     assert [c.kind for c in t.commands if getattr(c, "kind", "") == "breaker.half_open"]
     [resent] = [c for c in t.commands if isinstance(c, SubmitOrder)]
     closed = step(t.state, OrderAccepted(t.commands[-1].ts, resent.order_id))
-    assert closed.state.link.breaker == "closed"
+    assert closed.state.link.breaker is BreakerState.CLOSED
     assert [c for c in closed.commands if getattr(c, "kind", "") == "breaker.closed"]
 
 
@@ -147,9 +150,9 @@ def test_held_shares_refusals_are_not_counted_by_the_breaker():
     state = step(state, OrderCanceled(_sec(1), "rt-AAA-1-1-stop")).state
     ts = _sec(1)
     for _ in range(5):
-        order = state.positions["AAA-1"].exit_order
+        order = state.positions["AAA-1"].orders.exit
         reason = "HTTP 403 code 40310000 insufficient qty available for order"
-        state = step(state, OrderRejected(ts, order.id, reason, "shares_locked")).state
+        state = step(state, OrderRejected(ts, order.id, reason, OrderRefusal.SHARES_LOCKED)).state
         ts += timedelta(seconds=3)
         state = step(state, Tick(ts, "AAA", D("101"))).state
-    assert (state.link.failures, state.link.breaker) == (0, "closed")
+    assert (state.link.failures, state.link.breaker) == (0, BreakerState.CLOSED)

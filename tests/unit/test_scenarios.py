@@ -107,7 +107,7 @@ def test_next_tick_fills_and_the_stop_is_rearmed_for_the_rest():
     assert (partial["qty"], partial["price"]) == (D(50), D("12.05"))
     protect = [r for r in _kind(records, "order.submitted") if r["purpose"] == "protect"]
     assert (protect[-1]["qty"], protect[-1]["stop_price"]) == (D(51), D("11.00"))
-    assert state.positions["NXT-1"].remaining_qty == D(51)
+    assert state.positions["NXT-1"].fills.remaining == D(51)
 
 
 def test_trailing_keeps_the_stop_the_rungs_gap_below_the_best_price():
@@ -119,7 +119,7 @@ def test_trailing_keeps_the_stop_the_rungs_gap_below_the_best_price():
     assert [r["new"] for r in _kind(records, "stop.moved")] == [
         D("10.00"), D("10.50"), D("10.80")
     ]  # fmt: skip
-    assert state.positions["TRL-1"].stop == D("10.80")
+    assert state.positions["TRL-1"].ladder.stop == D("10.80")
 
 
 def test_a_fill_that_leaves_no_risk_is_closed_at_once_with_an_alert():

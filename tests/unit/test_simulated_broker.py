@@ -10,11 +10,13 @@ from attrs import evolve
 
 from engine import (
     CancelOrder,
+    CancelRefusal,
     CancelRejected,
     OrderAccepted,
     OrderAction,
     OrderCanceled,
     OrderFilled,
+    OrderRefusal,
     OrderRejected,
     OrderType,
     SubmitOrder,
@@ -106,7 +108,7 @@ def test_a_sell_beyond_the_shares_not_held_is_refused_with_alpacas_403():
         OrderAccepted(T0, "stop")
     ]
     [refused] = broker.execute([_order("sell", OrderType.MARKET, qty="3")])
-    assert isinstance(refused, OrderRejected) and refused.kind == "shares_locked"
+    assert isinstance(refused, OrderRejected) and refused.kind is OrderRefusal.SHARES_LOCKED
     assert "40310000" in refused.reason and "available: 2" in refused.reason
     assert broker.positions["A"] == D(5) and broker.oversells == 0
     # Once the stop is canceled the shares are free again.
@@ -145,14 +147,14 @@ def test_a_cancel_of_a_filled_stop_is_refused_as_filled_even_while_a_market_orde
     assert OrderFilled(T0, "s", D(10), D("9.40")) in fills
     broker.execute([_order("m2", OrderType.MARKET, qty="1")])
     [answer] = broker.execute([CancelOrder(T0, "s", "A")])
-    assert isinstance(answer, CancelRejected) and answer.kind == "filled"
+    assert isinstance(answer, CancelRejected) and answer.kind is CancelRefusal.FILLED
     [unknown] = broker.execute([CancelOrder(T0, "nope", "A")])
-    assert isinstance(unknown, CancelRejected) and unknown.kind == "not_found"
+    assert isinstance(unknown, CancelRejected) and unknown.kind is CancelRefusal.NOT_FOUND
     # A cancel sent again for an order already canceled: Alpaca's 422, not a 404.
     broker.execute([_order("s2", OrderType.STOP, qty="1", stop="9.00")])
     assert isinstance(broker.execute([CancelOrder(T0, "s2", "A")])[0], OrderCanceled)
     [again] = broker.execute([CancelOrder(T0, "s2", "A")])
-    assert isinstance(again, CancelRejected) and again.kind == "canceled"
+    assert isinstance(again, CancelRejected) and again.kind is CancelRefusal.CANCELED
     assert again.reason == "HTTP 422 order is already canceled"
 
 

@@ -83,7 +83,7 @@ def test_an_unconfirmed_cancel_is_sent_again_every_two_seconds_three_times_then_
     t = step(state, OrderCanceled(_sec(61), STOP_ID))
     [new_stop] = [c for c in t.commands if isinstance(c, SubmitOrder)]
     assert new_stop.stop_price == D("100.00")
-    assert t.state.positions["AAA-1"].ack_for == ""
+    assert t.state.positions["AAA-1"].awaited is None
 
 
 def test_a_timeout_fires_on_its_own_symbol_or_the_clock_never_on_another_symbol():

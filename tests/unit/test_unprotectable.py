@@ -7,11 +7,13 @@ from decimal import Decimal as D
 
 from engine import (
     Alert,
+    CloseReason,
     EngineState,
     EntryIntent,
     OrderAccepted,
     OrderCanceled,
     OrderFilled,
+    OrderRefusal,
     OrderRejected,
     Record,
     Side,
@@ -40,7 +42,7 @@ def _filled() -> EngineState:
 
 
 def test_a_refused_first_stop_sells_the_shares_at_market_and_says_why():
-    t = step(_filled(), OrderRejected(T0, "rt-AAA-1-1-stop", REFUSED, "permanent"))
+    t = step(_filled(), OrderRejected(T0, "rt-AAA-1-1-stop", REFUSED, OrderRefusal.PERMANENT))
     [sell] = [c for c in t.commands if isinstance(c, SubmitOrder)]
     assert (sell.type.value, sell.action.value, sell.qty) == ("market", "sell", D(10))
     [alert] = [c for c in t.commands if isinstance(c, Alert)]
@@ -59,24 +61,24 @@ def test_a_refused_restore_sells_at_market_too():
     state = step(state, Tick(T0, "AAA", D("101"))).state  # cancel 1-1, then new stop 1-2
     t = step(state, OrderCanceled(T0, "rt-AAA-1-1-stop"))
     [new] = [c for c in t.commands if isinstance(c, SubmitOrder)]
-    t = step(t.state, OrderRejected(T0, new.order_id, REFUSED, "permanent"))
+    t = step(t.state, OrderRejected(T0, new.order_id, REFUSED, OrderRefusal.PERMANENT))
     [restore] = [c for c in t.commands if isinstance(c, SubmitOrder)]
     assert (restore.purpose, restore.stop_price) == ("restore", D("99.00"))
-    t = step(t.state, OrderRejected(T0, restore.order_id, REFUSED, "permanent"))
+    t = step(t.state, OrderRejected(T0, restore.order_id, REFUSED, OrderRefusal.PERMANENT))
     [sell] = [c for c in t.commands if isinstance(c, SubmitOrder)]
     assert (sell.type.value, sell.qty) == ("market", D(10))
-    assert t.state.positions["AAA-1"].close_reason == "protection_refused"
+    assert t.state.positions["AAA-1"].close_reason is CloseReason.PROTECTION_REFUSED
 
 
 def test_a_refused_market_exit_is_sent_again_and_never_held_bare():
     """The exit itself refused for good (a halted stock, a closed market): it is sent again
     after 0.5, 1 and 2 s, then `retries_exhausted` and a new exit order; the position is
     never halted with its shares unprotected, and each refusal counts for the breaker."""
-    t = step(_filled(), OrderRejected(T0, "rt-AAA-1-1-stop", REFUSED, "permanent"))
+    t = step(_filled(), OrderRejected(T0, "rt-AAA-1-1-stop", REFUSED, OrderRefusal.PERMANENT))
     [sell] = [c for c in t.commands if isinstance(c, SubmitOrder)]
     state, ts, sent = t.state, T0, []
     for delay in ("0.5", "1", "2"):
-        t = step(state, OrderRejected(ts, sell.order_id, REFUSED, "permanent"))
+        t = step(state, OrderRejected(ts, sell.order_id, REFUSED, OrderRefusal.PERMANENT))
         [retry] = [c for c in t.commands if isinstance(c, Record) and c.kind == "order.retry"]
         assert retry["delay"] == D(delay)
         ts = retry["due"]
@@ -85,7 +87,7 @@ def test_a_refused_market_exit_is_sent_again_and_never_held_bare():
         state = t.state
     assert [c.order_id for c in sent] == [sell.order_id] * 3
     assert state.link.failures == 3
-    t = step(state, OrderRejected(ts, sell.order_id, REFUSED, "permanent"))
+    t = step(state, OrderRejected(ts, sell.order_id, REFUSED, OrderRefusal.PERMANENT))
     [alert] = [c for c in t.commands if isinstance(c, Alert)]
     assert alert.reason == "retries_exhausted"
     assert alert.context["resolution"] == "retry_as_new_operation"

@@ -1,0 +1,320 @@
+"""The broker's answers about ratchet's orders (SPEC §4): accepted, canceled, rejected and
+cancel rejected. Each decides what the answer means for the position (protection confirmed,
+shares freed, a retry, a rollback, a conflict journaled) and takes its next order step."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import assert_never
+
+from attrs import evolve
+
+from engine.books import finish
+from engine.commands import Alert, Command
+from engine.events import (
+    CancelRefusal,
+    CancelRejected,
+    OrderAccepted,
+    OrderCanceled,
+    OrderRefusal,
+    OrderRejected,
+)
+from engine.ids import key_of
+from engine.model import Order, OrderRole, OrderStatus, Position, Slot
+from engine.operations import covered, exposed
+from engine.orders import exit_unprotectable, roll_back
+from engine.records import conflict, entry_blocked, order_record, order_rejected
+from engine.retries import attempts, book_retry, reset_attempts, schedule_retry
+from engine.state import EngineState, Transition
+
+__all__ = [
+    "on_accepted",
+    "on_cancel_rejected",
+    "on_canceled",
+    "on_rejected",
+    "retryable",
+    "unknown_order",
+]
+
+
+def unknown_order(state: EngineState, oid: str, ts: datetime, what: str) -> Transition:
+    """An answer about an order ratchet does not know: the operator is told."""
+    return Transition(state, (Alert(ts, "unknown_order", {"order_id": oid, "event": what}),))
+
+
+def _with_status(pos: Position, oid: str, status: OrderStatus, only_from: OrderStatus) -> Position:
+    """The position with order `oid` moved to `status`, if it stands at `only_from`."""
+    orders = pos.orders
+    slot = orders.slot_of(oid)
+    order = orders.get(slot) if slot is not None else None
+    if slot is None or order is None or order.status is not only_from:
+        return pos
+    moved = evolve(order, status=status)
+    match slot:
+        case Slot.EXIT:
+            orders = evolve(orders, exit=moved)
+        case Slot.SELL:
+            orders = evolve(orders, sell=moved)
+        case Slot.ENTRY:
+            orders = evolve(orders, entry=moved)
+        case _ as unreachable:
+            assert_never(unreachable)
+    return evolve(pos, orders=orders)
+
+
+def on_accepted(state: EngineState, ack: OrderAccepted) -> Transition:
+    """The broker took an order (P23: an operation is done only once its orders are). An
+    accepted protective order covering every share closes the unprotected window and becomes
+    the protection a refused operation rolls back to (P13)."""
+    key = state.routes.get(ack.order_id)
+    if key is None:
+        return unknown_order(state, ack.order_id, ack.ts, "accepted")
+    pending = state.entries.get(key)
+    if pending is not None and pending.order.id == ack.order_id:
+        order = evolve(pending.order, status=OrderStatus.LIVE)
+        entries = state.entries.set(key, evolve(pending, order=order))
+        return Transition(state.evolve(entries=entries))
+    pos = state.positions.get(key)
+    if pos is None:
+        return Transition(state)
+    pos = _with_status(pos, ack.order_id, OrderStatus.LIVE, only_from=OrderStatus.PENDING_NEW)
+    pos = reset_attempts(pos)  # the order step got through
+    eo = pos.orders.exit
+    if eo is not None and eo.id == ack.order_id and eo.status is OrderStatus.LIVE:
+        if eo.open_qty >= pos.fills.remaining:
+            pos = covered(pos, ack.ts)
+        pos = evolve(pos, orders=evolve(pos.orders, restore=eo))
+    return finish(state, pos, ack.ts, [])
+
+
+def on_canceled(state: EngineState, ack: OrderCanceled) -> Transition:
+    """A cancel is confirmed (P10: only now may a new stop go out). The shares it held are
+    free: a protective order gone opens an unprotected window; a tranche the broker dropped
+    goes back to be sold again."""
+    key = state.routes.get(ack.order_id)
+    if key is None:
+        known = key_of(ack.order_id)
+        if not known:
+            return unknown_order(state, ack.order_id, ack.ts, "canceled")
+        # A second confirmation (a cancel sent again after a timeout, or already treated
+        # as canceled): the order was accounted for when the first answer came.
+        record = conflict(
+            ack.ts, known, "stale_answer", [ack.order_id], "already_accounted", "canceled again"
+        )
+        return Transition(state, (record,))
+    state = state.evolve(routes=state.routes.delete(ack.order_id))
+    pending = state.entries.get(key)
+    if pending is not None and pending.order.id == ack.order_id:
+        record = entry_blocked(pending.symbol, "entry_canceled", ack.order_id, ack.ts)
+        return Transition(state.evolve(entries=state.entries.delete(key)), (record,))
+    pos = state.positions.get(key)
+    if pos is None:
+        return Transition(state)
+    out: list[Command] = []
+    orders = pos.orders
+    slot = orders.slot_of(ack.order_id)
+    order = orders.get(slot) if slot is not None else None
+    if order is not None:
+        out.append(order_record("order.canceled", pos.key, pos.symbol, order, ack.ts))
+    pos = reset_attempts(pos)  # the cancel got through
+    if slot is Slot.EXIT:
+        pos = exposed(evolve(pos, orders=evolve(orders, exit=None)), ack.ts)
+    elif slot is Slot.SELL and orders.sell is not None:
+        freed = orders.to_sell + orders.sell.open_qty
+        pos = evolve(pos, orders=evolve(orders, sell=None, to_sell=freed))
+    elif slot is Slot.ENTRY:
+        pos = evolve(pos, orders=evolve(orders, entry=None))
+    return finish(state, pos, ack.ts, out)
+
+
+def retryable(state: EngineState, ack: OrderRejected) -> bool:
+    """Transient refusals and held shares are sent again after the backoff; so is a market
+    exit refused for good (a halted stock, a closed market): nothing else can leave the
+    shares safe, and the breaker throttles a broker that keeps refusing."""
+    if ack.kind in (OrderRefusal.TRANSIENT, OrderRefusal.SHARES_LOCKED):
+        return True
+    key = state.routes.get(ack.order_id)
+    pos = state.positions.get(key) if key is not None else None
+    return (
+        ack.kind is OrderRefusal.PERMANENT
+        and pos is not None
+        and pos.close_reason is not None
+        and pos.close_reason.market_exit
+        and pos.orders.sell is not None
+        and pos.orders.sell.id == ack.order_id
+    )
+
+
+def on_rejected(state: EngineState, ack: OrderRejected) -> Transition:
+    """The broker refused an order. A duplicate id means an earlier send landed: adopt it.
+    Held shares and transient refusals are retried on the backoff (P12); once spent, the step
+    starts again as a new operation after the alert (P24). A permanent refusal rolls the
+    operation back to the last accepted protection (P13, P21), or sells at market when the
+    broker refuses protection itself."""
+    key = state.routes.get(ack.order_id)
+    if key is None:
+        return unknown_order(state, ack.order_id, ack.ts, "rejected")
+    pos = state.positions.get(key)
+    if ack.kind is OrderRefusal.DUPLICATE:
+        # The broker already holds an order with this client id: an earlier send got through
+        # although its answer was lost. Adopt it rather than send another.
+        t = on_accepted(state, OrderAccepted(ack.ts, ack.order_id))
+        record = conflict(
+            ack.ts, key, "duplicate_order", [ack.order_id], "adopted_existing", ack.reason
+        )
+        return Transition(t.state, (record, *t.commands))
+    conflicts: list[Command] = []
+    can_retry = retryable(state, ack)
+    if pos is not None and can_retry:
+        if ack.kind is OrderRefusal.SHARES_LOCKED:
+            # Alpaca's 403: something still holds the shares (a cancel not yet released).
+            # Never sent around: wait, then send the same order again.
+            holders = [
+                o.id for o in (pos.orders.exit, pos.orders.sell) if o and o.id != ack.order_id
+            ]
+            spent = attempts(pos) >= len(state.config.retry_delays)
+            resolution = "new_operation_after_alert" if spent else "retry_after_backoff"
+            ids = [ack.order_id, *holders]
+            conflicts.append(conflict(ack.ts, key, "shares_locked", ids, resolution, ack.reason))
+        retried = schedule_retry(state, pos, ack)
+        if retried is not None:
+            return Transition(retried.state, (*conflicts, *retried.commands))
+    state = state.evolve(routes=state.routes.delete(ack.order_id))
+    pending = state.entries.get(key)
+    symbol = pending.symbol if pending is not None else pos.symbol if pos is not None else ""
+    record = order_rejected(symbol, key, ack.order_id, ack.reason, ack.ts)
+    if pending is not None and pending.order.id == ack.order_id:
+        blocked = entry_blocked(symbol, "order_rejected", ack.reason, ack.ts)
+        return Transition(state.evolve(entries=state.entries.delete(key)), (record, blocked))
+    if pos is None:
+        return Transition(state, (record,))
+    # Transient failures whose retries ran out start the step again as a new operation (new
+    # client order id, fresh retries) after the alert: the shares must not be left without
+    # protection because the broker was briefly down. A permanent refusal rolls back.
+    exhausted = can_retry
+    refused: Order | None = None
+    orders = pos.orders
+    slot = orders.slot_of(ack.order_id)
+    if slot is Slot.EXIT:
+        refused = orders.exit
+        pos = evolve(pos, orders=evolve(orders, exit=None))
+    elif slot is Slot.SELL and orders.sell is not None:
+        refused = orders.sell
+        freed = orders.to_sell + orders.sell.open_qty
+        pos = evolve(pos, orders=evolve(orders, sell=None, to_sell=freed))
+    elif slot is Slot.ENTRY:
+        pos = evolve(pos, orders=evolve(orders, entry=None))
+    out: list[Command] = [*conflicts, record]
+    resolution = "retry_as_new_operation" if exhausted else ""
+    if refused is not None and not exhausted:
+        # A permanent refusal: roll the operation back to the last accepted protection.
+        # When the broker refuses protection itself (the first stop, or the restore), the
+        # shares are sold at market, never held bare. (A refused market exit is retried;
+        # any other refusal while one is pending leaves nothing safe to send: halt.)
+        price = state.last_price(pos.symbol)
+        if pos.close_reason is not None and pos.close_reason.market_exit:
+            pos = evolve(pos, halted=True)
+        elif refused.role is OrderRole.RESTORE:
+            pos, sent = exit_unprotectable(pos, price, ack.ts)
+            out.extend(sent)
+        else:
+            pos, sent = roll_back(pos, price, ack.ts)
+            out.extend(sent)
+        eo = pos.orders.exit
+        if pos.halted:
+            resolution = "halted_unprotected" if pos.fills.remaining > 0 else "halted"
+        elif eo is not None and eo.role is OrderRole.RESTORE:
+            resolution = "restored_previous_protection"
+        else:
+            resolution = "exit_at_market"
+    failures = pos.retry.failures if pos.retry is not None else ()
+    context: dict[str, object] = {
+        "symbol": symbol,
+        "key": key,
+        "order_id": ack.order_id,
+        "reason": ack.reason,
+        "kind": ack.kind.value,
+        "halted": pos.halted,
+        "attempts": attempts(pos),
+        "failures": [*failures, ack.reason],
+        "remaining_qty": pos.fills.remaining,
+        "stop": pos.ladder.stop,
+        "resolution": resolution,
+    }
+    eo = pos.orders.exit
+    if eo is not None and eo.role is OrderRole.RESTORE:
+        context["restored_order_id"] = eo.id
+        context["restored_stop"] = eo.stop_price
+        context["restored_take_profit"] = eo.limit_price
+    out.append(Alert(ack.ts, "retries_exhausted" if exhausted else "order_rejected", context))
+    pos = evolve(pos, retry=None)
+    return finish(state, pos, ack.ts, out, reconcile_first=exhausted)
+
+
+_CANCEL_CONFLICTS = {
+    CancelRefusal.FILLED: "cancel_after_fill",
+    CancelRefusal.CANCELED: "already_canceled",
+    CancelRefusal.NOT_FOUND: "order_not_found",
+}
+
+
+def on_cancel_rejected(state: EngineState, ack: CancelRejected) -> Transition:
+    """The broker refused a cancel. Not found or already canceled: the order is gone, as a
+    cancel would have left it. Filled first: its fill is on the way, awaited. Transient: the
+    cancel is sent again on the backoff. Anything else halts the ladder with an alert."""
+    key = state.routes.get(ack.order_id)
+    pos = state.positions.get(key) if key is not None else None
+    if pos is None:
+        # Filled (or gone) and already accounted for: nothing is left to cancel.
+        known = key_of(ack.order_id)
+        if not known:
+            return unknown_order(state, ack.order_id, ack.ts, "cancel rejected")
+        kind = _CANCEL_CONFLICTS.get(ack.kind, "order_not_found")
+        record = conflict(ack.ts, known, kind, [ack.order_id], "already_accounted", ack.reason)
+        return Transition(state, (record,))
+    match ack.kind:
+        case CancelRefusal.NOT_FOUND | CancelRefusal.CANCELED:
+            t = on_canceled(state, OrderCanceled(ack.ts, ack.order_id))
+            kind = _CANCEL_CONFLICTS[ack.kind]
+            record = conflict(
+                ack.ts, pos.key, kind, [ack.order_id], "treated_as_canceled", ack.reason
+            )
+            return Transition(t.state, (record, *t.commands))
+        case CancelRefusal.FILLED:
+            # It filled before the cancel arrived: wait for its fill (still PENDING_CANCEL, so
+            # nothing else is sent for the position meanwhile).
+            record = conflict(
+                ack.ts, pos.key, "cancel_after_fill", [ack.order_id], "await_fill", ack.reason
+            )
+            return Transition(state, (record,))
+        case CancelRefusal.TRANSIENT:
+            delays = state.config.retry_delays
+            used = attempts(pos)
+            if used < len(delays):
+                pos = _with_status(
+                    pos, ack.order_id, OrderStatus.CANCEL_WAIT, OrderStatus.PENDING_CANCEL
+                )
+                pos, retry_record = book_retry(pos, ack, delays[used], "cancel")
+                return finish(state, pos, ack.ts, [retry_record], reconcile_first=False)
+        case CancelRefusal.PERMANENT:
+            pass
+        case _ as unreachable:
+            assert_never(unreachable)
+    pos = _with_status(pos, ack.order_id, OrderStatus.LIVE, only_from=OrderStatus.PENDING_CANCEL)
+    failures = pos.retry.failures if pos.retry is not None else ()
+    alert = Alert(
+        ack.ts,
+        "cancel_rejected",
+        {
+            "symbol": pos.symbol,
+            "key": pos.key,
+            "order_id": ack.order_id,
+            "reason": ack.reason,
+            "kind": ack.kind.value,
+            "attempts": attempts(pos),
+            "failures": [*failures, ack.reason],
+            "halted": True,
+        },
+    )
+    pos = evolve(pos, halted=True, retry=None)
+    return finish(state, pos, ack.ts, [alert], reconcile_first=False)
