@@ -15,7 +15,6 @@ __all__ = [
     "DEFAULT_LEVELS",
     "DEFAULT_PARTIALS",
     "Config",
-    "GoalConfig",
     "PriceGrid",
     "ProtectionConfig",
     "Rung",

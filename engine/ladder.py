@@ -6,7 +6,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from engine.config import ProtectionConfig
 from engine.events import Side
-from engine.model import Level, Protection
+from engine.model import NEXT_PROTECTION, Level, Protection
 
 __all__ = [
     "floor_to_lot",
@@ -17,12 +17,18 @@ __all__ = [
     "tranche_sizes",
 ]
 
-_PROTECTIONS = (
-    Protection.BREAKEVEN_PROTECTED,
-    Protection.PARTIAL_PROFIT_TAKEN,
-    Protection.ADVANCED_PROFIT_TAKEN,
-    Protection.FINAL_PROFIT_TAKEN,
-)
+
+def _successors(state: Protection) -> tuple[Protection, ...]:
+    """Every state after `state`, in the order the protection table walks them."""
+    after: list[Protection] = []
+    while state in NEXT_PROTECTION:
+        state = NEXT_PROTECTION[state]
+        after.append(state)
+    return tuple(after)
+
+
+# The states a schedule's levels (`ProtectionConfig.levels`, 1R to 4R) lead to, in order.
+_PROTECTIONS = _successors(Protection.INITIAL_RISK)
 
 
 def round_in_favour(price: Decimal, side: Side, cfg: ProtectionConfig) -> Decimal:

@@ -3,12 +3,19 @@ and the acknowledgement that closes the phase breaker after a downgrade."""
 
 from __future__ import annotations
 
-from attrs import evolve
 from returns.result import Failure, Success
 
 from engine.commands import Alert
 from engine.events import BreakerAck, PhaseAdvance, PhaseOverride
-from engine.phase import PHASE_ORDER, Phase, evaluate_gate, phase_record, size_for, stepped_size
+from engine.phase import (
+    PHASE_ORDER,
+    Phase,
+    acknowledged,
+    advanced,
+    evaluate_gate,
+    overridden,
+    phase_record,
+)
 from engine.records import breaker_closed, phase_denied
 from engine.state import EngineState, Transition
 
@@ -20,8 +27,7 @@ def on_phase_advance(state: EngineState, event: PhaseAdvance) -> Transition:
     phase = state.phase
     match evaluate_gate(phase, state.config.phase):
         case Success(target):
-            size = stepped_size(phase.size, target, state.config.phase)
-            new = evolve(phase, phase=target, size=size)
+            new = advanced(phase, target, state.config.phase)
             record = phase_record(phase, new, "gates", "every gate holds", event.ts)
             return Transition(state.evolve(phase=new), (record,))
         case Failure(failures):
@@ -41,7 +47,7 @@ def on_phase_override(state: EngineState, event: PhaseOverride) -> Transition:
         alert = Alert(event.ts, "phase_override_refused", {"to": event.to, "allowed": names})
         return Transition(state, (alert,))
     old = state.phase
-    new = evolve(old, phase=target, size=size_for(target, state.config.phase), loss_streak=0)
+    new = overridden(old, target, state.config.phase)
     record = phase_record(old, new, "override", event.reason, event.ts)
     return Transition(state.evolve(phase=new), (record,))
 
@@ -51,4 +57,4 @@ def on_breaker_ack(state: EngineState, event: BreakerAck) -> Transition:
     if not state.phase.breaker_open:
         return Transition(state)
     record = breaker_closed(event.ts, {"phase": state.phase.phase.value})
-    return Transition(state.evolve(phase=evolve(state.phase, breaker_open=False)), (record,))
+    return Transition(state.evolve(phase=acknowledged(state.phase)), (record,))

@@ -21,6 +21,9 @@ from engine.commands import Record
 from engine.records import breaker_opened, phase_changed
 
 __all__ = [
+    "DEFAULT_GATES",
+    "DEFAULT_SIZES",
+    "DEFAULT_TRADE_LIMITS",
     "PHASE_ORDER",
     "Check",
     "Criterion",
@@ -30,16 +33,21 @@ __all__ = [
     "PhaseState",
     "SessionResult",
     "TradeMark",
+    "acknowledged",
+    "advanced",
     "after_trade",
     "downgrade_reason",
     "evaluate_gate",
     "gate_criteria",
+    "next_phase",
     "on_session_end",
+    "overridden",
     "phase_record",
     "position_qty",
     "record_trade",
     "size_for",
     "stepped_size",
+    "trades_left",
 ]
 
 _ZERO = Decimal(0)
@@ -360,3 +368,31 @@ def record_trade(
         phase_record(state, new, "downgrade", reason or "", ts),
         breaker_opened(ts, {"reason": reason, "phase": lower.value}),
     ]
+
+
+def next_phase(phase: Phase) -> Phase | None:
+    """The phase one step up, or None from the last."""
+    index = PHASE_ORDER.index(phase)
+    return PHASE_ORDER[index + 1] if index + 1 < len(PHASE_ORDER) else None
+
+
+def advanced(state: PhaseState, target: Phase, cfg: PhaseConfig) -> PhaseState:
+    """The account after the gates let it into `target`: its size, at most double."""
+    return evolve(state, phase=target, size=stepped_size(state.size, target, cfg))
+
+
+def overridden(state: PhaseState, target: Phase, cfg: PhaseConfig) -> PhaseState:
+    """The account after an authenticated override to `target`: that phase's own size and a
+    fresh losing streak."""
+    return evolve(state, phase=target, size=size_for(target, cfg), loss_streak=0)
+
+
+def acknowledged(state: PhaseState) -> PhaseState:
+    """The account after an operator acknowledged its downgrade: the breaker is closed."""
+    return evolve(state, breaker_open=False)
+
+
+def trades_left(state: PhaseState, cfg: PhaseConfig, taken: int) -> int | None:
+    """Trades the phase still allows this session after `taken` (None: no limit)."""
+    limit = cfg.trade_limits.get(state.phase)
+    return None if limit is None else max(limit - taken, 0)

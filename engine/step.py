@@ -39,6 +39,8 @@ from engine.protection import on_clock, on_tick
 from engine.session import flatten, roll
 from engine.state import EngineState, Transition
 
+# `Transition` lives in engine.state and the entry gate in engine.entries; both are re-exported
+# here because they are the step's own vocabulary.
 __all__ = ["Refusal", "Transition", "fold", "step", "validate_entry"]
 
 _NO_COMMANDS: tuple[Command, ...] = ()

@@ -17,8 +17,8 @@ from attrs import field, frozen
 
 from engine import Config, PriceGrid, ProtectionConfig, Rung, Tranche
 from engine.analytics import Targets
-from engine.config import GoalConfig, SessionConfig
-from engine.goal import OnTrigger
+from engine.config import SessionConfig
+from engine.goal import GoalConfig, OnTrigger
 from engine.phase import DEFAULT_SIZES, DEFAULT_TRADE_LIMITS, Phase, PhaseConfig
 
 __all__ = ["ConfigError", "Settings", "load_settings", "parse_settings"]

@@ -13,19 +13,21 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from attrs import evolve
-
 from engine import BreakerAck, Command, EngineState, PhaseAdvance, PhaseOverride, Record, step
 from engine.calendar import session_of
 from engine.config import Config
 from engine.phase import (
-    PHASE_ORDER,
     Phase,
     PhaseState,
     TradeMark,
+    acknowledged,
+    advanced,
     after_trade,
     gate_criteria,
+    next_phase,
+    overridden,
     size_for,
+    trades_left,
 )
 from shell.codec import BadLine, format_ts, json_lines, parse_ts, to_jsonable
 from shell.performance import read_trades
@@ -83,11 +85,12 @@ def rebuild(state_dir: Path, config: Config) -> tuple[PhaseState, list[BadLine]]
         if kind == 0:
             session, _ = session_of(ts, tz, boundary)
             state, _, _ = after_trade(state, cfg, TradeMark(session, item.pnl))
-        elif item.get("kind") == "phase.changed" and item.get("trigger") != "downgrade":
-            target = Phase(item["to"])
-            state = evolve(state, phase=target, size=size_for(target, cfg), loss_streak=0)
+        elif item.get("kind") == "phase.changed" and item.get("trigger") == "gates":
+            state = advanced(state, Phase(item["to"]), cfg)
+        elif item.get("kind") == "phase.changed" and item.get("trigger") == "override":
+            state = overridden(state, Phase(item["to"]), cfg)
         elif item.get("kind") == "breaker.closed":
-            state = evolve(state, breaker_open=False)
+            state = acknowledged(state)
     return state, bad
 
 
@@ -96,7 +99,7 @@ def decide(
 ) -> tuple[Command, ...]:
     """Let the engine decide on an operator event, from the rebuilt phase state."""
     phase, _ = rebuild(state_dir, config)
-    engine = EngineState.empty(config)._replace(phase=phase)
+    engine = EngineState.empty(config).evolve(phase=phase)
     return step(engine, event).commands
 
 
@@ -125,14 +128,9 @@ def status(state_dir: Path, config: Config, now: datetime) -> dict[str, Any]:
         for c in gate_criteria(phase, cfg)
     ]  # fmt: skip
     session, next_session = session_of(now, config.session.tz, config.session.boundary)
-    limit = cfg.trade_limits.get(phase.phase)
     today = _entries_in_session(state_dir, config, session)
-    left = None if limit is None else max(limit - today, 0)
-    nxt = (
-        PHASE_ORDER[PHASE_ORDER.index(phase.phase) + 1]
-        if phase.phase is not Phase.SCALING
-        else None
-    )
+    left = trades_left(phase, cfg, today)
+    nxt = next_phase(phase.phase)
     return {
         "phase": phase.phase.value,
         "next_phase": nxt.value if nxt else None,

@@ -22,6 +22,7 @@ from engine import (
     step,
 )
 from engine.analytics import TradeResult
+from shell.broker import Broker
 from shell.broker.simulated import SimulatedBroker
 
 __all__ = ["Summary", "run_simulation"]
@@ -124,17 +125,19 @@ def _ts(value: object) -> datetime:
 def run_simulation(
     events: Iterable[Event],
     state: EngineState,
-    broker: SimulatedBroker | None = None,
+    broker: Broker | None = None,
     sink: Sink | None = None,
     on_step: StepObserver | None = None,
 ) -> tuple[EngineState, Summary]:
-    """Fold `step` over `events`, executing order commands on the simulated broker.
+    """Fold `step` over `events`, executing order commands on `broker` (by default a fresh
+    simulated one).
 
     For each tick the broker matches its resting orders first (they rest at the exchange and
     fill as the market trades), then the engine sees the tick. Acknowledgements are fed back
     in the order they were produced, before the next recorded event.
     """
-    broker = broker or SimulatedBroker()
+    if broker is None:
+        broker = SimulatedBroker()
     summary = Summary()
     queue: deque[Event] = deque()
 

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from engine import Config, EntryIntent, ProtectionConfig
 from engine.calendar import session_of
-from engine.config import GoalConfig, SessionConfig
-from engine.goal import OnTrigger
+from engine.config import SessionConfig
+from engine.goal import GoalConfig, OnTrigger
 from tests.harness import all_records, trace
 from tests.strategies import multi_session_histories
 

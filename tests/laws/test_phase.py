@@ -8,11 +8,20 @@ from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
+from attrs import evolve
 from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine import Config, EngineState, PhaseAdvance, Record, step
+from engine import (
+    BreakerAck,
+    Config,
+    EngineState,
+    PhaseAdvance,
+    PhaseOverride,
+    Record,
+    step,
+)
 from engine.phase import (
     PHASE_ORDER,
     Gate,
@@ -20,7 +29,12 @@ from engine.phase import (
     PhaseConfig,
     PhaseState,
     TradeMark,
+    acknowledged,
+    advanced,
     after_trade,
+    next_phase,
+    overridden,
+    trades_left,
 )
 from shell.cli import main
 
@@ -72,7 +86,7 @@ def _run(cfg: PhaseConfig, ops):
             day, pnl = op
             mark = TradeMark(date(2024, 3, 4) + timedelta(days=day), Decimal(pnl))
             new, lower, _ = after_trade(before, cfg, mark)
-            state = state._replace(phase=new)
+            state = state.evolve(phase=new)
             yield before, new, "downgrade" if lower else "trade", ()
 
 
@@ -172,3 +186,36 @@ def test_ph4_the_override_password_never_appears_anywhere(right, wrong):
             assert secret not in history
             assert secret not in refused.output + accepted.output
         assert [json.loads(x)["accepted"] for x in history.splitlines()[:2]] == [False, True]
+
+
+phase_states = st.builds(
+    PhaseState,
+    phase=st.sampled_from(PHASE_ORDER),
+    size=st.integers(1, 400).map(lambda n: Decimal(n) * 5),
+    breaker_open=st.booleans(),
+    win_streak=st.integers(0, 9),
+    loss_streak=st.integers(0, 9),
+)
+
+
+@given(small_gates(), phase_states, st.sampled_from(PHASE_ORDER), st.integers(0, 5))
+def test_ph5_operator_transitions_are_the_engines_own(cfg, state, target, taken):
+    """An override sets the phase, its own size and a fresh losing streak; an acknowledgement
+    closes the breaker; an advance by the gates moves one step at most doubling the size;
+    nothing else changes. The engine's operator events produce exactly these states, and the
+    shell rebuilds history with the same functions; trades left are never negative."""
+    engine = EngineState.empty(Config(phase=cfg)).evolve(phase=state)
+    new = overridden(state, target, cfg)
+    assert new == evolve(state, phase=target, size=cfg.sizes[target], loss_streak=0)
+    assert step(engine, PhaseOverride(T0, target.value)).state.phase == new
+    acked = acknowledged(state)
+    assert acked == evolve(state, breaker_open=False)
+    assert step(engine, BreakerAck(T0)).state.phase == (acked if state.breaker_open else state)
+    nxt = next_phase(state.phase)
+    moved = step(engine, PhaseAdvance(T0)).state.phase
+    if moved != state:
+        assert nxt is not None and moved == advanced(state, nxt, cfg)
+        assert moved.size == min(cfg.sizes[nxt], 2 * state.size)
+    limit = cfg.trade_limits.get(state.phase)
+    left = trades_left(state, cfg, taken)
+    assert left == (None if limit is None else max(limit - taken, 0))

@@ -21,6 +21,7 @@ from engine import (
     CancelOrder,
     Clock,
     Config,
+    Connectivity,
     EngineState,
     EntryIntent,
     Event,
@@ -120,6 +121,13 @@ class OrderProtocol(RuleBasedStateMachine):
     def clock(self, seconds: int) -> None:
         self.ts += timedelta(seconds=seconds)
         self.feed(Clock(self.ts))
+
+    @rule()
+    def drop(self) -> None:
+        """The link drops now, with whatever is in flight: answers are lost until the broker
+        is back (at the first print a second later) with its snapshot, which replays them."""
+        self.broker.disconnect(self.ts)
+        self.feed(Connectivity(self.ts, False))
 
     @invariant()
     def p11_never_sells_more_than_is_held(self) -> None:

@@ -3,9 +3,26 @@ the rules in order and checks every invariant after each, as the machine does.""
 
 from __future__ import annotations
 
-from engine import Record
-from shell.broker.simulated import Faults
+from datetime import timedelta
+from decimal import Decimal as D
+
+from engine import (
+    BrokerOrder,
+    BrokerSnapshot,
+    CancelOrder,
+    Clock,
+    Connectivity,
+    EngineState,
+    EntryIntent,
+    Record,
+    Side,
+    Tick,
+    fold,
+)
+from shell.broker.simulated import Faults, SimulatedBroker
+from shell.simulate import run_simulation
 from tests.machines.test_order_protocol import OrderProtocol
+from tests.strategies import T0
 
 INVARIANTS = [
     name for name in dir(OrderProtocol)
@@ -71,3 +88,29 @@ def test_steps_held_through_a_drop_wait_for_the_snapshot_before_going_out():
     assert machine.broker.reconnects >= 1
     conflicts = [r for r in machine.journal if getattr(r, "kind", "") == "conflict.detected"]
     assert not conflicts  # nothing the broker had was taken for unknown
+
+
+def test_answers_replayed_from_a_snapshot_do_not_open_the_breaker():
+    """Five positions reach 1R together and their stops' cancels are lost in one drop. The
+    reconnect snapshot still shows the five stops open, so each cancel is replayed as a lost
+    (transient) refusal and sent again after the backoff. Replayed answers are facts the
+    outage hid, not requests that failed now: the breaker must not count them (it used to
+    open on the fifth and hold every order step for 300 s although no request failed)."""
+    symbols = ["AAA", "BBB", "CCC", "DDD", "EEE"]
+    opening = [Tick(T0, s, D("100")) for s in symbols]
+    opening += [EntryIntent(T0, s, Side.LONG, D("99"), D(10)) for s in symbols]
+    state, _ = run_simulation(opening, EngineState.empty(), SimulatedBroker(market_fill="same"))
+    at_1r = T0 + timedelta(seconds=1)
+    state, lost = fold(state, [Tick(at_1r, s, D("101")) for s in symbols])
+    cancels = [c.order_id for c in lost if isinstance(c, CancelOrder)]
+    assert len(cancels) == 5  # sent, never answered: the link drops with them
+    back = at_1r + timedelta(seconds=1)
+    stops = tuple(BrokerOrder(oid, oid.split("-")[1], "open", D(10)) for oid in cancels)
+    snapshot = BrokerSnapshot(back, tuple((s, D(10)) for s in symbols), stops)
+    state, replayed = fold(state, [Connectivity(at_1r, False), Connectivity(back, True), snapshot])
+    kinds = [c.kind for c in replayed if isinstance(c, Record)]
+    assert "breaker.opened" not in kinds
+    assert kinds.count("order.retry") == 5
+    later = back + timedelta(seconds=1)
+    state, resent = fold(state, [Clock(later)])
+    assert sorted(c.order_id for c in resent if isinstance(c, CancelOrder)) == sorted(cancels)

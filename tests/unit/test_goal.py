@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from engine import Config, EngineState, EntryIntent, Record, Side, Tick
 from engine.calendar import session_of
-from engine.config import GoalConfig, SessionConfig
-from engine.goal import OnTrigger
+from engine.config import SessionConfig
+from engine.goal import GoalConfig, OnTrigger
 from shell.broker.simulated import SimulatedBroker
 from shell.cli import main
 from shell.codec import event_to_json
