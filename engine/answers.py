@@ -5,6 +5,7 @@ shares freed, a retry, a rollback, a conflict journaled) and takes its next orde
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import assert_never
 
 from attrs import evolve
@@ -24,7 +25,7 @@ from engine.model import Order, OrderRole, OrderStatus, Position, Slot
 from engine.operations import covered, exposed
 from engine.orders import exit_unprotectable, roll_back
 from engine.records import conflict, entry_blocked, order_record, order_rejected
-from engine.retries import attempts, book_retry, reset_attempts, schedule_retry
+from engine.retries import attempts, book_retry, reset_attempts, retry_entry, schedule_retry
 from engine.state import EngineState, Transition
 
 __all__ = [
@@ -78,6 +79,9 @@ def on_accepted(state: EngineState, ack: OrderAccepted) -> Transition:
     if pos is None:
         return Transition(state)
     pos = _with_status(pos, ack.order_id, OrderStatus.LIVE, only_from=OrderStatus.PENDING_NEW)
+    # An answer thought lost (a timeout) arrives after all: the order waiting to be sent
+    # again is at the broker.
+    pos = _with_status(pos, ack.order_id, OrderStatus.LIVE, only_from=OrderStatus.RETRY_WAIT)
     pos = reset_attempts(pos)  # the order step got through
     eo = pos.orders.exit
     if eo is not None and eo.id == ack.order_id and eo.status is OrderStatus.LIVE:
@@ -118,7 +122,7 @@ def on_canceled(state: EngineState, ack: OrderCanceled) -> Transition:
         out.append(order_record("order.canceled", pos.key, pos.symbol, order, ack.ts))
     pos = reset_attempts(pos)  # the cancel got through
     if slot is Slot.EXIT:
-        pos = exposed(evolve(pos, orders=evolve(orders, exit=None)), ack.ts)
+        pos = exposed(evolve(pos, orders=evolve(orders, exit=None)), ack.effective)
     elif slot is Slot.SELL and orders.sell is not None:
         freed = orders.to_sell + orders.sell.open_qty
         pos = evolve(pos, orders=evolve(orders, sell=None, to_sell=freed))
@@ -127,22 +131,27 @@ def on_canceled(state: EngineState, ack: OrderCanceled) -> Transition:
     return finish(state, pos, ack.ts, out)
 
 
+# Refusals answered by sending the same request again after the backoff.
+_SEND_AGAIN = frozenset({OrderRefusal.TRANSIENT, OrderRefusal.UNKNOWN, OrderRefusal.SHARES_LOCKED})
+
+
+def _selling(pos: Position) -> bool:
+    """A sale is queued or in flight."""
+    return pos.orders.sell is not None or pos.orders.to_sell > 0
+
+
 def retryable(state: EngineState, ack: OrderRejected) -> bool:
     """Transient refusals and held shares are sent again after the backoff; so is a market
-    exit refused for good (a halted stock, a closed market): nothing else can leave the
-    shares safe, and the breaker throttles a broker that keeps refusing."""
-    if ack.kind in (OrderRefusal.TRANSIENT, OrderRefusal.SHARES_LOCKED):
+    exit (not a tranche) refused for good (a halted stock, a closed market): nothing else
+    can leave the shares safe, and the breaker throttles a broker that keeps refusing."""
+    if ack.kind in _SEND_AGAIN:
         return True
     key = state.routes.get(ack.order_id)
     pos = state.positions.get(key) if key is not None else None
-    return (
-        ack.kind is OrderRefusal.PERMANENT
-        and pos is not None
-        and pos.close_reason is not None
-        and pos.close_reason.market_exit
-        and pos.orders.sell is not None
-        and pos.orders.sell.id == ack.order_id
-    )
+    if ack.kind is not OrderRefusal.PERMANENT or pos is None:
+        return False
+    sell = pos.orders.sell
+    return sell is not None and sell.id == ack.order_id and sell.role is OrderRole.EXIT
 
 
 def on_rejected(state: EngineState, ack: OrderRejected) -> Transition:
@@ -177,15 +186,82 @@ def on_rejected(state: EngineState, ack: OrderRejected) -> Transition:
             ids = [ack.order_id, *holders]
             conflicts.append(conflict(ack.ts, key, "shares_locked", ids, resolution, ack.reason))
         retried = schedule_retry(state, pos, ack)
+        lost = ack.kind is OrderRefusal.UNKNOWN or (pos.retry is not None and pos.retry.uncertain)
+        if retried is None and pos.retry is not None and lost:
+            # The retries are spent but an earlier answer was lost: the order may be at the
+            # broker, so it is never replaced by a new one (two stops could oversell). The
+            # operator is told and the same request goes on being sent until the broker
+            # says what became of it (accepted, or a duplicate).
+            alert = _exhausted_alert(pos, ack, "resend_same_order")
+            again = evolve(pos, retry=evolve(pos.retry, attempts=0, uncertain=True))
+            retried = schedule_retry(state, again, ack)
+            assert retried is not None
+            return Transition(retried.state, (*conflicts, alert, *retried.commands))
         if retried is not None:
             return Transition(retried.state, (*conflicts, *retried.commands))
-    state = state.evolve(routes=state.routes.delete(ack.order_id))
     pending = state.entries.get(key)
+    if (
+        pending is not None
+        and pending.order.id == ack.order_id
+        and ack.kind in (OrderRefusal.TRANSIENT, OrderRefusal.UNKNOWN)
+    ):
+        # SPEC §4: an entry refused for a passing reason is sent again on the same schedule.
+        retried = retry_entry(state, pending, ack)
+        lost = ack.kind is OrderRefusal.UNKNOWN or (
+            pending.retry is not None and pending.retry.uncertain
+        )
+        if retried is None and lost and pending.retry is not None:
+            # An earlier answer was lost: the entry may be at the broker, so it is never
+            # dropped; the same request goes on until the broker tells (P24: alerted).
+            alert = Alert(
+                ack.ts,
+                "retries_exhausted",
+                {
+                    "symbol": pending.symbol,
+                    "key": key,
+                    "order_id": ack.order_id,
+                    "reason": ack.reason,
+                    "kind": ack.kind.value,
+                    "attempts": pending.retry.attempts,
+                    "failures": [*pending.retry.failures, ack.reason],
+                    "remaining_qty": Decimal(0),
+                    "stop": pending.stop,
+                    "resolution": "resend_same_order",
+                },
+            )
+            resend = evolve(pending, retry=evolve(pending.retry, attempts=0, uncertain=True))
+            retried = retry_entry(state, resend, ack)
+            assert retried is not None
+            return Transition(retried.state, (alert, *retried.commands))
+        if retried is not None:
+            return retried
+    state = state.evolve(routes=state.routes.delete(ack.order_id))
     symbol = pending.symbol if pending is not None else pos.symbol if pos is not None else ""
     record = order_rejected(symbol, key, ack.order_id, ack.reason, ack.ts)
     if pending is not None and pending.order.id == ack.order_id:
         blocked = entry_blocked(symbol, "order_rejected", ack.reason, ack.ts)
-        return Transition(state.evolve(entries=state.entries.delete(key)), (record, blocked))
+        told: list[Command] = [record, blocked]
+        if pending.retry is not None and ack.kind in (OrderRefusal.TRANSIENT, OrderRefusal.UNKNOWN):
+            # The retries of the entry ran out (P24): no position is opened.
+            told.append(
+                Alert(
+                    ack.ts,
+                    "retries_exhausted",
+                    {
+                        "symbol": symbol,
+                        "key": key,
+                        "order_id": ack.order_id,
+                        "reason": ack.reason,
+                        "kind": ack.kind.value,
+                        "attempts": pending.retry.attempts,
+                        "failures": [*pending.retry.failures, ack.reason],
+                        "remaining_qty": Decimal(0),
+                        "stop": pending.stop,
+                        "resolution": "entry_blocked",
+                    },
+                )
+            )
+        return Transition(state.evolve(entries=state.entries.delete(key)), tuple(told))
     if pos is None:
         return Transition(state, (record,))
     # Transient failures whose retries ran out start the step again as a new operation (new
@@ -209,24 +285,24 @@ def on_rejected(state: EngineState, ack: OrderRejected) -> Transition:
     if refused is not None and not exhausted:
         # A permanent refusal: roll the operation back to the last accepted protection.
         # When the broker refuses protection itself (the first stop, or the restore), the
-        # shares are sold at market, never held bare. (A refused market exit is retried;
-        # any other refusal while one is pending leaves nothing safe to send: halt.)
+        # shares are sold at market, never held bare. A protective order refused while a
+        # market exit sells every share is not needed any more. (A refused market exit is
+        # retried: nothing else can leave the shares safe.)
         price = state.last_price(pos.symbol)
-        if pos.close_reason is not None and pos.close_reason.market_exit:
-            pos = evolve(pos, halted=True)
+        reason = pos.close_reason
+        exiting = reason is not None and reason.sells_all and _selling(pos)
+        if exiting and slot is Slot.EXIT:
+            resolution = "exit_in_progress"
         elif refused.role is OrderRole.RESTORE:
             pos, sent = exit_unprotectable(pos, price, ack.ts)
             out.extend(sent)
+            resolution = "exit_at_market"
         else:
             pos, sent = roll_back(pos, price, ack.ts)
             out.extend(sent)
-        eo = pos.orders.exit
-        if pos.halted:
-            resolution = "halted_unprotected" if pos.fills.remaining > 0 else "halted"
-        elif eo is not None and eo.role is OrderRole.RESTORE:
-            resolution = "restored_previous_protection"
-        else:
-            resolution = "exit_at_market"
+            eo = pos.orders.exit
+            restored = eo is not None and eo.role is OrderRole.RESTORE
+            resolution = "restored_previous_protection" if restored else "exit_at_market"
     failures = pos.retry.failures if pos.retry is not None else ()
     context: dict[str, object] = {
         "symbol": symbol,
@@ -249,6 +325,28 @@ def on_rejected(state: EngineState, ack: OrderRejected) -> Transition:
     out.append(Alert(ack.ts, "retries_exhausted" if exhausted else "order_rejected", context))
     pos = evolve(pos, retry=None)
     return finish(state, pos, ack.ts, out, reconcile_first=exhausted)
+
+
+def _exhausted_alert(pos: Position, ack: OrderRejected, resolution: str) -> Alert:
+    """`retries_exhausted` (P24) with the operation's full context."""
+    failures = pos.retry.failures if pos.retry is not None else ()
+    return Alert(
+        ack.ts,
+        "retries_exhausted",
+        {
+            "symbol": pos.symbol,
+            "key": pos.key,
+            "order_id": ack.order_id,
+            "reason": ack.reason,
+            "kind": ack.kind.value,
+            "halted": pos.halted,
+            "attempts": attempts(pos),
+            "failures": [*failures, ack.reason],
+            "remaining_qty": pos.fills.remaining,
+            "stop": pos.ladder.stop,
+            "resolution": resolution,
+        },
+    )
 
 
 _CANCEL_CONFLICTS = {
@@ -288,33 +386,53 @@ def on_cancel_rejected(state: EngineState, ack: CancelRejected) -> Transition:
             )
             return Transition(state, (record,))
         case CancelRefusal.TRANSIENT:
+            # Sent again on the backoff; once the retries are spent the operator is told and
+            # the schedule starts over (the stop being canceled still works meanwhile).
             delays = state.config.retry_delays
-            used = attempts(pos)
-            if used < len(delays):
-                pos = _with_status(
-                    pos, ack.order_id, OrderStatus.CANCEL_WAIT, OrderStatus.PENDING_CANCEL
-                )
-                pos, retry_record = book_retry(pos, ack, delays[used], "cancel")
-                return finish(state, pos, ack.ts, [retry_record], reconcile_first=False)
+            commands: list[Command] = []
+            if attempts(pos) >= len(delays):
+                commands.append(_cancel_alert(pos, ack, "retries_exhausted", "retry_again"))
+                pos = evolve(pos, retry=None)
+            pos = _with_status(
+                pos, ack.order_id, OrderStatus.CANCEL_WAIT, OrderStatus.PENDING_CANCEL
+            )
+            pos, retry_record = book_retry(pos, ack, delays[attempts(pos)], "cancel")
+            return finish(state, pos, ack.ts, [*commands, retry_record], reconcile_first=False)
         case CancelRefusal.PERMANENT:
             pass
         case _ as unreachable:
             assert_never(unreachable)
+    # The broker will not cancel it: the order stays, working, as the protection, and the
+    # ladder freezes (no more stop moves or tranches). Shares it does not cover are sold at
+    # market once `protect_deadline` passes; protection never stops.
     pos = _with_status(pos, ack.order_id, OrderStatus.LIVE, only_from=OrderStatus.PENDING_CANCEL)
+    alert = _cancel_alert(pos, ack, "cancel_rejected", "order_kept_ladder_frozen")
+    pos = evolve(
+        pos,
+        halted=True,
+        retry=None,
+        ladder=evolve(pos.ladder, trigger=None),
+        orders=evolve(pos.orders, to_sell=Decimal(0), milestones=()),
+    )
+    return finish(state, pos, ack.ts, [alert], reconcile_first=False)
+
+
+def _cancel_alert(pos: Position, ack: CancelRejected, reason: str, resolution: str) -> Alert:
+    """The operator's alert about a refused cancel, with its full context."""
     failures = pos.retry.failures if pos.retry is not None else ()
-    alert = Alert(
+    return Alert(
         ack.ts,
-        "cancel_rejected",
+        reason,
         {
             "symbol": pos.symbol,
             "key": pos.key,
             "order_id": ack.order_id,
             "reason": ack.reason,
             "kind": ack.kind.value,
+            "command": "cancel",
             "attempts": attempts(pos),
             "failures": [*failures, ack.reason],
-            "halted": True,
+            "remaining_qty": pos.fills.remaining,
+            "resolution": resolution,
         },
     )
-    pos = evolve(pos, halted=True, retry=None)
-    return finish(state, pos, ack.ts, [alert], reconcile_first=False)

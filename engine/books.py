@@ -13,7 +13,7 @@ from attrs import evolve
 from immutables import Map
 
 from engine.commands import Command
-from engine.deadlines import arm
+from engine.deadlines import arm, next_due
 from engine.goal import Daily, check_goal
 from engine.model import Position
 from engine.operations import conclude, settled
@@ -37,7 +37,7 @@ def finish(
 ) -> Transition:
     """After a handler's `commands`: take the position's next order step (at its symbol's
     last price) unless told not to, then store it."""
-    if reconcile_first and state.link.sending:
+    if reconcile_first and state.link.open_for(pos):
         pos, sent = reconcile(pos, state.last_price(pos.symbol), ts)
         if sent:
             commands = [*commands, *sent]
@@ -75,14 +75,12 @@ def store(state: EngineState, pos: Position, ts: datetime) -> tuple[EngineState,
         out.extend(phase_records)
     due = state.due
     if not closing:
-        retry = pos.retry
-        if retry is not None and retry.due is not None and retry.due < due:
-            due = retry.due
-        waiting = pos.awaited
-        if waiting is not None and waiting.due is not None and waiting.due < due:
-            due = waiting.due
+        when = next_due(pos, state.config)
+        if when is not None and when < due:
+            due = when
     link = state.link
-    if not link.sending and not closing and pos.key not in link.waiting and not settled(pos):
+    held = not link.open_for(pos)
+    if held and not closing and pos.key not in link.waiting and not settled(pos):
         link = evolve(link, waiting=(*link.waiting, pos.key))  # the offline queue (P25)
     new = EngineState(
         state.config,
@@ -145,7 +143,8 @@ def _mark_day(
     """The day's P&L with what the position realized in this step and every book's marks."""
     old = state.positions.get(pos.key)
     realized = pos.fills.realized - (old.fills.realized if old is not None else _ZERO)
-    unrealized = sum((b.u for b in books.values()), _ZERO)
+    # In symbol order: a sum of long decimals rounds, so its order must not be a hash map's.
+    unrealized = sum((books[symbol].u for symbol in sorted(books.keys())), _ZERO)
     daily = evolve(state.daily, realized=state.daily.realized + realized, unrealized=unrealized)
     daily, records = check_goal(daily, state.config.goal, ts)
     return daily, list(records)

@@ -85,6 +85,7 @@ RECORD_KINDS = frozenset(
         "entry.blocked",
         "order.submitted",
         "order.canceled",
+        "order.filled",
         "order.timeout",
         "order.rejected",
         "order.retry",

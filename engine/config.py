@@ -120,3 +120,6 @@ class Config:
     # cooldown it lets requests through again and the first answer closes or reopens it.
     breaker_failures: int = 5
     breaker_cooldown: timedelta = timedelta(seconds=300)
+    # SPEC §4: shares that have had no working stop for this long are sold at market (the
+    # breaker and the retry policies never hold that protection).
+    protect_deadline: timedelta = timedelta(seconds=10)

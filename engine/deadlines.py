@@ -1,19 +1,21 @@
-"""Answer deadlines (SPEC §4): a cancel's confirmation is awaited 2 s, then the cancel is sent
-again (as many times as there are retry delays); a market sell's fill is awaited 5 s, then the
-operator is alerted. A market sell is never sent twice."""
+"""Deadlines (SPEC §4): a cancel's confirmation is awaited 2 s, then the cancel is sent again
+(as many times as there are retry delays); a market sell's fill is awaited 5 s, then the
+operator is alerted (a market sell is never sent twice); and shares that have had no working
+stop for `protect_deadline` (10 s) are sold at market."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 from attrs import evolve
 
 from engine.commands import Alert, CancelOrder, Command, OrderType
 from engine.config import Config
-from engine.model import Awaited, AwaitedKind, OrderStatus, Position
-from engine.records import milliseconds, order_timeout
+from engine.model import Awaited, AwaitedKind, CloseReason, OrderStatus, Position
+from engine.records import conflict, milliseconds, order_timeout
 
-__all__ = ["arm", "awaited", "timed_out"]
+__all__ = ["arm", "awaited", "next_due", "protect_due", "timed_out", "unprotected"]
 
 
 def awaited(pos: Position) -> tuple[AwaitedKind, str] | None:
@@ -72,3 +74,66 @@ def timed_out(pos: Position, now: datetime, cfg: Config) -> tuple[Position, list
         return evolve(pos, awaited=again), commands
     commands.append(Alert(now, "ack_timeout", {k: v for k, v in data.items() if k != "action"}))
     return evolve(pos, awaited=evolve(waiting, timeouts=attempt, due=None)), commands
+
+
+def protect_due(pos: Position, cfg: Config) -> datetime | None:
+    """When the position's shares without a working stop are sold if none covers them by
+    then (None: every share is covered, or a sale is already on its way)."""
+    if pos.exposed_since is None or pos.orders.sell is not None or pos.orders.to_sell > 0:
+        return None
+    return pos.exposed_since + cfg.protect_deadline
+
+
+def next_due(pos: Position, cfg: Config) -> datetime | None:
+    """The earliest of the position's due times: a retry, an answer deadline, protection."""
+    due: datetime | None = None
+    for when in (
+        pos.retry.due if pos.retry is not None else None,
+        pos.awaited.due if pos.awaited is not None else None,
+        protect_due(pos, cfg),
+    ):
+        if when is not None and (due is None or when < due):
+            due = when
+    return due
+
+
+def unprotected(pos: Position, now: datetime, cfg: Config) -> tuple[Position, list[Command]]:
+    """No stop covered these shares within `protect_deadline`: queue them for sale at market
+    (the sale is pursued until it fills), dropping a stop that waits for its retry after a
+    refusal (it is not at the broker) and any tranche not yet sold. A stop the broker works,
+    or may work (its answer was lost), keeps its shares."""
+    orders = pos.orders
+    eo = orders.exit
+    maybe_there = pos.retry is not None and pos.retry.uncertain
+    if eo is not None and eo.status is OrderStatus.RETRY_WAIT and not maybe_there:
+        eo = None  # refused, so not at the broker: its shares are free
+    held = eo.open_qty if eo is not None else Decimal(0)
+    free = pos.fills.remaining - held
+    if free <= 0:
+        return pos, []  # a stop on its way holds every share: its answer decides
+    since = pos.exposed_since if pos.exposed_since is not None else now
+    reason = f"no working stop for {free} shares in {milliseconds(now - since)} ms"
+    ids = [eo.id] if eo is not None else []
+    commands: list[Command] = [
+        conflict(now, pos.key, "no_stop_in_time", ids, "sold_at_market", reason),
+        Alert(
+            now,
+            "protect_deadline",
+            {
+                "symbol": pos.symbol,
+                "key": pos.key,
+                "qty": free,
+                "bare_since": since,
+                "stop": pos.ladder.stop,
+            },
+        ),
+    ]
+    whole = free == pos.fills.remaining
+    pos = evolve(
+        pos,
+        ladder=evolve(pos.ladder, trigger=None) if whole else pos.ladder,
+        orders=evolve(orders, exit=eo, to_sell=free, milestones=()),
+        retry=pos.retry if eo is not None else None,
+        close_reason=CloseReason.PROTECT_DEADLINE if whole else pos.close_reason,
+    )
+    return pos, commands

@@ -37,12 +37,12 @@ def validate_entry(state: EngineState, intent: EntryIntent) -> Result[Decimal, R
     if not symbol:
         return Failure(Refusal("invalid_symbol", "symbol is empty"))
     # The broker nets a symbol: lots in one symbol must all be on one side.
-    sides = {p.side for p in state.in_symbol(symbol)}
-    sides |= {e.side for e in state.entries.values() if e.symbol == symbol}
-    if sides - {intent.side}:
-        return Failure(
-            Refusal("opposite_side_open", f"{symbol} has open {sides.pop().value} positions")
-        )
+    opposite = any(p.side is not intent.side for p in state.in_symbol(symbol)) or any(
+        e.side is not intent.side for e in state.entries.values() if e.symbol == symbol
+    )
+    if opposite:
+        other = "short" if intent.side is Side.LONG else "long"
+        return Failure(Refusal("opposite_side_open", f"{symbol} has open {other} positions"))
     # The link first: nothing is entered that could not be protected at once (P26).
     link = state.link
     if not link.up:

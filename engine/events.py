@@ -48,7 +48,9 @@ class Side(Enum):
 class OrderRefusal(Enum):
     """How the broker adapter classified a refused order (by HTTP status and message)."""
 
-    TRANSIENT = "transient"  # timeout, 5xx, 429: the same request may be sent again
+    TRANSIENT = "transient"  # 5xx, 429: not carried out; the same request may be sent again
+    UNKNOWN = "unknown"  # a timeout or lost answer: it may have been carried out; sent again
+    # with the same client id, the broker tells (a duplicate means it was)
     PERMANENT = "permanent"  # the order as asked will never be taken (422 parameters ...)
     SHARES_LOCKED = "shares_locked"  # 403 insufficient qty: other orders hold the shares
     DUPLICATE = "duplicate"  # 422 client_order_id must be unique: an earlier send landed
@@ -107,20 +109,35 @@ class OrderRejected:
 
 @frozen
 class OrderFilled:
-    """`qty` shares of an order were executed at `price` (one fill, maybe partial)."""
+    """`qty` shares of an order were executed at `price` (one fill, maybe partial). `at` is
+    when the broker executed them, when ratchet learns of it later (a fill the outage hid,
+    read from a snapshot): exposure and opening times follow the broker's facts."""
 
     ts: datetime
     order_id: str
     qty: Decimal
     price: Decimal
+    at: datetime | None = None
+
+    @property
+    def executed(self) -> datetime:
+        """When the shares changed hands."""
+        return self.at if self.at is not None else self.ts
 
 
 @frozen
 class OrderCanceled:
-    """The broker confirmed a cancel."""
+    """The broker confirmed a cancel (`at`: when it took effect, if ratchet learns of it
+    later, from a snapshot)."""
 
     ts: datetime
     order_id: str
+    at: datetime | None = None
+
+    @property
+    def effective(self) -> datetime:
+        """When the order stopped working."""
+        return self.at if self.at is not None else self.ts
 
 
 @frozen
@@ -182,6 +199,7 @@ class BrokerOrder:
     qty: Decimal
     filled_qty: Decimal = _ZERO
     filled_avg_price: Decimal | None = None
+    updated_at: datetime | None = None  # the broker's time of its last fill or cancel
 
 
 @frozen

@@ -28,7 +28,7 @@ from engine.model import (
     Slot,
 )
 from engine.operations import exposed
-from engine.records import partial_filled, position_opened, position_state
+from engine.records import order_filled, partial_filled, position_opened, position_state
 from engine.state import EngineState, Transition
 
 __all__ = ["on_fill"]
@@ -91,7 +91,7 @@ def _open_position(
         symbol=symbol,
         side=side,
         long=side is Side.LONG,
-        opened=fill.ts,
+        opened=fill.executed,
         ladder=Ladder(
             entry=fill.price,
             initial_stop=pending.stop,
@@ -102,9 +102,14 @@ def _open_position(
         ),
         fills=Fills(original=fill.qty, remaining=fill.qty),
         orders=Orders(entry=entry_order, to_sell=to_sell),
-        exposed_since=fill.ts,
+        exposed_since=fill.executed,
         close_reason=close_reason,
         paper=pending.paper,
+    )
+    out.append(
+        order_filled(
+            pos.key, symbol, pending.order, fill.qty, fill.price, fill.qty, fill.executed, fill.ts
+        )
     )
     out.append(position_opened(pos, fill.ts, pending.stop))
     state = state.evolve(entries=state.entries.delete(pending.key))
@@ -119,10 +124,14 @@ def _apply_fill(
     """Account for a fill of one of the position's orders."""
     orders = pos.orders
     slot = orders.slot_of(fill.order_id)
-    if slot is Slot.ENTRY:
+    if slot is Slot.ENTRY and orders.entry is not None:
         # The added shares have no stop until the re-armed order is accepted.
+        told = order_filled(
+            pos.key, pos.symbol, orders.entry, fill.qty, fill.price,
+            pos.fills.remaining + fill.qty, fill.executed, fill.ts,
+        )  # fmt: skip
         grown, opened = _grow(pos, fill, cfg)
-        return exposed(grown, fill.ts), opened
+        return exposed(grown, fill.executed), [told, *opened]
     order = orders.get(slot) if slot is not None else None
     if order is None:
         alert = Alert(fill.ts, "unknown_order", {"order_id": fill.order_id, "event": "fill"})
@@ -130,6 +139,9 @@ def _apply_fill(
     price, sign = fill.price, pos.side.sign
     fills = pos.fills
     q = min(fill.qty, fills.remaining)  # P9: never below zero, whatever the broker says.
+    told = order_filled(
+        pos.key, pos.symbol, order, q, price, fills.remaining - q, fill.executed, fill.ts
+    )
     filled = order.filled + q
     done = None if filled >= order.qty else evolve(order, filled=filled)
     pos = evolve(
@@ -149,11 +161,12 @@ def _apply_fill(
         tp = order.limit_price
         hit_tp = tp is not None and (price >= tp if pos.long else price <= tp)
         if hit_tp:
-            pos, told = _take_profit_filled(pos, q, price, fill.ts, cfg)
-            return evolve(pos, orders=evolve(pos.orders, exit=done)), told
-        return evolve(pos, orders=evolve(orders, exit=done), close_reason=CloseReason.STOP), []
+            pos, tp_records = _take_profit_filled(pos, q, price, fill.ts, cfg)
+            return evolve(pos, orders=evolve(pos.orders, exit=done)), [told, *tp_records]
+        stopped = evolve(pos, orders=evolve(orders, exit=done), close_reason=CloseReason.STOP)
+        return stopped, [told]
     # A market sell: a tranche (allocated to its milestones in order) or an exit.
-    records: list[Command] = []
+    records: list[Command] = [told]
     milestones = list(orders.milestones)
     left = q
     while left > 0 and milestones:
@@ -222,19 +235,24 @@ def _grow(
     risk = (entry - ladder.initial_stop) * pos.side.sign
     levels = schedule(entry, risk, pos.side, cfg) if risk > 0 else ()
     i = ladder.next_level
+    # A position being sold whole sells the added shares too; a halted one keeps its ladder
+    # frozen.
+    selling = pos.close_reason is not None and pos.close_reason.sells_all
+    frozen = selling or pos.halted
     pos = evolve(
         pos,
         ladder=evolve(
             ladder,
             entry=entry,
             schedule=levels,
-            trigger=levels[i].price if i < len(levels) else None,
+            trigger=None if frozen or i >= len(levels) else levels[i].price,
             take_profit=take_profit_price(entry, risk, pos.side, cfg) if risk > 0 else None,
         ),
         fills=evolve(fills, original=total, remaining=fills.remaining + fill.qty),
         orders=evolve(
             pos.orders,
             entry=None if filled >= entry_order.qty else evolve(entry_order, filled=filled),
+            to_sell=pos.orders.to_sell + fill.qty if selling else pos.orders.to_sell,
         ),
     )
     return pos, [position_opened(pos, fill.ts, ladder.initial_stop, added=fill.qty)]

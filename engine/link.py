@@ -88,18 +88,25 @@ def flush(state: EngineState, ts: datetime) -> Transition:
     """Work out and send, in the order their need arose, the order steps held while nothing
     could be sent (P25): one per position, from its latest wishes."""
     link = state.link
-    if not link.sending or not link.waiting:
+    if not (link.up and link.synced) or not link.waiting:
         return Transition(state)
     out: list[Command] = []
+    held: list[str] = []  # optional work the open breaker still holds
     state = state.evolve(link=evolve(link, waiting=()))
     for key in link.waiting:
         pos = state.positions.get(key)
         if pos is None:
             continue
+        if not link.open_for(pos):
+            held.append(key)
+            continue
         pos, sent = reconcile(pos, state.last_price(pos.symbol), ts)
         out.extend(sent)
         state, more = store(state, pos, ts)
         out.extend(more)
+    if held:
+        link = state.link
+        state = state.evolve(link=evolve(link, waiting=(*held, *link.waiting)))
     return Transition(state, tuple(out))
 
 
@@ -160,13 +167,14 @@ def on_snapshot(state: EngineState, snap: BrokerSnapshot) -> Transition:
         state = t.state
         out.extend(t.commands)
 
+    # Entries in the order they were taken, then positions in the order they were opened.
     known: list[tuple[Order, str]] = []
-    for key, pending in state.entries.items():
-        known.append((pending.order, key))
-    for key, pos in state.positions.items():
+    for pending in sorted(state.entries.values(), key=lambda e: (e.ts, e.symbol, e.key)):
+        known.append((pending.order, pending.key))
+    for pos in state.opened_order():
         for order in (pos.orders.entry, pos.orders.exit, pos.orders.sell):
             if order is not None:
-                known.append((order, key))
+                known.append((order, pos.key))
     for order, key in known:
         seen = reported.get(order.id)
         if seen is None:
@@ -191,14 +199,17 @@ def on_snapshot(state: EngineState, snap: BrokerSnapshot) -> Transition:
         missed = seen.filled_qty - order.filled
         if missed > 0:
             price = seen.filled_avg_price if seen.filled_avg_price is not None else _ZERO
-            apply(OrderFilled(ts, order.id, missed, price))
-        if seen.status == "open" and order.status is OrderStatus.PENDING_NEW:
+            apply(OrderFilled(ts, order.id, missed, price, at=seen.updated_at))
+        if seen.status == "open" and order.status in (
+            OrderStatus.PENDING_NEW,
+            OrderStatus.RETRY_WAIT,  # its answer was lost, but it got there
+        ):
             apply(OrderAccepted(ts, order.id))
         elif seen.status == "open" and order.status is OrderStatus.PENDING_CANCEL:
             reason = "cancel lost with the connection"
             apply(CancelRejected(ts, order.id, reason, CancelRefusal.TRANSIENT))
         elif seen.status == "canceled" and seen.filled_qty < order.qty:
-            apply(OrderCanceled(ts, order.id))
+            apply(OrderCanceled(ts, order.id, at=seen.updated_at))
         elif seen.status == "rejected":
             apply(OrderRejected(ts, order.id, "rejected while offline"))
     broker = {symbol: qty for symbol, qty in snap.positions if qty != 0}

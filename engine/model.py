@@ -101,11 +101,24 @@ class CloseReason(Enum):
     PROTECTION_REFUSED = "protection_refused"
     INITIAL_RISK_NOT_POSITIVE = "initial_risk_not_positive"
     FLATTEN = "flatten"
+    PROTECT_DEADLINE = "protect_deadline"  # no stop could be placed in time: sold at market
+
+    @property
+    def sells_all(self) -> bool:
+        """The position is being sold whole (shares added meanwhile join the sale)."""
+        return self.market_exit or self in (
+            CloseReason.FLATTEN,
+            CloseReason.INITIAL_RISK_NOT_POSITIVE,
+        )
 
     @property
     def market_exit(self) -> bool:
         """A sale at market that protection itself called for (nothing safer can be sent)."""
-        return self in (CloseReason.STOP_THROUGH_MARKET, CloseReason.PROTECTION_REFUSED)
+        return self in (
+            CloseReason.STOP_THROUGH_MARKET,
+            CloseReason.PROTECTION_REFUSED,
+            CloseReason.PROTECT_DEADLINE,
+        )
 
 
 class OperationKind(Enum):
@@ -168,6 +181,7 @@ class PendingEntry:
     order: Order
     ts: datetime
     paper: bool = False
+    retry: Retry | None = None  # its order refused for a passing reason, sent again when due
 
 
 @frozen
@@ -199,6 +213,10 @@ class Fills:
     exited: Decimal = _ZERO
     last_qty: Decimal = _ZERO
     last_price: Decimal = _ZERO
+
+
+# An order the broker works: accepted, and any cancel of it not yet confirmed.
+_WORKING = frozenset({OrderStatus.LIVE, OrderStatus.PENDING_CANCEL, OrderStatus.CANCEL_WAIT})
 
 
 @frozen
@@ -242,6 +260,14 @@ class Orders:
             case Slot.ENTRY:
                 return self.entry
 
+    def working_stop_qty(self) -> Decimal:
+        """Shares the protective order covers at the broker now: it is accepted, and any
+        cancel of it is not yet confirmed (0 when there is none)."""
+        eo = self.exit
+        if eo is None or eo.status not in _WORKING:
+            return _ZERO
+        return eo.open_qty
+
     def held_by_sells(self) -> Decimal:
         """Shares held by open exit-side orders (P11: never sell more than the rest)."""
         held = _ZERO
@@ -255,11 +281,13 @@ class Orders:
 @frozen
 class Retry:
     """The order step being retried (SPEC §4): attempts used, when the next is due (None
-    once sent again), and the reasons given, for the operator's alert."""
+    once sent again), the reasons given, for the operator's alert, and whether the last
+    refusal may have left the order at the broker (its answer was lost)."""
 
     attempts: int
     due: datetime | None = None
     failures: tuple[str, ...] = ()
+    uncertain: bool = False
 
 
 @frozen
@@ -309,6 +337,11 @@ class Position:
     close_reason: CloseReason | None = None
     halted: bool = False
     paper: bool = False
+
+    @property
+    def bare(self) -> bool:
+        """Some shares have no accepted protective order (an unprotected window is open)."""
+        return self.exposed_since is not None
 
     @property
     def risk(self) -> Decimal:

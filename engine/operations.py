@@ -69,6 +69,8 @@ def settled(pos: Position) -> bool:
     remaining = pos.fills.remaining
     if remaining <= 0:
         return eo is None
+    if pos.halted:  # the order the broker would not cancel is the protection now
+        return eo is not None and eo.status is OrderStatus.LIVE and eo.open_qty == remaining
     if eo is None or eo.status is not OrderStatus.LIVE or eo.open_qty != remaining:
         return False
     ladder = pos.ladder
@@ -88,12 +90,9 @@ def conclude(pos: Position, ts: datetime, closing: bool) -> tuple[Position, list
         assert pos.operation is not None
         op = pos.operation
     eo = pos.orders.exit
-    outcome = (
-        "closed"
-        if closing
-        else "rolled_back"
-        if eo is not None and eo.role is OrderRole.RESTORE
-        else "applied"
-    )
+    # Rolled back: the last accepted protection re-armed, or kept in place by a broker that
+    # would not cancel it (a halted ladder).
+    kept = pos.halted or (eo is not None and eo.role is OrderRole.RESTORE)
+    outcome = "closed" if closing else "rolled_back" if kept else "applied"
     record = operation_done(pos, outcome, ts, op.started, op.order_ids, op.kind.value, op.exposed)
     return evolve(pos, operation=None), [record]

@@ -114,29 +114,43 @@ def _with_orders(pos: Position, orders: Orders) -> Position:
 def reconcile(pos: Position, price: Decimal | None, ts: datetime) -> tuple[Position, list[Command]]:
     """Take the next order step toward the protection `pos` calls for (at the last known
     `price`): at most one order command."""
-    if pos.halted:
-        return pos, _NOTHING
     orders = pos.orders
     eo, so = orders.exit, orders.sell
-    # SPEC §4: one operation per position; wait for every acknowledgement in flight.
-    if so is not None or (eo is not None and eo.status is not OrderStatus.LIVE):
-        return pos, _NOTHING
     remaining = pos.fills.remaining
+    if so is not None:
+        waited = pos.awaited
+        overdue = waited is not None and waited.order_id == so.id and waited.timeouts > 0
+        if overdue and so.status is OrderStatus.LIVE:
+            return _beside_overdue_sale(pos, so, price, ts)
+        return pos, _NOTHING
+    # SPEC §4: one operation per position; wait for every acknowledgement in flight.
+    if eo is not None and eo.status is not OrderStatus.LIVE:
+        waited = pos.awaited
+        overdue = (
+            eo.status is OrderStatus.PENDING_CANCEL
+            and waited is not None
+            and waited.order_id == eo.id
+            and waited.due is None  # its confirmation never came, the operator was told
+        )
+        if overdue and orders.to_sell > 0 and remaining - orders.held_by_sells() > 0:
+            # Shares the stuck order does not hold are sold, not left waiting on it.
+            return _sell(pos, ts)
+        return pos, _NOTHING
+    if pos.halted and eo is not None:
+        # The broker will not cancel this stop: it stays as the protection (the ladder is
+        # frozen); only shares it does not hold may still be sold.
+        if orders.to_sell > 0 and remaining - orders.held_by_sells() > 0:
+            return _sell(pos, ts)
+        return pos, _NOTHING
     if remaining <= 0:
         if eo is not None:
             return _cancel_exit(pos, eo, ts)
         return pos, _NOTHING
     if orders.to_sell > 0:
-        if eo is not None:
+        if eo is not None and remaining - orders.held_by_sells() < orders.to_sell:
             # The protective order holds the shares: free them first (shares_locked avoided).
             return _cancel_exit(pos, eo, ts)
-        qty = min(orders.to_sell, remaining - orders.held_by_sells())
-        role = OrderRole.PARTIAL if orders.milestones else OrderRole.EXIT
-        pos, order = _new_order(pos, role, OrderType.MARKET, qty)
-        pos, commands = submit(pos, order, ts)
-        return _with_orders(pos, evolve(pos.orders, sell=order, to_sell=orders.to_sell - qty)), (
-            commands
-        )
+        return _sell(pos, ts)
     ladder = pos.ladder
     tp = ladder.take_profit
     if eo is not None:
@@ -149,10 +163,77 @@ def reconcile(pos: Position, price: Decimal | None, ts: datetime) -> tuple[Posit
         return _cancel_exit(pos, eo, ts)
     if price is not None and is_through(price, ladder.stop, pos.long):
         return _exit_through(pos, ladder.stop, price, ts)
+    return _arm(pos, remaining, ts)
+
+
+def _arm(pos: Position, qty: Decimal, ts: datetime) -> tuple[Position, list[Command]]:
+    """Submit the stop the ladder wants (OCO with the take-profit when set) for `qty`."""
+    ladder = pos.ladder
+    tp = ladder.take_profit
     kind = OrderType.STOP if tp is None else OrderType.OCO
-    pos, order = _new_order(pos, OrderRole.PROTECT, kind, remaining, ladder.stop, tp)
+    pos, order = _new_order(pos, OrderRole.PROTECT, kind, qty, ladder.stop, tp)
     pos, commands = submit(pos, order, ts)
     return _with_orders(pos, evolve(pos.orders, exit=order)), commands
+
+
+def _beside_overdue_sale(
+    pos: Position, so: Order, price: Decimal | None, ts: datetime
+) -> tuple[Position, list[Command]]:
+    """A sale the broker took has not filled within its timeout (a quiet market): the shares
+    it does not sell get their stop now rather than after its fill (never more than no order
+    holds, P11), those still queued for sale included; a stop that covers fewer (shares added
+    since) is replaced. Where no stop can be placed (through the market, or a halted ladder
+    whose stop the broker will not cancel, or a stop the broker refused) the uncovered shares
+    follow the sale out."""
+    orders = pos.orders
+    eo = orders.exit
+    rest = pos.fills.remaining - so.open_qty
+    covered = eo.open_qty if eo is not None else Decimal(0)
+    uncovered = rest - covered - orders.to_sell
+    if uncovered <= 0:
+        return pos, _NOTHING
+    through = price is not None and is_through(price, pos.ladder.stop, pos.long)
+    refused = orders.refused == (pos.ladder.stop, pos.ladder.take_profit)
+    if not through and not pos.halted and not refused:
+        if eo is None:
+            return _arm(pos, rest, ts)
+        if eo.status is OrderStatus.LIVE:
+            return _cancel_exit(pos, eo, ts)
+        return pos, _NOTHING  # its answer comes first
+    records: list[Command] = []
+    close_reason = pos.close_reason
+    if through and eo is None:
+        records.append(
+            conflict(
+                ts,
+                pos.key,
+                "invalid_price",
+                [],
+                "exit_at_market",
+                f"stop {pos.ladder.stop} is at or through the market at {price}",
+                stop=pos.ladder.stop,
+                price=price,
+            )
+        )
+        close_reason = CloseReason.STOP_THROUGH_MARKET
+    queued = evolve(
+        pos,
+        ladder=evolve(pos.ladder, trigger=None),
+        orders=evolve(orders, to_sell=orders.to_sell + uncovered, milestones=()),
+        close_reason=close_reason,
+    )
+    return queued, records
+
+
+def _sell(pos: Position, ts: datetime) -> tuple[Position, list[Command]]:
+    """Sell what is queued at market, never more than the shares no open order holds (P11):
+    a tranche (allotted to its milestones on fill) or an exit."""
+    orders = pos.orders
+    qty = min(orders.to_sell, pos.fills.remaining - orders.held_by_sells())
+    role = OrderRole.PARTIAL if orders.milestones else OrderRole.EXIT
+    pos, order = _new_order(pos, role, OrderType.MARKET, qty)
+    pos, commands = submit(pos, order, ts)
+    return _with_orders(pos, evolve(pos.orders, sell=order, to_sell=orders.to_sell - qty)), commands
 
 
 def _cancel_exit(pos: Position, eo: Order, ts: datetime) -> tuple[Position, list[Command]]:
@@ -177,6 +258,7 @@ def _exit_through(
     )
     pos = evolve(
         pos,
+        ladder=evolve(pos.ladder, trigger=None),
         orders=evolve(pos.orders, to_sell=pos.fills.remaining),
         close_reason=CloseReason.STOP_THROUGH_MARKET,
     )
@@ -191,6 +273,7 @@ def exit_unprotectable(
     the last one): sell the shares at market, with the reason, instead of holding them bare."""
     pos = evolve(
         pos,
+        ladder=evolve(pos.ladder, trigger=None),
         orders=evolve(pos.orders, to_sell=pos.fills.remaining, refused=None),
         close_reason=CloseReason.PROTECTION_REFUSED,
     )
@@ -211,6 +294,8 @@ def roll_back(pos: Position, price: Decimal | None, ts: datetime) -> tuple[Posit
     )
     pos = evolve(pos, orders=orders)
     old = orders.restore
+    if orders.sell is not None and orders.exit is None:
+        return reconcile(pos, price, ts)  # beside a sale: what its state calls for
     if pos.fills.remaining <= 0 or orders.exit is not None or orders.sell is not None:
         return pos, _NOTHING
     if old is None or old.stop_price is None:

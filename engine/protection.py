@@ -51,7 +51,7 @@ def on_tick(state: EngineState, tick: Tick) -> Transition:
             continue
         pos, records = climb(pos, price, tick.ts, cfg)
         out.extend(records)
-        if state.link.sending:
+        if state.link.open_for(pos):
             pos, sent = reconcile(pos, price, tick.ts)
             out.extend(sent)
         state, more = store(state, pos, tick.ts)
@@ -134,7 +134,8 @@ def on_clock(state: EngineState, clock: Clock) -> Transition:
     limit = state.config.stale_after
     out: list[Command] = []
     stale = state.stale
-    for symbol, book in state.books.items():
+    for symbol in sorted(state.books.keys()):
+        book = state.books[symbol]
         mark = state.marks.get(symbol)
         since = mark.ts if mark is not None else min(state.positions[k].opened for k in book.keys)
         age = clock.ts - since

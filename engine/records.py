@@ -29,6 +29,7 @@ __all__ = [
     "milliseconds",
     "mode_changed",
     "operation_done",
+    "order_filled",
     "order_record",
     "order_rejected",
     "order_retry",
@@ -234,6 +235,36 @@ def order_record(kind: str, key: str, symbol: str, order: Order, ts: datetime) -
     )
 
 
+def order_filled(
+    key: str,
+    symbol: str,
+    order: Order,
+    qty: Decimal,
+    price: Decimal,
+    remaining: Decimal,
+    executed: datetime,
+    ts: datetime,
+) -> Record:
+    """`order.filled`: every fill the broker reports (SPEC §4), partial or whole, with what is
+    left of the order and of the position; `executed` is the broker's time of it."""
+    return Record(
+        "order.filled",
+        ts,
+        {
+            "symbol": symbol,
+            "key": key,
+            "order_id": order.id,
+            "purpose": order.role.value,
+            "qty": qty,
+            "price": price,
+            "order_filled": order.filled + qty,
+            "order_open": order.qty - order.filled - qty,
+            "position_qty": remaining,
+            "executed": executed,
+        },
+    )
+
+
 def order_rejected(symbol: str, key: str, order_id: str, reason: str, ts: datetime) -> Record:
     """`order.rejected`: the broker refused an order (after any retries)."""
     return Record(
@@ -244,7 +275,8 @@ def order_rejected(symbol: str, key: str, order_id: str, reason: str, ts: dateti
 
 
 def order_retry(
-    pos: Position,
+    symbol: str,
+    key: str,
     order_id: str,
     attempt: int,
     delay: timedelta,
@@ -258,8 +290,8 @@ def order_retry(
         "order.retry",
         ts,
         {
-            "symbol": pos.symbol,
-            "key": pos.key,
+            "symbol": symbol,
+            "key": key,
             "order_id": order_id,
             "attempt": attempt,
             "delay": Decimal(str(delay.total_seconds())),

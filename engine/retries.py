@@ -10,14 +10,21 @@ from attrs import evolve
 
 from engine.books import store
 from engine.commands import CancelOrder, Command
-from engine.deadlines import timed_out
-from engine.events import CancelRejected, OrderRejected
-from engine.model import OrderStatus, Position, Retry, Slot
-from engine.orders import submit_command
+from engine.deadlines import arm, next_due, protect_due, timed_out, unprotected
+from engine.events import CancelRejected, OrderRefusal, OrderRejected
+from engine.model import OrderStatus, PendingEntry, Position, Retry, Slot
+from engine.orders import reconcile, submit_command
 from engine.records import order_retry
 from engine.state import EngineState, Transition
 
-__all__ = ["attempts", "book_retry", "fire", "reset_attempts", "schedule_retry"]
+__all__ = [
+    "attempts",
+    "book_retry",
+    "fire",
+    "reset_attempts",
+    "retry_entry",
+    "schedule_retry",
+]
 
 _FAR = datetime(9999, 12, 31, tzinfo=UTC)
 
@@ -30,9 +37,41 @@ def book_retry(
     retry = pos.retry
     attempts = (retry.attempts if retry is not None else 0) + 1
     failures = (*(retry.failures if retry is not None else ()), ack.reason)
-    pos = evolve(pos, retry=Retry(attempts, due, failures))
-    record = order_retry(pos, ack.order_id, attempts, delay, due, ack.reason, command, ack.ts)
+    # Once an answer was lost the order may be at the broker, whatever later resends hear.
+    uncertain = (retry is not None and retry.uncertain) or (
+        isinstance(ack, OrderRejected) and ack.kind is OrderRefusal.UNKNOWN
+    )
+    pos = evolve(pos, retry=Retry(attempts, due, failures, uncertain))
+    record = order_retry(
+        pos.symbol, pos.key, ack.order_id, attempts, delay, due, ack.reason, command, ack.ts
+    )
     return pos, record
+
+
+def retry_entry(state: EngineState, pending: PendingEntry, ack: OrderRejected) -> Transition | None:
+    """An entry's order refused for a passing reason: send it again after the backoff (the
+    same client id: if the first send landed, the broker says so), or None when spent."""
+    delays = state.config.retry_delays
+    used = pending.retry.attempts if pending.retry is not None else 0
+    if used >= len(delays):
+        return None
+    delay = delays[used]
+    due = ack.ts + delay
+    failures = (*(pending.retry.failures if pending.retry is not None else ()), ack.reason)
+    uncertain = (pending.retry is not None and pending.retry.uncertain) or (
+        ack.kind is OrderRefusal.UNKNOWN
+    )
+    waiting = evolve(
+        pending,
+        order=evolve(pending.order, status=OrderStatus.RETRY_WAIT),
+        retry=Retry(used + 1, due, failures, uncertain),
+    )
+    record = order_retry(
+        pending.symbol, pending.key, ack.order_id, used + 1, delay, due, ack.reason, "submit",
+        ack.ts,
+    )  # fmt: skip
+    state = state.evolve(entries=state.entries.set(pending.key, waiting), due=min(state.due, due))
+    return Transition(state, (record,))
 
 
 def attempts(pos: Position) -> int:
@@ -71,54 +110,93 @@ def schedule_retry(state: EngineState, pos: Position, ack: OrderRejected) -> Tra
 
 
 def fire(state: EngineState, now: datetime, scope: str | None) -> Transition:
-    """Send again every request whose retry is due, fire every answer deadline that fell due,
-    and work out when the next one is due.
+    """Send again every request whose retry is due, fire every deadline that fell due, and
+    work out when the next one is due. Positions act in the order they were opened.
 
-    Answer deadlines fire on a clock event or an event of the position's own symbol (`scope`
-    None means any symbol), so updates to different symbols still commute (P30). Resends
-    reuse the order's client id, already part of the operation in flight."""
+    Deadlines (answers, protection) fire on a clock event or an event of the position's own
+    symbol (`scope` None means any symbol), so updates to different symbols still commute
+    (P30). Resends reuse the order's client id, already part of the operation in flight. An
+    open breaker holds only positions whose every share is covered (SPEC §4)."""
     link = state.link
-    if not link.sending:
+    if not (link.up and link.synced):
         return Transition(state)  # held until the link is back; `due` stays
     out: list[Command] = []
     due = _FAR if link.reopen_at is None else link.reopen_at
     cfg = state.config
-    for key, current in list(state.positions.items()):
+    for current in state.opened_order():
+        key = current.key
         pos = current
+        if not link.open_for(pos):
+            when = next_due(pos, cfg)
+            if when is not None:
+                due = min(due, when)
+            continue
+        in_scope = scope is None or scope == pos.symbol
+        acted = False
         waiting = pos.awaited
-        if waiting is not None and waiting.due is not None:
-            if waiting.due <= now and (scope is None or scope == pos.symbol):
-                pos, commands = timed_out(pos, now, cfg)
-                out.extend(commands)
-                state = state.evolve(positions=state.positions.set(key, pos))
-            waiting = pos.awaited
-            if waiting is not None and waiting.due is not None:
-                due = min(due, waiting.due)
+        if waiting is not None and waiting.due is not None and waiting.due <= now and in_scope:
+            pos, commands = timed_out(pos, now, cfg)
+            out.extend(commands)
+            acted = True
+        bare_until = protect_due(pos, cfg)
+        if bare_until is not None and bare_until <= now and in_scope:
+            pos, commands = unprotected(pos, now, cfg)
+            out.extend(commands)
+            acted = True
+        if acted:
+            # What the deadline calls for next (an overdue sale's stop for the shares it
+            # does not sell; a sale of bare shares), then back into the books.
+            pos, sent = reconcile(pos, state.last_price(pos.symbol), now)
+            out.extend(sent)
+            state, more = store(state, pos, now)
+            out.extend(more)
+            pos = state.positions.get(key, pos)
         retry = pos.retry
-        when = retry.due if retry is not None else None
-        if retry is None or when is None:
+        if retry is not None and retry.due is not None and retry.due <= now:
+            pos, commands = _resend(pos, now)
+            out.extend(commands)
+            pos = arm(pos, now, cfg)  # a cancel sent again awaits its confirmation anew
+        if key in state.positions:
+            state = state.evolve(positions=state.positions.set(key, pos))
+            when = next_due(pos, cfg)
+            if when is not None:
+                due = min(due, when)
+    for pending in sorted(state.entries.values(), key=lambda e: (e.ts, e.symbol, e.key)):
+        retry = pending.retry
+        if retry is None or retry.due is None:
             continue
-        if when > now:
-            due = min(due, when)
+        if retry.due > now or not link.sending:  # an entry is never protection: it waits
+            due = min(due, retry.due)
             continue
-        orders = pos.orders
-        exit_order, sell_order = orders.exit, orders.sell
-        if exit_order is not None and exit_order.status is OrderStatus.RETRY_WAIT:
-            exit_order = evolve(exit_order, status=OrderStatus.PENDING_NEW)
-            out.extend(submit_command(key, pos.symbol, exit_order, now, pos.paper))
-        if sell_order is not None and sell_order.status is OrderStatus.RETRY_WAIT:
-            sell_order = evolve(sell_order, status=OrderStatus.PENDING_NEW)
-            out.extend(submit_command(key, pos.symbol, sell_order, now, pos.paper))
-        if exit_order is not None and exit_order.status is OrderStatus.CANCEL_WAIT:
-            out.append(CancelOrder(now, exit_order.id, pos.symbol))
-            exit_order = evolve(exit_order, status=OrderStatus.PENDING_CANCEL)
-        if sell_order is not None and sell_order.status is OrderStatus.CANCEL_WAIT:
-            out.append(CancelOrder(now, sell_order.id, pos.symbol))
-            sell_order = evolve(sell_order, status=OrderStatus.PENDING_CANCEL)
-        resent = evolve(
-            pos,
-            orders=evolve(orders, exit=exit_order, sell=sell_order),
-            retry=evolve(retry, due=None),
-        )
-        state = state.evolve(positions=state.positions.set(key, resent))
+        order = evolve(pending.order, status=OrderStatus.PENDING_NEW)
+        out.extend(submit_command(pending.key, pending.symbol, order, now, pending.paper))
+        resent = evolve(pending, order=order, retry=evolve(retry, due=None))
+        state = state.evolve(entries=state.entries.set(pending.key, resent))
     return Transition(state.evolve(due=due), tuple(out))
+
+
+def _resend(pos: Position, now: datetime) -> tuple[Position, list[Command]]:
+    """Send again the position's requests that waited for their retry."""
+    out: list[Command] = []
+    orders = pos.orders
+    exit_order, sell_order = orders.exit, orders.sell
+    if exit_order is not None and exit_order.status is OrderStatus.RETRY_WAIT:
+        exit_order = evolve(exit_order, status=OrderStatus.PENDING_NEW)
+        out.extend(submit_command(pos.key, pos.symbol, exit_order, now, pos.paper))
+    if sell_order is not None and sell_order.status is OrderStatus.RETRY_WAIT:
+        sell_order = evolve(sell_order, status=OrderStatus.PENDING_NEW)
+        out.extend(submit_command(pos.key, pos.symbol, sell_order, now, pos.paper))
+    if exit_order is not None and exit_order.status is OrderStatus.CANCEL_WAIT:
+        out.append(CancelOrder(now, exit_order.id, pos.symbol))
+        exit_order = evolve(exit_order, status=OrderStatus.PENDING_CANCEL)
+    if sell_order is not None and sell_order.status is OrderStatus.CANCEL_WAIT:
+        out.append(CancelOrder(now, sell_order.id, pos.symbol))
+        sell_order = evolve(sell_order, status=OrderStatus.PENDING_CANCEL)
+    retry = pos.retry
+    assert retry is not None
+    resent = evolve(
+        pos,
+        orders=evolve(orders, exit=exit_order, sell=sell_order),
+        retry=evolve(retry, due=None),
+    )
+    return resent, out

@@ -37,8 +37,8 @@ def roll(state: EngineState, ts: datetime) -> tuple[EngineState, list[Command]]:
 def flatten(t: Transition, ts: datetime) -> Transition:
     """Protection triggered with `on_trigger = "flatten"`: close every position at market."""
     state, out = t.state, list(t.commands)
-    for key in list(state.positions):
-        pos = state.positions[key]
+    for lot in state.opened_order():
+        pos = lot
         sell = pos.orders.sell
         in_flight = sell.open_qty if sell is not None else _ZERO
         pos = evolve(
@@ -47,7 +47,7 @@ def flatten(t: Transition, ts: datetime) -> Transition:
             orders=evolve(pos.orders, to_sell=pos.fills.remaining - in_flight, milestones=()),
             close_reason=CloseReason.FLATTEN,
         )
-        if state.link.sending:
+        if state.link.open_for(pos):
             pos, sent = reconcile(pos, state.last_price(pos.symbol), ts)
             out.extend(sent)
         state, more = store(state, pos, ts)

@@ -151,10 +151,18 @@ class Link:
 
     @property
     def sending(self) -> bool:
-        """Order commands may go out now: connected, resynchronised with the broker after
+        """Any order command may go out now: connected, resynchronised with the broker after
         any drop (steps worked out before the snapshot could act on what the outage hid),
         and the breaker not open."""
         return self.up and self.synced and self.breaker is not BreakerState.OPEN
+
+    def open_for(self, pos: Position) -> bool:
+        """Order commands for `pos` may go out now. SPEC §4: the breaker holds entries and
+        optional work, never the protection of shares without a working stop; only a link
+        that is down (or not yet resynchronised) holds those."""
+        if not (self.up and self.synced):
+            return False
+        return self.breaker is not BreakerState.OPEN or pos.bare
 
     @property
     def mode(self) -> LinkMode:

@@ -120,6 +120,7 @@ _ORDERS_KEYS = {
     "breaker_failures",
     "breaker_cooldown",
     "stale_after",
+    "protect_deadline",
 }
 
 
@@ -134,7 +135,8 @@ def _orders(table: Mapping[str, Any]) -> dict[str, Any]:
         return timedelta(seconds=float(number))
 
     for key, high in (("cancel_timeout", "60"), ("fill_timeout", "300"),
-                      ("breaker_cooldown", "3600"), ("stale_after", "3600")):  # fmt: skip
+                      ("breaker_cooldown", "3600"), ("stale_after", "3600"),
+                      ("protect_deadline", "300")):  # fmt: skip
         if key in table:
             out[key] = seconds(key, table[key], "0", high)
     if "retry_delays" in table:

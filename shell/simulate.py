@@ -12,6 +12,7 @@ from attrs import define, field
 
 from engine import (
     Alert,
+    Clock,
     Command,
     Connectivity,
     EngineState,
@@ -128,13 +129,17 @@ def run_simulation(
     broker: Broker | None = None,
     sink: Sink | None = None,
     on_step: StepObserver | None = None,
+    heartbeat: bool = True,
 ) -> tuple[EngineState, Summary]:
     """Fold `step` over `events`, executing order commands on `broker` (by default a fresh
     simulated one).
 
     For each tick the broker matches its resting orders first (they rest at the exchange and
     fill as the market trades), then the engine sees the tick. Acknowledgements are fed back
-    in the order they were produced, before the next recorded event.
+    in the order they were produced, before the next recorded event. When something falls
+    due between two recorded events (a retry, an answer deadline, protection), the engine
+    gets a clock event at that instant, as the live loop's heartbeat would give it (unless
+    `heartbeat` is off: then only recorded events move time).
     """
     if broker is None:
         broker = SimulatedBroker()
@@ -166,10 +171,27 @@ def run_simulation(
                 handle(t.commands)
         return current
 
+    def beat(current: EngineState, until: datetime) -> EngineState:
+        while current.due < until:
+            due = current.due
+            clock = Clock(due)
+            t = step(current, clock)
+            if on_step is not None:
+                on_step(clock, current, t)
+            current = t.state
+            if t.commands:
+                handle(t.commands)
+                current = drain(current)
+            if current.due <= due:
+                break  # nothing could act (the link is down): the next event will
+        return current
+
     ticks = 0
     others = 0
     on_tick = broker.on_tick
     for event in events:
+        if heartbeat and state.due < event.ts:
+            state = beat(state, event.ts)
         if type(event) is Tick:
             ticks += 1
             fills = on_tick(event)

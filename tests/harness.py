@@ -39,14 +39,16 @@ def trace(
     config: Config | None = None,
     market_fill: Literal["next", "same"] | str = "next",
     faults: Faults | None = None,
+    heartbeat: bool = True,
 ) -> list[Step]:
-    """Every step of a simulation, in order."""
+    """Every step of a simulation, in order (with the clock events of its heartbeat)."""
     steps: list[Step] = []
     run_simulation(
         events,
         EngineState.empty(config),
         SimulatedBroker(market_fill=market_fill, faults=faults),  # type: ignore[arg-type]
         on_step=lambda e, before, t: steps.append(Step(e, before, t.state, t.commands)),
+        heartbeat=heartbeat,
     )
     return steps
 

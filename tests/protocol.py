@@ -104,6 +104,13 @@ class Ledger:
                 self._sent(command.order_id, None)
             elif isinstance(command, Record) and command.kind == "operation.done":
                 self._done(after, command)
+            elif (
+                isinstance(command, Record)
+                and command.kind == "order.timeout"
+                and command["action"] == "alerted"
+            ):
+                # Its answer is overdue and the operator told: no longer in flight.
+                self.waiting[key_of(str(command["order_id"]))].discard(command["order_id"])
 
     def _sent(self, oid: str, order: SubmitOrder | None) -> None:
         key = key_of(oid)
@@ -144,6 +151,9 @@ class Ledger:
                 pos.ladder.stop,
                 pos.ladder.take_profit,
             )
+        elif pos.halted:
+            # P13: the broker would not cancel the pre-operation order: it is still there.
+            assert order.id == self.accepted[key][-1].order_id, record
         else:
             # P13: rolled back = the protection accepted before the refused step, as it was.
             before, last = self.restored_pairs(key)

@@ -157,7 +157,8 @@ def interleave(a: list[Event], b: list[Event], choices: list[bool]) -> list[Even
 
 def fault_models() -> st.SearchStrategy[Faults]:
     """Brokers that refuse for passing reasons, for good, or because shares look held; that
-    fill market orders in parts, and apply cancels late (so an order may fill first)."""
+    fill market orders in parts, apply cancels late (so an order may fill first), lose the
+    answer to an order they created, and refuse to cancel."""
     return st.builds(
         Faults,
         transient=st.sampled_from([0.0, 0.3]),
@@ -166,5 +167,7 @@ def fault_models() -> st.SearchStrategy[Faults]:
         partial=st.sampled_from([0.0, 0.5]),
         late=st.sampled_from([0.0, 0.5]),
         drop=st.sampled_from([0.0, 0.2]),
+        lost=st.sampled_from([0.0, 0.3]),
+        stuck=st.sampled_from([0.0, 0.3]),
         seed=st.integers(0, 10_000),
     )

@@ -55,6 +55,7 @@ class _Status:
     status: str = "open"
     filled: Decimal = Decimal(0)
     value: Decimal = Decimal(0)
+    updated: datetime | None = None  # its last fill or cancel
 
     @property
     def average(self) -> Decimal | None:
@@ -67,14 +68,21 @@ class _Resting:
     open_qty: Decimal
 
 
-_RATES = ("transient", "permanent", "locked", "partial", "late", "drop")
+_RATES = ("transient", "permanent", "locked", "partial", "late", "drop", "lost", "stuck")
 
 # Named fault profiles for `ratchet simulate --faults NAME[,key=value...]` (a NAME=RATE after
 # the profile overrides one of its rates).
 PROFILES: dict[str, dict[str, float]] = {
     "none": {},
     "flaky": {"transient": 0.2},
-    "alpaca": {"transient": 0.05, "locked": 0.05, "partial": 0.2, "late": 0.2, "drop": 0.01},
+    "alpaca": {
+        "transient": 0.05,
+        "locked": 0.05,
+        "partial": 0.2,
+        "late": 0.2,
+        "drop": 0.01,
+        "lost": 0.01,
+    },
     "high": {
         "transient": 0.3,
         "permanent": 0.05,
@@ -82,6 +90,8 @@ PROFILES: dict[str, dict[str, float]] = {
         "partial": 0.3,
         "late": 0.3,
         "drop": 0.05,
+        "lost": 0.05,
+        "stuck": 0.02,
     },
 }
 
@@ -101,6 +111,9 @@ class Faults:
       and the cancel is then answered 422 "order is already filled".
     - `drop`: the connection drops while a command is sent (the command is lost); it comes
       back at the next print, followed by a snapshot of positions and orders.
+    - `lost`: an order is created but the answer to its submission is lost (an HTTP timeout:
+      reported as a transient refusal); sent again, it is refused as a duplicate id.
+    - `stuck`: a cancel is refused for good (HTTP 422 order is not cancelable).
     """
 
     transient: float = 0.0
@@ -110,6 +123,8 @@ class Faults:
     partial: float = 0.0
     late: float = 0.0
     drop: float = 0.0
+    lost: float = 0.0
+    stuck: float = 0.0
 
     @classmethod
     def parse(cls, text: str) -> Faults:
@@ -218,7 +233,9 @@ class SimulatedBroker:
         changed while it was down (as GET /v2/positions and /v2/orders would)."""
         self._down_at = None
         orders = [
-            BrokerOrder(oid, t.command.symbol, t.status, t.command.qty, t.filled, t.average)
+            BrokerOrder(
+                oid, t.command.symbol, t.status, t.command.qty, t.filled, t.average, t.updated
+            )
             for oid, t in self._orders.items()
             if t.status == "open" or oid in self._changed
         ]
@@ -271,6 +288,10 @@ class SimulatedBroker:
         else:
             self._resting.setdefault(order.symbol, {})[order.order_id] = resting
             self._rebuild_band(order.symbol)
+        if faults is not None and faults.lost and self._rng.random() < faults.lost:
+            # The order exists, but the answer never arrives: the client times out.
+            reason = "HTTP timeout: the answer to the submission was lost"
+            events[0] = OrderRejected(ts, order.order_id, reason, OrderRefusal.UNKNOWN)
         return events
 
     def _fault(self, order: SubmitOrder, exiting: bool, faults: Faults) -> Event | None:
@@ -304,6 +325,9 @@ class SimulatedBroker:
                 # after that print has had its chance to fill the order.
                 self._cancels.setdefault(command.symbol, []).append(command)
                 return None
+            if faults.stuck and self._is_working(command) and self._rng.random() < faults.stuck:
+                reason = "HTTP 422 order is not cancelable"
+                return CancelRejected(command.ts, command.order_id, reason, CancelRefusal.PERMANENT)
         return self._apply_cancel(command)
 
     def _is_working(self, command: CancelOrder) -> bool:
@@ -314,7 +338,7 @@ class SimulatedBroker:
         if command.order_id in book:
             del book[command.order_id]
             self._rebuild_band(command.symbol)
-            self._status(command.order_id, "canceled")
+            self._status(command.order_id, "canceled", command.ts)
             return OrderCanceled(command.ts, command.order_id)
         markets = self._markets.get(command.symbol, [])
         for resting in markets:
@@ -322,7 +346,7 @@ class SimulatedBroker:
                 markets.remove(resting)
                 if not markets:
                     del self._markets[command.symbol]
-                self._status(command.order_id, "canceled")
+                self._status(command.order_id, "canceled", command.ts)
                 return OrderCanceled(command.ts, command.order_id)
         if command.order_id in self._filled:
             reason = "HTTP 422 order is already filled"
@@ -337,10 +361,11 @@ class SimulatedBroker:
 
     # --- the market ------------------------------------------------------------------------
 
-    def _status(self, oid: str, status: str) -> None:
+    def _status(self, oid: str, status: str, ts: datetime) -> None:
         track = self._orders.get(oid)
         if track is not None:
             track.status = status
+            track.updated = ts
             self._changed.add(oid)
 
     def on_tick(self, tick: Tick) -> tuple[Event, ...] | list[Event]:
@@ -403,6 +428,7 @@ class SimulatedBroker:
         if status is not None:
             status.value += qty * price
             status.filled += qty
+            status.updated = ts
             if resting.open_qty <= 0:
                 status.status = "filled"
             self._changed.add(order.order_id)
@@ -443,6 +469,10 @@ class SimulatedBroker:
     def open_orders(self, symbol: str) -> list[SubmitOrder]:
         """Orders resting or waiting for the next tick in `symbol`."""
         return [r.command for r in self._working(symbol)]
+
+    def created(self, order_id: str) -> bool:
+        """True once an order with this client id exists (a resend is then a duplicate)."""
+        return order_id in self._ids
 
     def working_qty(self, symbol: str, order_id: str) -> Decimal:
         """Shares the order `order_id` still works (0 when it is not working)."""

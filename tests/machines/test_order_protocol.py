@@ -4,7 +4,7 @@ Hypothesis state machine: the invariants hold after every rule."""
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from hypothesis import strategies as st
@@ -26,6 +26,7 @@ from engine import (
     EntryIntent,
     Event,
     LinkMode,
+    OrderAction,
     OrderRole,
     OrderStatus,
     ProtectionConfig,
@@ -35,6 +36,7 @@ from engine import (
     Tick,
     step,
 )
+from engine.ids import key_of
 from shell.broker.simulated import Faults, SimulatedBroker
 from tests.protocol import Ledger
 from tests.strategies import T0, fault_models
@@ -62,6 +64,10 @@ class OrderProtocol(RuleBasedStateMachine):
         self.orders: dict[str, SubmitOrder] = {}
         self.commands_per_key: list[dict[str, int]] = []
         self.journal: list[Record | Alert] = []
+        # Broker-side exposure: since when each symbol holds shares that no working exit-side
+        # order covers, and when the engine last sent an order command for the symbol.
+        self.bare_since: dict[str, datetime] = {}
+        self.last_sent: dict[str, datetime] = {}
         for symbol in SYMBOLS:
             self.feed(Tick(self.ts, symbol, self.price[symbol]))
 
@@ -83,10 +89,41 @@ class OrderProtocol(RuleBasedStateMachine):
                         command.symbol, command.action, command.type, command.qty
                     ), f"client order id {command.order_id} reused for another order"  # fmt: skip
                 if isinstance(command, SubmitOrder | CancelOrder):
-                    key = command.order_id.split("-", 1)[1].rsplit("-", 2)[0]
-                    per_key[key] += 1
+                    per_key[key_of(command.order_id)] += 1
+                if isinstance(command, SubmitOrder | CancelOrder):
+                    self.last_sent[command.symbol] = current.ts
             self.commands_per_key.append(per_key)
             queue.extend(self.broker.execute(t.commands))
+            self.observe_exposure(current.ts)
+
+    def advance(self, to: datetime) -> None:
+        """Time passes until `to`: whatever falls due meanwhile fires at its instant, as the
+        live loop's heartbeat and `simulate` make it."""
+        while self.state.due < to:
+            due = self.state.due
+            self.feed(Clock(due))
+            if self.state.due <= due:
+                break
+
+    def observe_exposure(self, now: datetime) -> None:
+        """Per symbol, from the broker's own books: shares held beyond what working exit-side
+        orders (stops, take-profits, market sells) cover. Not counted while the link is down
+        (nothing can be sent)."""
+        for symbol, side in SYMBOLS.items():
+            held = abs(self.broker.positions.get(symbol, Decimal(0)))
+            exit_side = OrderAction.SELL if side is Side.LONG else OrderAction.BUY
+            covered = self.broker.held(symbol, exit_side)
+            # Shares queued for sale behind a market sale the broker works go with the next
+            # print, right after it: a position on its way out, not one left resting.
+            for pos in self.state.in_symbol(symbol):
+                sell = pos.orders.sell
+                if sell is not None and self.broker.working_qty(symbol, sell.id) > 0:
+                    covered += pos.orders.to_sell
+            bare = held - covered > 0
+            if not bare or not self.state.link.up:
+                self.bare_since.pop(symbol, None)
+            else:
+                self.bare_since.setdefault(symbol, now)
 
     def check_share_availability(self, order: SubmitOrder) -> None:
         """P11, at the moment of sending: an order that reduces the position never asks for
@@ -97,12 +134,15 @@ class OrderProtocol(RuleBasedStateMachine):
         )
         if not reducing or order.purpose == "entry":
             return
+        if self.broker.created(order.order_id):
+            return  # a resend the broker refuses as a duplicate id: it can hold no shares
         held = self.broker.held(order.symbol, order.action)
         assert held + order.qty <= abs(held_position), (order, held, held_position)
 
     @rule(symbol=st.sampled_from(list(SYMBOLS)), cents=st.integers(-150, 250))
     def tick(self, symbol: str, cents: int) -> None:
         self.ts += timedelta(milliseconds=700)
+        self.advance(self.ts)
         side = SYMBOLS[symbol]
         self.price[symbol] = max(Decimal("1.00"), self.price[symbol] + cents * CENT * side.sign)
         tick = Tick(self.ts, symbol, self.price[symbol])
@@ -120,6 +160,7 @@ class OrderProtocol(RuleBasedStateMachine):
     @rule(seconds=st.integers(1, 90))
     def clock(self, seconds: int) -> None:
         self.ts += timedelta(seconds=seconds)
+        self.advance(self.ts)
         self.feed(Clock(self.ts))
 
     @rule()
@@ -128,6 +169,22 @@ class OrderProtocol(RuleBasedStateMachine):
         is back (at the first print a second later) with its snapshot, which replays them."""
         self.broker.disconnect(self.ts)
         self.feed(Connectivity(self.ts, False))
+
+    @invariant()
+    def no_shares_go_without_a_working_stop_past_the_protect_deadline(self) -> None:
+        """SPEC §4, halted or not, breaker open or not: shares the broker holds with no
+        working stop (or market sale) get one within `protect_deadline` plus one retry cycle
+        of event time; past that only while the broker refuses every request for them, and
+        the engine keeps sending them (one at least every longest retry delay)."""
+        cfg = self.state.config
+        limit = cfg.protect_deadline + sum(cfg.retry_delays, timedelta(0))
+        for symbol, since in self.bare_since.items():
+            if self.ts - since <= limit:
+                continue
+            last = self.last_sent.get(symbol)
+            assert last is not None and self.ts - last <= max(cfg.retry_delays), (
+                symbol, since, last, self.ts
+            )  # fmt: skip
 
     @invariant()
     def p11_never_sells_more_than_is_held(self) -> None:
@@ -152,9 +209,13 @@ class OrderProtocol(RuleBasedStateMachine):
 
     @invariant()
     def every_idle_position_holds_a_live_stop_for_its_shares(self) -> None:
+        """A position with nothing in flight holds the stop it wants for every share. Shares
+        without one are timed (`exposed_since`): the protect-deadline invariant bounds them,
+        whatever the breaker says."""
         for pos in self.state.positions.values():
             busy = pos.halted or pos.orders.sell is not None or pos.orders.to_sell > 0
             busy = busy or pos.fills.remaining == 0  # all sold; its entry order still works
+            busy = busy or pos.bare
             order = pos.orders.exit
             if not self.state.link.sending and not busy:
                 # Breaker open: a step not settled, in flight or due for retry is queued.

@@ -9,6 +9,7 @@ from engine import (
     BreakerState,
     BrokerSnapshot,
     CancelOrder,
+    Clock,
     Config,
     Connectivity,
     EngineState,
@@ -104,36 +105,46 @@ def test_recovery_blocks_entries_until_a_snapshot_agrees_on_every_position():
     assert any(isinstance(c, SubmitOrder) for c in step(t.state, intent).commands)
 
 
-def test_five_failed_requests_open_the_breaker_and_the_cooldown_half_opens_it():
-    """Five transient refusals in a row open the breaker (records and alert, entries refused
-    `order_breaker_open`, retries held); 300 s later the first event half-opens it and the
-    held retry goes out; its acceptance closes the breaker."""
-    state, _ = run_simulation(
-        [Tick(T0, "AAA", D("100")), EntryIntent(T0, "AAA", Side.LONG, D("99"), D(10))],
-        EngineState.empty(),
-        SimulatedBroker(market_fill="same"),
-    )
-    key = "AAA-1"
-    # The stop move at 1R is refused five times (three retries of one id, then a new one).
-    state = step(state, Tick(_sec(1), "AAA", D("101"))).state  # cancel sent
-    state = step(state, OrderCanceled(_sec(1), "rt-AAA-1-1-stop")).state
+def test_five_failed_requests_open_the_breaker_which_holds_optional_work_never_protection():
+    """AAA's stop move: its cancel is confirmed, then its new stop is refused five times in a
+    row (three retries of one id, then a new one): the breaker opens (record and alert) and
+    entries are refused `order_breaker_open`. AAA's shares have no stop, so its retries are
+    not held. BBB's stop works, so its stop move at 1R is held; 300 s later the first event
+    half-opens the breaker, BBB's held step goes out, and its answer closes the breaker."""
+    events = [Tick(T0, s, D("100")) for s in ("AAA", "BBB")]
+    events += [EntryIntent(T0, s, Side.LONG, D("99"), D(10)) for s in ("AAA", "BBB")]
+    state, _ = run_simulation(events, EngineState.empty(), SimulatedBroker(market_fill="same"))
+    state = step(state, Tick(_sec(1), "AAA", D("101"))).state  # AAA's cancel sent
+    state = step(state, OrderCanceled(_sec(1), "rt-AAA-1-1-stop")).state  # new stop sent
     ts = _sec(1)
     kinds = []
-    for _ in range(5):
-        order = state.positions[key].orders.exit
+    for refusal in range(5):
+        order = state.positions["AAA-1"].orders.exit
         t = step(state, OrderRejected(ts, order.id, "HTTP 503", OrderRefusal.TRANSIENT))
         kinds += [getattr(c, "kind", getattr(c, "reason", "")) for c in t.commands]
         state = t.state
-        ts += timedelta(seconds=3)
-        state = step(state, Tick(ts, "AAA", D("101"))).state
+        if refusal < 4 and state.due <= ts + timedelta(seconds=2):
+            ts = state.due
+            state = step(state, Clock(ts)).state  # the retry goes out when due
     assert "breaker.opened" in kinds and "order_breaker_open" in kinds
+    assert kinds.count("retries_exhausted") == 1
     assert state.link.breaker is BreakerState.OPEN
     refused = step(state, EntryIntent(ts, "AAA", Side.LONG, D("99"), D(1)))
     assert refused.commands[0]["reason"] == "order_breaker_open"
-    t = step(state, Tick(ts + timedelta(seconds=300), "AAA", D("101")))
+    due = state.due
+    protected = step(state, Clock(due))
+    [resent] = [c for c in protected.commands if isinstance(c, SubmitOrder)]
+    assert resent.symbol == "AAA" and resent.purpose == "protect"  # not held by the breaker
+    state = step(protected.state, OrderAccepted(due, resent.order_id)).state
+    assert state.link.breaker is BreakerState.OPEN
+    moved = step(state, Tick(due, "BBB", D("101")))
+    assert [c for c in moved.commands if getattr(c, "kind", "") == "stop.moved"]
+    assert not [c for c in moved.commands if isinstance(c, SubmitOrder | CancelOrder)]
+    t = step(moved.state, Tick(ts + timedelta(seconds=300), "BBB", D("101")))
     assert [c.kind for c in t.commands if getattr(c, "kind", "") == "breaker.half_open"]
-    [resent] = [c for c in t.commands if isinstance(c, SubmitOrder)]
-    closed = step(t.state, OrderAccepted(t.commands[-1].ts, resent.order_id))
+    [cancel] = [c for c in t.commands if isinstance(c, CancelOrder)]
+    assert cancel.order_id == "rt-BBB-1-1-stop"
+    closed = step(t.state, OrderCanceled(cancel.ts, cancel.order_id))
     assert closed.state.link.breaker is BreakerState.CLOSED
     assert [c for c in closed.commands if getattr(c, "kind", "") == "breaker.closed"]
 
