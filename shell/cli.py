@@ -80,7 +80,7 @@ class _Ratchet(click.Group):
             _quiet_stdout()  # the reader went away (`| head`): nothing more to say
             ctx.exit(1)
         except OSError as exc:
-            raise click.ClickException(_os_error(exc)) from None
+            raise click.ClickException(one_line(_os_error(exc))) from None
         except Exception as exc:  # a bug: it must not surface as a traceback to users
             summary = f"{type(exc).__name__}: {one_line(str(exc), 200)}"
             if ctx.params.get("debug"):

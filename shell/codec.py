@@ -277,7 +277,9 @@ def _chunks(path: Path) -> Iterator[bytes]:
     """The bytes of `path`, gunzipped when its name ends in `.gz`.
 
     A `.gz` file that is not gzip, is corrupt or ends before its gzip trailer (cut short) is
-    refused whole (BadFile): the trailer is checked before the last line is handed out.
+    refused whole: BadFile is raised where the damage is found, at the latest at the end of the
+    stream, before a cut last line could be handed out as a line; the command it stops reports
+    nothing from the file (no summary, no journal).
     """
     with path.open("rb") as fh:
         if path.suffix != ".gz":
