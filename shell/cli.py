@@ -6,10 +6,13 @@ import contextlib
 import json
 import os
 import sys
+import tempfile
 import time
+import traceback
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -28,8 +31,11 @@ from engine.phase import PHASE_ORDER
 from shell import phases
 from shell.broker.simulated import Faults, SimulatedBroker
 from shell.codec import BadLine, format_ts, merge_by_ts, read_events
-from shell.config import ConfigError, load_settings, zone
+from shell.config import load_settings, zone
+from shell.errors import UserError, one_line
+from shell.figures import metric_text
 from shell.journal import JournalWriter
+from shell.outputs import prepare_directory, prepare_file, refuse_inputs
 from shell.performance import (
     alert_json,
     build_report,
@@ -44,16 +50,102 @@ from shell.plot import PlotUnavailable, PriceTrail, plot_report, plot_simulation
 from shell.report import render_summary, summary_to_json
 from shell.simulate import run_simulation
 
-__all__ = ["main"]
+__all__ = ["EXIT_TARGET_MISSED", "main"]
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+EXIT_TARGET_MISSED = 3  # INTERFACES: 0 success, 1 failure, 2 usage error, 3 target missed
+_STATE_DIR_KEY = "ratchet.state_dir"
+# Days a report may list (both --start and --end given, every period is listed): 100 years.
+_LONGEST_RANGE = 36_525
+_FIRST_DAY, _LAST_DAY = date(1900, 1, 1), date(2999, 12, 31)
 
 
-@click.group()
+class _Ratchet(click.Group):
+    """The command group with ratchet's one error path.
+
+    A refused input or setting (UserError, and an OSError: a file that cannot be read or
+    written) is one line on stderr and exit 1; click's usage errors exit 2. Anything else is
+    a bug: one line saying so and where its traceback was written (under the state directory
+    when the command has one, else a temporary file), or the traceback itself with --debug.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.Abort, click.ClickException):
+            raise
+        except UserError as exc:
+            raise click.ClickException(str(exc)) from None
+        except BrokenPipeError:
+            _quiet_stdout()  # the reader went away (`| head`): nothing more to say
+            ctx.exit(1)
+        except OSError as exc:
+            raise click.ClickException(one_line(_os_error(exc))) from None
+        except Exception as exc:  # a bug: it must not surface as a traceback to users
+            summary = f"{type(exc).__name__}: {one_line(str(exc), 200)}"
+            if ctx.params.get("debug"):
+                traceback.print_exc(file=sys.stderr)
+                raise click.ClickException(
+                    f"internal error (a bug in ratchet): {summary}"
+                ) from None
+            where = _write_traceback(ctx.meta.get(_STATE_DIR_KEY))
+            shown = f"its traceback is in {where}" if where else "run with --debug to see it"
+            raise click.ClickException(
+                f"internal error (a bug in ratchet, please report it): {summary}; {shown}"
+            ) from None
+
+
+def _os_error(exc: OSError) -> str:
+    """An operating system refusal as one line: the file and why."""
+    reason = exc.strerror or str(exc)
+    if exc.filename is not None:
+        return f"cannot use {exc.filename}: {reason}"
+    return reason
+
+
+def _write_traceback(state_dir: object) -> str | None:
+    """Write the current exception's traceback to a new file; its path, or None."""
+    text = traceback.format_exc()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    places: list[Path] = []
+    if isinstance(state_dir, Path) and state_dir.is_dir():
+        places.append(state_dir)
+    places.append(Path(tempfile.gettempdir()))
+    for place in places:
+        try:
+            fd, name = tempfile.mkstemp(prefix=f"crash-{stamp}-", suffix=".txt", dir=place)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError:
+            continue
+        return name
+    return None
+
+
+def _quiet_stdout() -> None:
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+def _remember_state_dir(ctx: click.Context, _: click.Parameter, value: Path) -> Path:
+    """Note the command's state directory: a bug's traceback is written there."""
+    ctx.meta[_STATE_DIR_KEY] = value
+    return value
+
+
+@click.group(cls=_Ratchet)
 @click.version_option(package_name="ratchet")
-def main() -> None:
+@click.option(
+    "--debug", is_flag=True, help="On an internal error, print its traceback instead of a line."
+)
+def main(debug: bool) -> None:
     """ratchet protects the profits of a trading bot: R-multiple stop ladder, partial exits,
-    conflict-free orders."""
+    conflict-free orders.
+
+    Exit status: 0 success, 1 failure (one line on stderr), 2 usage error, 3 a performance
+    target missed (report).
+    """
 
 
 @main.command()
@@ -101,10 +193,22 @@ def simulate(
     plot_dir: Path | None,
 ) -> None:
     """Fold the engine over recorded EVENTS (JSONL, or CSV ticks) with the simulated broker."""
+    inputs = [p for p in (events, entries, config_path) if p is not None]
+    outputs: list[tuple[str, Path]] = []
+    if journal is not None:
+        outputs.append(("--journal", journal))
+    if plot_dir is not None:
+        outputs.append(("--plot", plot_dir))
+    refuse_inputs(outputs, inputs)
     try:
-        settings = load_settings(config_path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        faults = Faults.parse(faults_text) if faults_text else None
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    settings = load_settings(config_path)
+    if journal is not None:
+        prepare_file(journal, "--journal")
+    if plot_dir is not None:
+        prepare_directory(plot_dir, "--plot")
     bad: list[BadLine] = []
     stream: Iterator[Event] = read_events(events, skip_bad=skip_bad_lines, bad=bad)
     if entries is not None:
@@ -123,10 +227,6 @@ def simulate(
         if trail is not None and isinstance(command, Record):
             kept.append(command)
 
-    try:
-        faults = Faults.parse(faults_text) if faults_text else None
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
     fill = market_fill or settings.market_fill
     broker = SimulatedBroker(market_fill=fill, faults=faults)  # type: ignore[arg-type]
     started = time.perf_counter()
@@ -150,8 +250,9 @@ def simulate(
     rate = summary.events / elapsed if elapsed > 0 else 0.0
     click.echo(f"{summary.events:,} events in {elapsed:.2f} s ({rate:,.0f} events/s)", err=True)
     if trail is not None and plot_dir is not None:
+        protect = [*inputs, *([journal] if journal is not None else [])]
         try:
-            for path in plot_simulation(trail, kept, plot_dir):
+            for path in plot_simulation(trail, kept, plot_dir, protect):
                 click.echo(f"wrote {path}", err=True)
         except PlotUnavailable as exc:
             raise click.ClickException(str(exc)) from None
@@ -178,6 +279,7 @@ def simulate(
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("ratchet-state"),
     show_default=True,
+    callback=_remember_state_dir,
     help="Read journal/*.jsonl here; cache summaries and append alerts here.",
 )
 @click.option(
@@ -198,7 +300,7 @@ def simulate(
 )
 @click.option(
     "--backfill",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=_LONGEST_RANGE),
     default=0,
     help="Rebuild the cached summaries of the last N days.",
 )
@@ -221,40 +323,53 @@ def report(
     backfill: int,
     plot_path: Path | None,
 ) -> None:
-    """Performance by day, week or month from closed trades; exit 2 when a target is missed."""
-    try:
-        settings = load_settings(config_path)
-        name = zone_name or settings.performance_timezone
-        tz = zone(name, "--timezone" if zone_name else "performance.timezone")
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    """Performance by day, week or month from closed trades; exit 3 when a target is missed."""
+    first, last = _day_range(start, end)
+    settings = load_settings(config_path)
+    name = zone_name or settings.performance_timezone
+    tz = zone(name, "--timezone" if zone_name else "performance.timezone")
     bad: list[BadLine] = []
     trades: list[TradeResult] | None = None
     alerts_path: Path | None = None
-    if trade_files:
-        trades = [t for path in trade_files for t in read_trades(path, bad)]
-        days = dict(by_window(trades, Window.DAILY, tz).values())
-    else:
-        journals = state_dir / "journal"
+    journals = state_dir / "journal"
+    inputs = [*trade_files, *([config_path] if config_path is not None else [])]
+    if not trade_files:
         if not journals.is_dir():
             raise click.ClickException(
                 f"no journals in {journals} (give --state-dir DIR, or --trades FILE)"
             )
+        inputs += sorted(journals.glob("*.jsonl"))
+        alerts_path = state_dir / "performance-alerts.jsonl"
+        performance = state_dir / "performance"
+        refuse_inputs(
+            [
+                ("--state-dir", alerts_path),
+                ("--state-dir", performance / "daily-cache.json"),
+                ("--state-dir", performance / f"{window}.json"),
+            ],
+            inputs,
+        )
+    if plot_path is not None:
+        refuse_inputs([("--plot", plot_path)], inputs)
+        prepare_file(plot_path, "--plot")
+    if trade_files:
+        trades = [t for path in trade_files for t in read_trades(path, bad)]
+        days = dict(by_window(trades, Window.DAILY, tz).values())
+    else:
         today = datetime.now(tz).date()
         since = date.fromordinal(today.toordinal() - backfill + 1) if backfill else None
         build = daily_from_state_dir(state_dir, tz, name, backfill_from=since)
         days, bad = build.days, build.bad
         if rolling_n or plot_path is not None:
             trades = [t for p in sorted(journals.glob("*.jsonl")) for t in read_trades(p, [])]
-        alerts_path = state_dir / "performance-alerts.jsonl"
     result = build_report(
         days,
         Window(window),
         tz,
         name,
         settings.targets,
-        start=start.date() if start else None,
-        end=end.date() if end else None,
+        start=first,
+        end=last,
         bad=bad,
         trades_for_rolling=trades,
         rolling_n=rolling_n,
@@ -282,13 +397,37 @@ def report(
         if alerts_path is not None:
             with alerts_path.open("a", encoding="utf-8") as fh:
                 fh.writelines(json.dumps(alert) + "\n" for alert in alerts)
-        for alert in alerts:
+        for breach in result.breaches:
             click.echo(
-                f"WARN performance {alert['window']} {alert['period']}: {alert['metric']} "
-                f"{alert['actual']} misses target {alert['target']} ({alert['severity']})",
+                f"WARN performance {window} {breach.period}: {breach.metric} "
+                f"{metric_text(breach.metric, breach.actual)} misses target "
+                f"{metric_text(breach.metric, breach.target)} ({breach.severity})",
                 err=True,
             )
-        sys.exit(2)
+        click.get_current_context().exit(EXIT_TARGET_MISSED)
+
+
+def _day_range(start: datetime | None, end: datetime | None) -> tuple[date | None, date | None]:
+    """--start and --end as days; a usage error when either is outside the years 1900 to 2999,
+    when --start is after --end, or when the range is longer than a report can list."""
+    first = start.date() if start else None
+    last = end.date() if end else None
+    for option, day in (("--start", first), ("--end", last)):
+        if day is not None and not _FIRST_DAY <= day <= _LAST_DAY:
+            raise click.BadParameter(
+                f"{day.isoformat()}: allowed {_FIRST_DAY.isoformat()} to {_LAST_DAY.isoformat()}",
+                param_hint=option,
+            )
+    if first is not None and last is not None:
+        if first > last:
+            raise click.UsageError(f"--start {first.isoformat()} is after --end {last.isoformat()}")
+        days = (last - first).days + 1
+        if days > _LONGEST_RANGE:
+            raise click.UsageError(
+                f"--start {first.isoformat()} to --end {last.isoformat()} spans {days:,} days: "
+                f"allowed at most {_LONGEST_RANGE:,} (100 years), every period of which is listed"
+            )
+    return first, last
 
 
 _STATE_DIR = click.option(
@@ -296,16 +435,17 @@ _STATE_DIR = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("ratchet-state"),
     show_default=True,
+    callback=_remember_state_dir,
     help="The state directory (journal/, phase-history.jsonl).",
 )
 _CONFIG = click.option("--config", "config_path", type=_FILE, help="ratchet.toml ([phase]).")
 
 
-def _phase_config(config_path: Path | None) -> Config:
-    try:
-        config = load_settings(config_path).config
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+def _phase_config(state_dir: Path, config_path: Path | None) -> Config:
+    """The configuration, after phase-history.jsonl has been read through: a phase command
+    refuses a history it cannot read before it decides or appends anything."""
+    config = load_settings(config_path).config
+    phases.check_history(state_dir)
     return config
 
 
@@ -320,7 +460,7 @@ def phase() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def phase_status(state_dir: Path, config_path: Path | None, as_json: bool) -> None:
     """Phase, size, gates (actual vs required), trades left this session."""
-    info = phases.status(state_dir, _phase_config(config_path), datetime.now(UTC))
+    info = phases.status(state_dir, _phase_config(state_dir, config_path), datetime.now(UTC))
     click.echo(json.dumps(info, indent=2) if as_json else phases.render_status(info))
 
 
@@ -329,7 +469,7 @@ def phase_status(state_dir: Path, config_path: Path | None, as_json: bool) -> No
 @_CONFIG
 def phase_advance(state_dir: Path, config_path: Path | None) -> None:
     """Ask to advance one phase; the gates decide. Exit 1 when denied."""
-    config = _phase_config(config_path)
+    config = _phase_config(state_dir, config_path)
     commands = phases.decide(state_dir, config, PhaseAdvance(datetime.now(UTC)))
     records = [phases.record_json(c) for c in commands if isinstance(c, Record)]
     phases.append_history(state_dir, records)
@@ -355,11 +495,14 @@ def phase_override(state_dir: Path, config_path: Path | None, target: str, reaso
     """Set the phase by hand: the override password comes from a hidden prompt (or one line on
     stdin) and is checked against PHASE_OVERRIDE_PASSWORD; every attempt is journaled, the
     password never."""
-    config = _phase_config(config_path)
+    config = _phase_config(state_dir, config_path)
     if sys.stdin.isatty():
         given = click.prompt("Override password", hide_input=True, default="", show_default=False)
     else:
-        given = sys.stdin.readline().rstrip("\r\n")
+        try:
+            given = sys.stdin.readline().rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise click.ClickException("the password on stdin is not UTF-8") from None
     now = datetime.now(UTC)
     verdict = phases.password_matches(given, os.environ)
     del given
@@ -386,7 +529,7 @@ def phase_override(state_dir: Path, config_path: Path | None, target: str, reaso
 @_CONFIG
 def phase_ack(state_dir: Path, config_path: Path | None) -> None:
     """Acknowledge a downgrade: close the phase breaker so entries may resume."""
-    config = _phase_config(config_path)
+    config = _phase_config(state_dir, config_path)
     commands = phases.decide(state_dir, config, BreakerAck(datetime.now(UTC)))
     records = [phases.record_json(c) for c in commands if isinstance(c, Record)]
     phases.append_history(state_dir, records)
@@ -399,10 +542,8 @@ def phase_ack(state_dir: Path, config_path: Path | None) -> None:
 @click.option("--end", type=click.DateTime(["%Y-%m-%d"]), help="Last day (YYYY-MM-DD).")
 def phase_export(state_dir: Path, start: datetime | None, end: datetime | None) -> None:
     """The phase history between two days, as CSV."""
-    click.echo(
-        phases.export_csv(state_dir, start.date() if start else None, end.date() if end else None),
-        nl=False,
-    )
+    first, last = _day_range(start, end)
+    click.echo(phases.export_csv(state_dir, first, last), nl=False)
 
 
 def _progress(events: Iterator[Event]) -> Iterator[Event]:

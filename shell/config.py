@@ -20,11 +20,12 @@ from engine.analytics import Targets
 from engine.config import SessionConfig
 from engine.goal import GoalConfig, OnTrigger
 from engine.phase import DEFAULT_SIZES, DEFAULT_TRADE_LIMITS, Phase, PhaseConfig
+from shell.errors import UserError
 
 __all__ = ["ConfigError", "Settings", "load_settings", "parse_settings"]
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration value ratchet refuses to start with."""
 
 
@@ -71,12 +72,21 @@ def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Se
     if path is None:
         return parse_settings({}, env)
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        byte = raw[exc.start]
+        raise ConfigError(f"{path}:{line}: not UTF-8 (byte 0x{byte:02x}); TOML is UTF-8") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
     try:
         return parse_settings(data, env)
     except ConfigError as exc:
@@ -242,7 +252,7 @@ def zone(name: object, key: str) -> ZoneInfo:
         raise ConfigError(f"{key} = {name!r}: expected an IANA zone name, e.g. America/New_York")
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory, e.g. "America"
         raise ConfigError(
             f"{key} = {name!r}: not a known time zone (e.g. America/New_York, UTC)"
         ) from None
@@ -287,16 +297,28 @@ def _decimal(
     allowed: str = "",
 ) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ConfigError(f"{key} = {value!r}: expected a number")
+        raise ConfigError(f"{key} = {_shown(value)}: expected a number; allowed {allowed}")
     try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        raise ConfigError(f"{key} = {value!r}: not a number") from None
+        number = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        raise ConfigError(f"{key} = {_shown(value)}: not a number; allowed {allowed}") from None
+    # NaN and infinities first: a NaN cannot even be compared with the bounds.
+    if not number.is_finite() or abs(number) > _LARGEST:
+        raise ConfigError(f"{key} = {_shown(value)}: allowed {allowed}")
     too_low = low is not None and (number <= low if low_open else number < low)
     too_high = high is not None and number > high
-    if not number.is_finite() or too_low or too_high:
-        raise ConfigError(f"{key} = {value!r}: allowed {allowed}")
+    if too_low or too_high:
+        raise ConfigError(f"{key} = {_shown(value)}: allowed {allowed}")
     return number
+
+
+_LARGEST = Decimal("1e12")  # no setting is a number beyond a trillion
+
+
+def _shown(value: object) -> str:
+    """A value as the user wrote it, for a message (cut when long)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:59] + "…"
 
 
 def _pairs(key: str, value: object, names: tuple[str, str]) -> list[tuple[object, object]]:

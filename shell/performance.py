@@ -12,7 +12,7 @@ import csv
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime, tzinfo
 from decimal import Decimal
 from pathlib import Path
@@ -32,7 +32,17 @@ from engine.analytics import (
     group_days,
     rolling,
 )
-from shell.codec import BadLine, format_ts, json_lines, parse_ts, to_jsonable
+from shell.codec import (
+    LARGEST,
+    BadLine,
+    Unreadable,
+    format_ts,
+    parse_ts,
+    read_json_lines,
+    text_blocks,
+    to_jsonable,
+)
+from shell.figures import cents, metric_text, ratio, two_places
 
 __all__ = [
     "CSV_FIELDS",
@@ -49,11 +59,20 @@ __all__ = [
 
 CSV_FIELDS = ["symbol", "side", "qty", "entry", "exit", "opened", "closed", "pnl", "r", "risk"]
 _DECIMALS = ("qty", "entry", "exit", "pnl", "r", "risk")
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: bad lines kept as [path, line, reason]
 
 _stats_converter = cattrs.Converter()
 _stats_converter.register_unstructure_hook(Decimal, str)
-_stats_converter.register_structure_hook(Decimal, lambda v, _: Decimal(v))
+
+
+def _cached_decimal(value: object, _: object) -> Decimal:
+    number = Decimal(str(value))
+    if not number.is_finite():
+        raise ValueError(f"not a finite decimal: {value!r}")
+    return number
+
+
+_stats_converter.register_structure_hook(Decimal, _cached_decimal)
 
 
 def trade_from_json(data: dict[str, Any]) -> TradeResult:
@@ -66,7 +85,7 @@ def trade_from_json(data: dict[str, Any]) -> TradeResult:
         try:
             if name in _DECIMALS:
                 number = Decimal(str(raw))
-                if not number.is_finite():
+                if not number.is_finite() or abs(number) > LARGEST:
                     raise ValueError
                 values[name] = number
             elif name in ("opened", "closed"):
@@ -81,41 +100,67 @@ def trade_from_json(data: dict[str, Any]) -> TradeResult:
 
 
 def read_trades(path: Path, bad: list[BadLine]) -> list[TradeResult]:
-    """Every trade in a journal (JSONL) or a trades CSV; bad lines go to `bad`, the rest is kept."""
-    if path.suffix == ".csv":
+    """Every trade in a journal (JSONL) or a trades CSV, gzip-compressed when named `.gz`; bad
+    lines (not UTF-8 included) go to `bad`, the rest is kept. A `.gz` that is not gzip or is
+    cut short raises BadFile: half a file is never reported as the whole."""
+    if path.name.removesuffix(".gz").endswith(".csv"):
         return list(_csv_trades(path, bad))
     return list(_jsonl_trades(path, bad))
 
 
 def _jsonl_trades(path: Path, bad: list[BadLine]) -> Iterator[TradeResult]:
-    with path.open(encoding="utf-8") as fh:
-        for number, data in json_lines(fh):
-            try:
-                if isinstance(data, ValueError):
-                    raise data
-                if data.get("kind") != "trade.closed":
-                    continue
-                yield trade_from_json(data)
-            except ValueError as exc:
-                bad.append(BadLine(str(path), number, str(exc)))
+    for number, data in read_json_lines(path):
+        try:
+            if isinstance(data, ValueError):
+                raise data
+            if data.get("kind") != "trade.closed":
+                continue
+            yield trade_from_json(data)
+        except ValueError as exc:
+            bad.append(BadLine(str(path), number, str(exc)))
 
 
 def _csv_trades(path: Path, bad: list[BadLine]) -> Iterator[TradeResult]:
-    with path.open(encoding="utf-8", newline="") as fh:
-        rows = csv.reader(fh)
-        header = next(rows, None)
-        if header not in (CSV_FIELDS, [*CSV_FIELDS, "key"]):
-            bad.append(BadLine(str(path), 1, f"expected the header {','.join(CSV_FIELDS)}[,key]"))
-            return
-        for row in rows:
+    header: list[str] | None = None
+    rows = _csv_rows(path)
+    for number, row in rows:
+        try:
+            if isinstance(row, ValueError):
+                raise row
+            if header is None:
+                if row not in (CSV_FIELDS, [*CSV_FIELDS, "key"]):
+                    raise ValueError(f"expected the header {','.join(CSV_FIELDS)}[,key]")
+                header = row
+                continue
             if not row:
                 continue
+            if len(row) != len(header):
+                raise ValueError(f"expected {len(header)} fields, got {len(row)}")
+            yield trade_from_json(dict(zip(header, row, strict=True)))
+        except ValueError as exc:
+            bad.append(BadLine(str(path), number, str(exc)))
+            if header is None:
+                # Without its header no row can be read; the file is still read to its end,
+                # so a .gz cut short is refused rather than reported as this one bad line.
+                for _ in rows:
+                    pass
+                return
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, list[str] | ValueError]]:
+    """(line number, fields) of each line of a CSV file, or the ValueError saying why not."""
+    number = 0
+    for block in text_blocks(path):
+        if isinstance(block, Unreadable):
+            number += 1
+            yield number, ValueError(block.reason)
+            continue
+        for line in block:
+            number += 1
             try:
-                if len(row) != len(header):
-                    raise ValueError(f"expected {len(header)} fields, got {len(row)}")
-                yield trade_from_json(dict(zip(header, row, strict=True)))
-            except ValueError as exc:
-                bad.append(BadLine(str(path), rows.line_num, str(exc)))
+                yield number, next(csv.reader([line]), [])
+            except csv.Error as exc:
+                yield number, ValueError(f"not a CSV row ({exc})")
 
 
 # --- per-day summaries of a state directory, cached by checksum --------------------------
@@ -144,43 +189,64 @@ def daily_from_state_dir(
         build.files += 1
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         entry = cache.get(path.name)
-        stale = entry is None or entry["sha256"] != digest
-        if not stale and backfill_from is not None and entry is not None:
-            stale = any(date.fromisoformat(d) >= backfill_from for d in entry["days"])
-        if stale or entry is None:
+        days = _cached_days(entry) if entry is not None and entry["sha256"] == digest else None
+        if days is not None and backfill_from is not None:
+            days = None if any(day >= backfill_from for day in days) else days
+        if days is None:
             build.rebuilt += 1
             bad: list[BadLine] = []
-            trades = read_trades(path, bad)
-            days = {
-                start.isoformat(): _stats_converter.unstructure(stats)
-                for _, (start, stats) in by_window(trades, Window.DAILY, tz).items()
+            windows = by_window(read_trades(path, bad), Window.DAILY, tz)
+            days = dict(windows.values())
+            entry = {
+                "sha256": digest,
+                "days": {d.isoformat(): _stats_converter.unstructure(s) for d, s in days.items()},
+                "bad": [[b.path, b.line, b.reason] for b in bad],
             }
-            entry = {"sha256": digest, "days": days, "bad": [str(b) for b in bad]}
+        assert entry is not None
         fresh[path.name] = entry
-        for day_text, stats_json in entry["days"].items():
-            day = date.fromisoformat(day_text)
-            stats = _stats_converter.structure(stats_json, Stats)
+        for day, stats in days.items():
             build.days[day] = build.days.get(day, Stats()) + stats
-        build.bad.extend(_bad_from_text(text) for text in entry["bad"])
+        build.bad.extend(BadLine(str(p), int(n), str(r)) for p, n, r in entry["bad"])
     _save_cache(cache_path, zone_name, fresh)
     build.days = dict(sorted(build.days.items()))
     return build
 
 
-def _bad_from_text(text: str) -> BadLine:
-    path, line, reason = text.split(":", 2)
-    return BadLine(path, int(line), reason.strip())
+def _cached_days(entry: Any) -> dict[date, Stats] | None:
+    """The per-day stats of one cache entry, or None when the entry is not what this version
+    writes (edited or damaged: the journal is read again)."""
+    try:
+        days = {
+            date.fromisoformat(day): _stats_converter.structure(stats, Stats)
+            for day, stats in entry["days"].items()
+        }
+        for p, n, r in entry["bad"]:
+            if not (isinstance(p, str) and isinstance(n, int) and isinstance(r, str)):
+                return None
+    except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError,
+            cattrs.BaseValidationError):  # fmt: skip
+        return None
+    return days
 
 
 def _load_cache(path: Path, zone_name: str) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}  # missing or corrupt: rebuild everything
+    if not isinstance(data, dict):
+        return {}
     if data.get("version") != _CACHE_VERSION or data.get("timezone") != zone_name:
         return {}
     files = data.get("files")
-    return files if isinstance(files, dict) else {}
+    if not isinstance(files, dict):
+        return {}
+    return {
+        name: entry
+        for name, entry in files.items()
+        if isinstance(entry, dict) and isinstance(entry.get("sha256"), str)
+        and isinstance(entry.get("days"), dict) and isinstance(entry.get("bad"), list)
+    }  # fmt: skip
 
 
 def _save_cache(path: Path, zone_name: str, files: dict[str, Any]) -> None:
@@ -313,6 +379,13 @@ def report_to_json(report: Report, now: datetime) -> dict[str, Any]:
     return out
 
 
+# How each column reads in text: money to the cent, R to two places, ratios to three.
+_TEXT: dict[str, Callable[[Decimal], str]] = {
+    "win_rate": lambda v: f"{v * 100:.1f}%",
+    "avg_r": two_places,
+    "profit_factor": ratio,
+}
+
 _COLUMNS = [
     ("trades", "trades"),
     ("W/L/BE", ""),
@@ -337,11 +410,9 @@ def _cells(stats: Stats) -> list[str]:
         value = data[name]
         if value is None:
             return "—"
-        if name == "win_rate":
-            return f"{Decimal(value) * 100:.1f}%"
         if name in ("trades", "current_streak"):
             return str(value)
-        return f"{Decimal(value):,.2f}"
+        return _TEXT.get(name, cents)(Decimal(value))
 
     wlb = f"{stats.wins}/{stats.losses}/{stats.breakevens}"
     return [fmt("trades"), wlb, *[fmt(name) for _, name in _COLUMNS[2:]]]
@@ -370,7 +441,8 @@ def report_to_markdown(report: Report) -> str:
     if report.breaches:
         lines += ["", "**Targets missed**", ""]
         lines += [
-            f"- {b.period}: {b.metric} {b.actual:.4f} vs target {b.target} ({b.severity})"
+            f"- {b.period}: {b.metric} {metric_text(b.metric, b.actual)} vs target "
+            f"{metric_text(b.metric, b.target)} ({b.severity})"
             for b in report.breaches
         ]
     if report.partial:

@@ -17,6 +17,7 @@ from engine import BreakerAck, Command, EngineState, PhaseAdvance, PhaseOverride
 from engine.calendar import session_of
 from engine.config import Config
 from engine.phase import (
+    PHASE_ORDER,
     Phase,
     PhaseState,
     TradeMark,
@@ -29,13 +30,14 @@ from engine.phase import (
     size_for,
     trades_left,
 )
-from shell.codec import BadLine, format_ts, json_lines, parse_ts, to_jsonable
+from shell.codec import BadLine, format_ts, parse_ts, read_json_lines, to_jsonable
 from shell.performance import read_trades
 
 __all__ = [
     "HISTORY",
     "PASSWORD_ENV",
     "append_history",
+    "check_history",
     "decide",
     "export_csv",
     "password_matches",
@@ -57,14 +59,44 @@ def password_matches(given: str, env: dict[str, str] | os._Environ[str]) -> bool
 
 
 def _history(state_dir: Path) -> Iterator[dict[str, Any]]:
+    """The records of phase-history.jsonl, each checked (a JSON object with a `kind` and a
+    valid `ts`; a phase change names a known phase). The history decides the phase, so a line
+    that cannot be read refuses the whole file: BadLine names it."""
     path = state_dir / HISTORY
     if not path.exists():
         return
-    with path.open(encoding="utf-8") as fh:
-        for number, data in json_lines(fh):
+    for number, data in read_json_lines(path):
+        try:
             if isinstance(data, ValueError):
-                raise BadLine(str(path), number, str(data))
-            yield data
+                raise data
+            yield _checked(data)
+        except ValueError as exc:
+            raise BadLine(str(path), number, str(exc)) from None
+
+
+_PHASES = ", ".join(p.value for p in PHASE_ORDER)
+
+
+def check_history(state_dir: Path) -> None:
+    """Read phase-history.jsonl through: BadLine names the first line that cannot be read (so
+    a command refuses before it appends anything)."""
+    for _ in _history(state_dir):
+        pass
+
+
+def _checked(record: dict[str, Any]) -> dict[str, Any]:
+    kind = record.get("kind")
+    if not isinstance(kind, str) or not kind:
+        raise ValueError(f"kind = {kind!r}: expected a record kind, e.g. phase.changed")
+    ts = record.get("ts")
+    if not isinstance(ts, str):
+        raise ValueError(f"ts = {ts!r}: expected an ISO-8601 time with an offset")
+    parse_ts(ts)
+    if kind == "phase.changed":
+        to = record.get("to")
+        if to not in {p.value for p in PHASE_ORDER}:
+            raise ValueError(f"phase.changed: to = {to!r}: allowed {_PHASES}")
+    return record
 
 
 def rebuild(state_dir: Path, config: Config) -> tuple[PhaseState, list[BadLine]]:
@@ -149,12 +181,14 @@ def status(state_dir: Path, config: Config, now: datetime) -> dict[str, Any]:
 def _entries_in_session(state_dir: Path, config: Config, session: date) -> int:
     count = 0
     for path in sorted((state_dir / "journal").glob("*.jsonl")):
-        with path.open(encoding="utf-8") as fh:
-            for _, data in json_lines(fh):
-                if isinstance(data, dict) and data.get("kind") == "entry.accepted":
-                    when = parse_ts(str(data["ts"]))
-                    day, _ = session_of(when, config.session.tz, config.session.boundary)
-                    count += day == session
+        for _, data in read_json_lines(path):
+            if isinstance(data, dict) and data.get("kind") == "entry.accepted":
+                try:
+                    when = parse_ts(str(data.get("ts")))
+                except ValueError:
+                    continue  # a bad line: read_trades reports the journal's bad lines
+                day, _ = session_of(when, config.session.tz, config.session.boundary)
+                count += day == session
     return count
 
 

@@ -6,6 +6,8 @@ so in one line.
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
@@ -15,6 +17,8 @@ from typing import Any
 
 from engine import Record, Tick
 from engine.analytics import TradeResult, Window, by_window, canonical
+from shell.errors import UserError, one_line
+from shell.outputs import file_names, refuse_inputs, temp_beside
 
 __all__ = ["PlotUnavailable", "PriceTrail", "plot_report", "plot_simulation"]
 
@@ -28,6 +32,9 @@ def _pyplot() -> Any:
         import matplotlib  # noqa: PLC0415 (optional extra, imported only when plotting)
 
         matplotlib.use("Agg")
+        # Layout and glyph warnings would be tracebacks-like noise on the user's terminal; the
+        # picture is written all the same.
+        warnings.filterwarnings("ignore", category=UserWarning, module="matplotlib")
         import matplotlib.pyplot as plt  # noqa: PLC0415
     except ImportError:
         raise PlotUnavailable(
@@ -73,8 +80,19 @@ def plot_report(trades: Sequence[TradeResult], tz: Any, path: Path) -> None:
     for i, (_, stats) in enumerate(weeks.values()):
         week_ax.annotate(f"{stats.trades} tr", (i, rates[i]), ha="center", va="bottom", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     plt.close(fig)
+
+
+def _save(fig: Any, path: Path) -> None:
+    """Write a figure as PNG atomically: a temporary file beside it, then a rename."""
+    tmp = temp_beside(path)
+    try:
+        fig.savefig(tmp, dpi=110, format="png")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write the picture {path}: {exc.strerror or exc}") from None
 
 
 class PriceTrail:
@@ -105,19 +123,28 @@ class PriceTrail:
             self.every[symbol] *= 2
 
 
-def plot_simulation(trail: PriceTrail, records: Sequence[Record], directory: Path) -> list[Path]:
-    """One PNG per symbol: price, the stop as it ratcheted, entries, partial and final exits."""
+def plot_simulation(
+    trail: PriceTrail, records: Sequence[Record], directory: Path, inputs: Sequence[Path] = ()
+) -> list[Path]:
+    """One PNG per symbol: price, the stop as it ratcheted, entries, partial and final exits.
+
+    Each file is named after its symbol, made safe (see shell.outputs.file_names) so that it
+    stays inside `directory`; none is written when one would overwrite one of `inputs`.
+    """
     plt = _pyplot()
     directory.mkdir(parents=True, exist_ok=True)
+    names = file_names(trail.points, ".png")
+    refuse_inputs([("--plot", directory / name) for name in names.values()], inputs)
     written = []
     by_symbol: dict[str, list[Record]] = defaultdict(list)
     for record in records:
         if record.symbol:
             by_symbol[record.symbol].append(record)
     for symbol, points in sorted(trail.points.items()):
+        shown = one_line(symbol, 40)  # a title, not a place to print a 5,000-character symbol
         fig, ax = plt.subplots(figsize=(12, 6))
         ax.plot([t for t, _ in points], [float(p) for _, p in points], color="#7f7f7f",
-                linewidth=0.8, label=f"{symbol} price")  # fmt: skip
+                linewidth=0.8, label=f"{shown} price")  # fmt: skip
         stops: dict[str, list[tuple[datetime, float]]] = defaultdict(list)
         for record in by_symbol.get(symbol, []):
             key = str(record.data.get("key", ""))
@@ -140,12 +167,12 @@ def plot_simulation(trail: PriceTrail, records: Sequence[Record], directory: Pat
             ax.step([t for t, _ in steps], [p for _, p in steps], where="post",
                     color="#ff7f0e", linewidth=1.4, label="stop" if key == next(iter(stops))
                     else None)  # fmt: skip
-        ax.set_title(f"{symbol}: price, stop ladder (orange), entries ▲, partials ●, exits ✕")
+        ax.set_title(f"{shown}: price, stop ladder (orange), entries ▲, partials ●, exits ✕")
         ax.legend(loc="upper left")
         fig.autofmt_xdate()
         fig.tight_layout()
-        path = directory / f"{symbol}.png"
-        fig.savefig(path, dpi=110)
+        path = directory / names[symbol]
+        _save(fig, path)
         plt.close(fig)
         written.append(path)
     return written

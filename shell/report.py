@@ -2,43 +2,76 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
+from enum import Enum
 from typing import Any
 
-from shell.codec import to_jsonable
+from shell.codec import format_ts
+from shell.figures import plain, price, qty, r_multiple, signed_money
+from shell.simulate import BROKER_REFUSALS as _BROKER
 from shell.simulate import Summary
 
 __all__ = ["render_summary", "summary_to_json"]
 
-_CENT = Decimal("0.01")
+
+def _exact(value: object) -> object:
+    """Decimals as exact strings without exponent, times as ISO-8601 UTC, recursively."""
+    if isinstance(value, Decimal):
+        return plain(value)
+    if isinstance(value, datetime):
+        return format_ts(value)
+    if isinstance(value, Enum):
+        return _exact(value.value)
+    if isinstance(value, dict):
+        return {str(k): _exact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_exact(v) for v in value]
+    return value
 
 
 def summary_to_json(summary: Summary, *, bad_lines: int = 0) -> dict[str, Any]:
-    """The summary as one JSON object (decimals as strings)."""
+    """The summary as one JSON object (decimals as exact strings)."""
+    s = summary
+    gate = {k: v for k, v in sorted(s.blocked_reasons.items()) if k not in _BROKER}
+    broker = {k: v for k, v in sorted(s.blocked_reasons.items()) if k in _BROKER}
     data = {
-        "events": summary.events,
-        "ticks": summary.ticks,
+        "events": s.events,
+        "ticks": s.ticks,
         "bad_lines": bad_lines,
         "entries": {
-            "accepted": summary.entries_accepted,
-            "blocked": summary.entries_blocked,
-            "blocked_reasons": dict(sorted(summary.blocked_reasons.items())),
+            "intents": s.entry_intents,
+            "accepted": s.entries_kept,
+            "blocked": s.entries_gate_blocked,
+            "blocked_reasons": gate,
+            "refused_by_broker": s.entries_refused,
+            "refused_reasons": broker,
         },
         "positions": {
-            "opened": summary.positions_opened,
-            "closed": summary.closes,
-            "open": len(summary.open_positions),
-            "unprotected": sum(1 for p in summary.open_positions if not p["protected"]),
+            "opened": s.positions_opened,
+            "closed": s.closes,
+            "open": len(s.open_positions),
+            "unprotected": sum(1 for p in s.open_positions if not p["protected"]),
         },
-        "stop_moves": summary.stop_moves,
-        "partials": {"ordered": summary.partials_ordered, "filled": summary.partials_filled},
-        "orders_submitted": summary.orders_submitted,
-        "retries": summary.retries,
-        "conflicts": summary.conflicts,
-        "alerts": summary.alerts,
-        "oversells": summary.oversells,
-        "goal": {"triggered": summary.goal_triggers, "session_resets": summary.session_resets},
-        "realized_pnl": summary.realized_pnl,
+        "stop_moves": s.stop_moves,
+        "partials": {
+            "ordered": s.partials_ordered,
+            "filled": len(s.tranches_filled),
+            "filled_by_take_profit": s.tranches_by_take_profit,
+            "fills": s.partials_filled,
+        },
+        "orders_submitted": s.orders_submitted,
+        "retries": s.retries,
+        "conflicts": s.conflicts,
+        "alerts": s.alerts,
+        "oversells": s.oversells,
+        "goal": {"triggered": s.goal_triggers, "session_resets": s.session_resets},
+        "realized_pnl": s.realized_total,
+        "realized": {
+            "closed_trades": s.realized_pnl,
+            "banked_open_positions": s.banked_open_pnl,
+            "total": s.realized_total,
+        },
         "trades": [
             {
                 "symbol": t.symbol,
@@ -51,47 +84,51 @@ def summary_to_json(summary: Summary, *, bad_lines: int = 0) -> dict[str, Any]:
                 "r": t.r,
                 "reason": t.reason,
             }
-            for t in summary.trades
+            for t in s.trades
         ],
-        "open_positions": summary.open_positions,
+        "open_positions": s.open_positions,
     }
-    result = to_jsonable(data)
+    result = _exact(data)
     assert isinstance(result, dict)
     return result
 
 
-def _money(value: Decimal) -> str:
-    sign = "-" if value < 0 else "+"
-    return f"{sign}${abs(value).quantize(_CENT):,}"
-
-
-def _r(value: object) -> str:
-    assert isinstance(value, Decimal)
-    return f"{value.quantize(_CENT):+}R"
+def _reasons(counts: dict[str, int]) -> str:
+    return " (" + ", ".join(f"{k} {v}" for k, v in counts.items()) + ")" if counts else ""
 
 
 def render_summary(summary: Summary, *, bad_lines: int = 0) -> str:
-    """A short, aligned text report."""
+    """A short, aligned text report: money to the cent, R to two places, prices as traded."""
     s = summary
-    blocked = ", ".join(f"{k} {v}" for k, v in sorted(s.blocked_reasons.items()))
+    gate = {k: v for k, v in sorted(s.blocked_reasons.items()) if k not in _BROKER}
+    broker = {k: v for k, v in sorted(s.blocked_reasons.items()) if k in _BROKER}
     unprotected = sum(1 for p in s.open_positions if not p["protected"])
+    by_tp = s.tranches_by_take_profit
+    realized = f"realized P&L  {signed_money(s.realized_total)}"
+    if s.open_positions:
+        realized += (
+            f" (closed trades {signed_money(s.realized_pnl)}, banked partials of open "
+            f"positions {signed_money(s.banked_open_pnl)})"
+        )
     lines = [
         f"events        {s.events:,} ({s.ticks:,} ticks)"
         + (f", {bad_lines} bad lines skipped" if bad_lines else ""),
-        f"entries       {s.entries_accepted} accepted, {s.entries_blocked} blocked"
-        + (f" ({blocked})" if blocked else ""),
+        f"entries       {s.entry_intents} intents: {s.entries_kept} accepted, "
+        f"{s.entries_gate_blocked} blocked by the gate{_reasons(gate)}, "
+        f"{s.entries_refused} refused by the broker{_reasons(broker)}",
         f"positions     {s.positions_opened} opened, {s.closes} closed, "
         f"{len(s.open_positions)} open" + (f" ({unprotected} UNPROTECTED)" if unprotected else ""),
         f"stop moves    {s.stop_moves}",
-        f"partials      {s.partials_ordered} ordered, {s.partials_filled} filled",
+        f"partials      {s.partials_ordered} ordered, {len(s.tranches_filled)} tranches filled"
+        + (f" ({by_tp} by the take-profit)" if by_tp else ""),
         f"orders        {s.orders_submitted} submitted, {s.retries} retries, {s.conflicts} "
         f"conflicts, {s.alerts} alerts, {s.oversells} oversells",
-        f"realized P&L  {_money(s.realized_pnl)}",
+        realized,
     ]
     for trigger in s.goal_triggers:
         lines.append(
             f"goal          protection at {trigger['ts']:%Y-%m-%d %H:%M:%S}Z: peak "
-            f"{_money(trigger['peak'])}, then {_money(trigger['current'])} "
+            f"{signed_money(trigger['peak'])}, then {signed_money(trigger['current'])} "
             f"({trigger['action']})"
         )
     if s.session_resets:
@@ -101,23 +138,33 @@ def render_summary(summary: Summary, *, bad_lines: int = 0) -> str:
         lines.append("trades")
         for t in s.trades:
             lines.append(
-                f"  {t.key:<12} {t.side:<5} {t.qty:>8} @ {t.entry:<10} -> "
-                f"{t.exit.quantize(Decimal('0.0001')).normalize():<10} "
-                f"{_money(t.pnl):>12} {_r(t.r):>8}  {t.reason}"
+                f"  {t.key:<12} {t.side:<5} {qty(t.qty):>8} @ {price(t.entry):<10} -> "
+                f"{price(t.exit):<10} {signed_money(t.pnl):>12} {r_multiple(t.r):>8}  {t.reason}"
             )
     if s.open_positions:
         lines.append("")
         lines.append("open positions")
         for p in s.open_positions:
+            working = p["working_stop"]
             lines.append(
-                f"  {p['key']:<12} {p['side']:<5} {p['qty']:>8} @ {p['entry']:<10} "
-                f"last {p['price']:<10} {_r(p['r']):>8}  {p['state']:<22} stop {p['stop']}"
+                f"  {p['key']:<12} {p['side']:<5} {qty(p['qty']):>8} @ {price(p['entry']):<10} "
+                f"last {_price_or_dash(p['price']):<10} {_r_or_dash(p['r']):>8}  "
+                f"{p['state']:<22} stop {price(p['stop'])}"
                 + (
                     ""
-                    if not p["protected"] or p["working_stop"] == p["stop"]
-                    else f" (working {p['working_stop']})"
+                    if not p["protected"] or working == p["stop"]
+                    else f" (working {price(working)})"
                 )
                 + ("" if p["protected"] else "  UNPROTECTED")
                 + ("  halted" if p["halted"] else "")
+                + (f"  banked {signed_money(p['realized'])}" if p["realized"] else "")
             )
     return "\n".join(lines)
+
+
+def _price_or_dash(value: object) -> str:
+    return price(value) if isinstance(value, Decimal) else "—"
+
+
+def _r_or_dash(value: object) -> str:
+    return r_multiple(value) if isinstance(value, Decimal) else "—"

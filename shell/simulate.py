@@ -32,30 +32,72 @@ Sink = Callable[[Command], None]
 StepObserver = Callable[[Event, EngineState, Transition], None]
 
 
+# Entry refusals that come from the broker, after the gate accepted the intent (the intent was
+# counted once as accepted; these take it back out).
+BROKER_REFUSALS = frozenset({"order_rejected", "entry_canceled"})
+
+
 @define
 class Summary:
-    """What a simulation did: counts, P&L and R per trade. Its size grows with trades, not ticks."""
+    """What a simulation did: counts, P&L and R per trade. Its size grows with trades, not ticks.
+
+    Entries add up to the intents: each is accepted, blocked by the gate or (after acceptance)
+    refused by the broker. Partials count tranches, however many fills each took.
+    """
 
     events: int = 0
     ticks: int = 0
-    entries_accepted: int = 0
-    entries_blocked: int = 0
+    entries_accepted: int = 0  # entry.accepted records (an entry refused later is in both)
+    entries_blocked: int = 0  # entry.blocked records, the gate's and the broker's
     positions_opened: int = 0
     stop_moves: int = 0
     partials_ordered: int = 0
-    partials_filled: int = 0
+    partials_filled: int = 0  # partial.filled records (a tranche may take several)
     closes: int = 0
     conflicts: int = 0
     alerts: int = 0
     orders_submitted: int = 0
     retries: int = 0
-    realized_pnl: Decimal = Decimal(0)
+    realized_pnl: Decimal = Decimal(0)  # closed trades (trade.closed)
+    banked_open_pnl: Decimal = Decimal(0)  # shares already sold of positions still open
     trades: list[TradeResult] = field(factory=list)
     blocked_reasons: dict[str, int] = field(factory=dict)
+    tranches_ordered: set[tuple[str, str]] = field(factory=set)
+    tranches_filled: set[tuple[str, str]] = field(factory=set)
     open_positions: list[dict[str, Any]] = field(factory=list)
     oversells: int = 0
     goal_triggers: list[dict[str, Any]] = field(factory=list)
     session_resets: int = 0
+
+    @property
+    def entries_refused(self) -> int:
+        """Entries the gate accepted and the broker then refused (or canceled)."""
+        return sum(n for reason, n in self.blocked_reasons.items() if reason in BROKER_REFUSALS)
+
+    @property
+    def entries_gate_blocked(self) -> int:
+        """Entries the gate refused."""
+        return self.entries_blocked - self.entries_refused
+
+    @property
+    def entry_intents(self) -> int:
+        """Entry intents seen: each is accepted or blocked by the gate, once."""
+        return self.entries_accepted + self.entries_gate_blocked
+
+    @property
+    def entries_kept(self) -> int:
+        """Accepted entries the broker did not refuse."""
+        return self.entries_accepted - self.entries_refused
+
+    @property
+    def tranches_by_take_profit(self) -> int:
+        """Tranches filled by the take-profit order without a market order of their own."""
+        return len(self.tranches_filled - self.tranches_ordered)
+
+    @property
+    def realized_total(self) -> Decimal:
+        """Every share sold: closed trades plus the banked partials of open positions."""
+        return self.realized_pnl + self.banked_open_pnl
 
     def observe(self, command: Command) -> None:
         """Count one record or alert."""
@@ -73,8 +115,10 @@ class Summary:
             self.retries += 1
         elif kind == "partial.ordered":
             self.partials_ordered += 1
+            self.tranches_ordered.add(_tranche(command))
         elif kind == "partial.filled":
             self.partials_filled += 1
+            self.tranches_filled.add(_tranche(command))
         elif kind == "position.opened" and "added" not in command.data:
             self.positions_opened += 1
         elif kind == "position.closed":
@@ -111,6 +155,13 @@ class Summary:
                     reason=str(d["reason"]),
                 )
             )
+
+
+def _tranche(record: Record) -> tuple[str, str]:
+    """A tranche: its position's key and its milestone (as text: 2 and 2.0 are one)."""
+    milestone = record.data.get("milestone")
+    shown = format(milestone.normalize(), "f") if isinstance(milestone, Decimal) else milestone
+    return str(record.data.get("key", "")), str(shown)
 
 
 def _dec(value: object) -> Decimal:
@@ -227,6 +278,7 @@ def run_simulation(
             and order.stop_price is not None
             and broker.working_qty(pos.symbol, order.id) >= pos.fills.remaining
         )
+        summary.banked_open_pnl += pos.fills.realized
         summary.open_positions.append(
             {
                 "symbol": pos.symbol,
@@ -237,6 +289,7 @@ def run_simulation(
                 "price": view.price,
                 "r": view.r,
                 "unrealized": view.unrealized,
+                "realized": pos.fills.realized,
                 "state": pos.ladder.protection.value,
                 "stop": pos.ladder.stop,
                 "working_stop": order.stop_price if protected and order else None,

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import itertools
-import os
 from collections import defaultdict
 from decimal import Decimal as D
-from pathlib import Path
 
 import pytest
 
 from engine import RECORD_KINDS, EntryIntent, OrderFilled, OrderStatus, Record, Side, Tick
 from shell.codec import read_events
+from tests.data import data_file
 from tests.harness import trace
 
-DATA = Path(os.environ.get("RATCHET_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
-FOUR_SYMBOLS = DATA / "ticks" / "us_equity_trades_2013-10-07.csv"
+FOUR_SYMBOLS = data_file("ticks/us_equity_trades_2013-10-07.csv")
 
 
 def _with_entries(ticks, every=1_500, stop_pct=D("0.002")):
@@ -30,8 +28,6 @@ def _with_entries(ticks, every=1_500, stop_pct=D("0.002")):
 
 @pytest.fixture(scope="module")
 def day():
-    if not FOUR_SYMBOLS.exists():
-        pytest.fail(f"real tick data not found at {FOUR_SYMBOLS} (set RATCHET_DATA)")
     ticks = itertools.islice(read_events(FOUR_SYMBOLS), 150_000)
     return trace(_with_entries(ticks))
 

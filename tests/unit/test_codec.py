@@ -28,6 +28,7 @@ from engine import (
     Tick,
 )
 from shell.codec import (
+    BadFile,
     BadLine,
     command_to_json,
     converter,
@@ -143,7 +144,7 @@ def test_csv_needs_its_header_and_reads_gzip(tmp_path):
     """A CSV without the ts,symbol,price,size header is refused; .csv.gz is read as well."""
     plain = tmp_path / "t.csv"
     plain.write_text("time,sym,px,qty\n")
-    with pytest.raises(BadLine, match=":1: expected the header"):
+    with pytest.raises(BadFile, match=":1: expected the header"):
         list(read_events(plain))
     packed = tmp_path / "t.csv.gz"
     with gzip.open(packed, "wt") as fh:

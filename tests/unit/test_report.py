@@ -96,16 +96,17 @@ def test_daily_rows_add_up_and_an_explicit_range_lists_empty_days(week_file):
     assert "no trades" in md.stdout
 
 
-def test_missed_targets_exit_2_with_alerts_and_warnings(tmp_path, week_file):
-    """A win rate under target: exit 2, a WARN line and a schema-valid performance.alert."""
+def test_missed_targets_exit_3_with_alerts_and_warnings(tmp_path, week_file):
+    """A win rate under target: exit 3 (INTERFACES: 2 is a usage error), a WARN line with the
+    ratio to three places, and a schema-valid performance.alert keeping the exact values."""
     state = tmp_path / "state"
     (state / "journal").mkdir(parents=True)
     (state / "journal" / "2024-03-04.jsonl").write_text(week_file.read_text())
     config = tmp_path / "ratchet.toml"
     config.write_text("[performance]\nmin_win_rate = 0.55\nmax_drawdown = 150\n")
     result = _run("--window", "weekly", "--state-dir", state, "--config", config)
-    assert result.exit_code == 2
-    assert "WARN performance weekly 2024-W10: win_rate 0.4 misses target 0.55 (critical)" in (
+    assert result.exit_code == 3
+    assert "WARN performance weekly 2024-W10: win_rate 0.400 misses target 0.550 (critical)" in (
         result.stderr
     )
     [alert] = [json.loads(x) for x in (state / "performance-alerts.jsonl").read_text().splitlines()]

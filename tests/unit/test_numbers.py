@@ -1,0 +1,196 @@
+"""Numbers a trader reads: realized P&L counts every share sold, entries add up to the
+intents, partials are counted per tranche, text shows money to the cent, R to two places and
+ratios to three (JSON keeps the exact decimals), and NaN or infinity in a setting is refused."""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal as D
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
+
+from engine import EngineState, EntryIntent, Event, OrderFilled
+from shell.broker.simulated import Faults, SimulatedBroker
+from shell.cli import main
+from shell.config import ENV_GIVEBACK, ENV_TARGET, ConfigError, parse_settings
+from shell.figures import money, plain, price, qty, r_multiple, ratio, signed_money
+from shell.report import render_summary, summary_to_json
+from shell.simulate import run_simulation
+from tests.strategies import fault_models, histories, interleave
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "samples" / "synthetic.jsonl"
+
+
+@st.composite
+def books(draw: st.DrawFn) -> list[Event]:
+    """Two symbols' histories (lots included), interleaved in time order."""
+    one = draw(histories(symbol="AAA"))
+    two = draw(histories(symbol="BBB"))
+    merged = interleave(list(one.events), list(two.events), draw(st.lists(st.booleans())))
+    return sorted(merged, key=lambda e: e.ts)  # stable: each symbol keeps its own order
+
+
+def _simulate(events: list[Event], faults: Faults):
+    """The summary, the final state and, computed independently from the broker's fills, the
+    profit of every share sold (fill price against the position's entry at that moment)."""
+    sold = D(0)
+
+    def watch(event, before, _transition) -> None:
+        nonlocal sold
+        if not isinstance(event, OrderFilled):
+            return
+        for pos in before.positions.values():
+            if event.order_id in {o.id for o in (pos.orders.exit, pos.orders.sell) if o}:
+                q = min(event.qty, pos.fills.remaining)
+                sold += (event.price - pos.ladder.entry) * q * pos.side.sign
+
+    state, summary = run_simulation(
+        events, EngineState.empty(), SimulatedBroker(faults=faults), on_step=watch
+    )
+    return summary, state, sold
+
+
+@given(events=books(), faults=fault_models().filter(lambda f: f.drop == 0))
+def test_realized_pnl_counts_every_share_sold(events, faults):
+    """Realized P&L = the profit of every fill of every exit, whether its position closed or
+    not (banked partials of open positions included), and closed + banked = total. (Without
+    dropped connections: a fill learned from a reconnect snapshot is no OrderFilled event for
+    this oracle to see.)"""
+    summary, _, sold = _simulate(events, faults)
+    # Equal up to the 28th digit (a lot's averaged entry price is summed in another order).
+    assert abs(summary.realized_total - sold) < D("1e-18")
+    assert summary.realized_pnl == sum((t.pnl for t in summary.trades), D(0))
+    assert summary.realized_pnl + summary.banked_open_pnl == summary.realized_total
+    data = summary_to_json(summary)
+    assert D(data["realized_pnl"]) == summary.realized_total == D(data["realized"]["total"])
+
+
+@given(events=books(), faults=fault_models())
+def test_entries_add_up_to_the_intents(events, faults):
+    """Every intent is counted once: accepted, blocked by the gate, or refused by the broker;
+    the accepted ones opened a position or are still pending."""
+    summary, state, _ = _simulate(events, faults)
+    intents = sum(isinstance(e, EntryIntent) for e in events)
+    entries = summary_to_json(summary)["entries"]
+    assert entries["intents"] == intents
+    assert entries["accepted"] + entries["blocked"] + entries["refused_by_broker"] == intents
+    assert entries["accepted"] == summary.positions_opened + len(state.entries)
+    assert sum(entries["refused_reasons"].values()) == entries["refused_by_broker"]
+    text = render_summary(summary)
+    assert f"entries       {intents} intents: {entries['accepted']} accepted" in text
+
+
+@given(events=books(), seed=st.integers(0, 1000))
+def test_a_tranche_filled_in_parts_is_counted_once(events, seed):
+    """With every market order filled in two parts, partial.filled records outnumber the
+    tranches; the summary counts tranches (at most one per milestone of each position)."""
+    summary, _, _ = _simulate(events, Faults(partial=1.0, seed=seed))
+    partials = summary_to_json(summary)["partials"]
+    assert partials["fills"] == summary.partials_filled >= partials["filled"]
+    assert partials["filled"] == len(summary.tranches_filled) <= 3 * summary.positions_opened
+    assert partials["filled_by_take_profit"] <= partials["filled"]
+    assert f"{partials['ordered']} ordered, {partials['filled']} tranches filled" in (
+        render_summary(summary)
+    )
+
+
+_LONG_DECIMAL = re.compile(r"\d\.\d{5,}|\d[eE][+-]?\d")
+
+
+@given(events=books(), faults=fault_models())
+def test_text_never_shows_a_long_decimal_and_json_keeps_them_exact(events, faults):
+    """Lots average their entry price to 28 digits; the text shows at most four decimals and
+    no exponent, the JSON the exact value."""
+    summary, _, _ = _simulate(events, faults)
+    text = render_summary(summary)
+    assert not _LONG_DECIMAL.search(text), _LONG_DECIMAL.search(text)
+    data = summary_to_json(summary)
+    for trade, shown in zip(summary.trades, data["trades"], strict=True):
+        assert D(shown["entry"]) == trade.entry and D(shown["r"]) == trade.r
+        assert "E" not in shown["r"] + shown["entry"] + shown["pnl"]
+
+
+def test_figures_round_as_a_trader_reads_them():
+    """Money to the cent, R to two places, ratios to three, prices as traded, no -0."""
+    assert money(D("1234.5")) == "$1,234.50" and money(D("-3.333333")) == "-$3.33"
+    assert signed_money(D("-0.004")) == "+$0.00" and signed_money(D("12")) == "+$12.00"
+    assert r_multiple(D("0E+2")) == "+0.00R" and r_multiple(D("-1.005")) == "-1.00R"
+    assert r_multiple(D("2.745")) == "+2.74R"  # banker's rounding, as Decimal does
+    assert ratio(D(2) / D(3)) == "0.667" and ratio(D("1E+1")) == "10.000"
+    assert price(D("167.9")) == "167.90" and price(D("51.3725")) == "51.3725"
+    assert price(D("78.03333333333333333333333333")) == "78.0333"
+    assert qty(D("1E+2")) == "100" and qty(D("0.5000")) == "0.5"
+    assert plain(D("0E+2")) == "0" and plain(D("1.2E+3")) == "1200" and plain(D("-0")) == "0"
+
+
+def test_the_report_table_rounds_r_ratios_and_money(tmp_path):
+    """report's text: avg R to two places, profit factor and win rate to three figures,
+    money to the cent; its JSON export keeps the exact values."""
+    trades = tmp_path / "t.jsonl"
+    rows = []
+    for i, (pnl, r) in enumerate([("10", "0.3333333333"), ("-3", "-0.1"), ("4", "0.2")]):
+        closed = f"2024-03-04T15:0{i}:00Z"
+        rows.append(json.dumps({
+            "kind": "trade.closed", "ts": closed, "symbol": "A", "key": f"A-{i}", "side": "long",
+            "qty": "1", "entry": "1", "exit": "2", "opened": closed, "closed": closed,
+            "pnl": pnl, "r": r, "risk": "30"}))  # fmt: skip
+    trades.write_text("\n".join(rows) + "\n")
+    result = CliRunner().invoke(
+        main, ["report", "--window", "daily", "--trades", str(trades)], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| 2024-03-04"))
+    # 3 trades, 2/1/0, win rate 66.7%, streak 1, avg win 7.00, avg loss -3.00, avg R
+    # 0.4333/3 = 0.14, PF 14/3 = 4.667, expectancy 11/3 = 3.67, P&L 11.00, max DD 3.00
+    assert row == (
+        "| 2024-03-04 | 3 | 2/1/0 | 66.7% | 1 | 7.00 | -3.00 | 0.14 | 4.667 | 3.67 | 11.00 | 3.00 |"
+    )
+    exported = CliRunner().invoke(
+        main, ["report", "--window", "daily", "--trades", str(trades), "--export", "json"]
+    )
+    assert json.loads(exported.stdout)["total"]["profit_factor"] == str(D(14) / D(3))
+
+
+_NUMERIC_KEYS = [
+    ("goal", "target"), ("goal", "giveback"), ("phase", "equity"), ("phase", "scaling_max"),
+    ("protection", "lot_step"), ("protection", "price_increment"), ("orders", "fill_timeout"),
+    ("orders", "cancel_timeout"), ("performance", "min_win_rate"), ("performance", "min_avg_r"),
+    ("performance", "max_drawdown"),
+]  # fmt: skip
+_ABSURD = st.sampled_from(
+    [float("nan"), float("inf"), float("-inf"), "nan", "NaN", "inf", "-Infinity", "sNaN",
+     "1e999999", "-1e999999", 1e300, -1e300, -(10**18), "", "1,5", True, [1], {"a": 1}]
+)  # fmt: skip
+
+
+@given(where=st.sampled_from(_NUMERIC_KEYS), value=_ABSURD)
+def test_nan_infinity_and_absurd_settings_are_refused_with_key_and_value(where, value):
+    """NaN, infinities, numbers beyond a trillion, wrong types: refused, naming the key and the
+    value, never a traceback (a NaN cannot even be compared with a bound)."""
+    section, key = where
+    with pytest.raises(ConfigError) as caught:
+        parse_settings({section: {key: value}})
+    message = str(caught.value)
+    assert message.startswith(f"{section}.{key} = ") and "\n" not in message
+    assert repr(value)[:20] in message
+
+
+@given(
+    name=st.sampled_from([ENV_TARGET, ENV_GIVEBACK]),
+    value=st.sampled_from(["nan", "NaN", "inf", "-inf", "Infinity", "sNaN", "1e999999", "abc"]),
+)
+def test_nan_in_the_goal_environment_is_refused_in_one_line(name, value):
+    """PROFIT_TARGET_DAILY / PROFIT_GIVEBACK_THRESHOLD = nan (or inf): exit 1, one line naming
+    the variable and the value."""
+    result = CliRunner().invoke(
+        main, ["simulate", str(SAMPLE)], env={name: value}, catch_exceptions=False
+    )
+    assert result.exit_code == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"Error: {name} = {value!r}: ") and "allowed " in line
