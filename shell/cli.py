@@ -26,6 +26,7 @@ from engine import (
 from engine.analytics import TradeResult, Window, by_window
 from engine.phase import PHASE_ORDER
 from shell import phases
+from shell.alerts import AlertDispatcher
 from shell.broker.simulated import Faults, SimulatedBroker
 from shell.codec import BadLine, format_ts, merge_by_ts, read_events
 from shell.config import ConfigError, load_settings, zone
@@ -89,6 +90,12 @@ def main() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Write one PNG per symbol (price, stop ladder, entries and exits) to this directory.",
 )
+@click.option(
+    "--alerts",
+    "alerts_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Deliver alerts as the live loop does: to DIR/alerts.jsonl and the [alerts] sinks.",
+)
 def simulate(
     events: Path,
     entries: Path | None,
@@ -99,6 +106,7 @@ def simulate(
     market_fill: str | None,
     faults_text: str | None,
     plot_dir: Path | None,
+    alerts_dir: Path | None,
 ) -> None:
     """Fold the engine over recorded EVENTS (JSONL, or CSV ticks) with the simulated broker."""
     try:
@@ -116,12 +124,15 @@ def simulate(
         stream = trail.watch(stream)
     kept: list[Record] = []
     writer = JournalWriter(journal) if journal is not None else None
+    alerts = AlertDispatcher(settings.alerts, alerts_dir) if alerts_dir is not None else None
 
     def sink(command: Command) -> None:
         if writer is not None:
             writer(command)
         if trail is not None and isinstance(command, Record):
             kept.append(command)
+        if alerts is not None:
+            alerts.submit(command)
 
     try:
         faults = Faults.parse(faults_text) if faults_text else None
@@ -136,10 +147,13 @@ def simulate(
                 stream,
                 EngineState.empty(settings.config),
                 broker,
-                sink if writer is not None or trail is not None else None,
+                sink if writer is not None or trail is not None or alerts is not None else None,
             )
         except BadLine as exc:
             raise click.ClickException(f"{exc} (use --skip-bad-lines to go on)") from None
+        finally:
+            if alerts is not None:
+                _close_alerts(alerts)
     elapsed = time.perf_counter() - started
     for problem in bad:
         click.echo(f"skipped {problem}", err=True)
@@ -403,6 +417,13 @@ def phase_export(state_dir: Path, start: datetime | None, end: datetime | None) 
         phases.export_csv(state_dir, start.date() if start else None, end.date() if end else None),
         nl=False,
     )
+
+
+def _close_alerts(alerts: AlertDispatcher) -> None:
+    """Deliver what is queued (30 s at most) and say what became of the alerts."""
+    alerts.close(timeout=30.0)
+    for line in alerts.report():
+        click.echo(line, err=True)
 
 
 def _progress(events: Iterator[Event]) -> Iterator[Event]:
