@@ -29,7 +29,7 @@ from shell import phases
 from shell.alerts import AlertDispatcher
 from shell.broker.simulated import Faults, SimulatedBroker
 from shell.codec import BadLine, format_ts, merge_by_ts, read_events
-from shell.config import ConfigError, load_settings, zone
+from shell.config import ConfigError, Settings, load_settings, zone
 from shell.journal import JournalWriter
 from shell.performance import (
     alert_json,
@@ -108,7 +108,8 @@ def simulate(
     plot_dir: Path | None,
     alerts_dir: Path | None,
 ) -> None:
-    """Fold the engine over recorded EVENTS (JSONL, or CSV ticks) with the simulated broker."""
+    """Fold the engine over recorded EVENTS (JSONL, or CSV ticks) with the simulated broker.
+    With --journal and a [store], the journal is then loaded into the store."""
     try:
         settings = load_settings(config_path)
     except ConfigError as exc:
@@ -169,6 +170,8 @@ def simulate(
                 click.echo(f"wrote {path}", err=True)
         except PlotUnavailable as exc:
             raise click.ClickException(str(exc)) from None
+    if journal is not None and settings.store.url is not None:
+        _backfill(settings, [journal], err=True)
 
 
 @main.command()
@@ -424,6 +427,47 @@ def _close_alerts(alerts: AlertDispatcher) -> None:
     alerts.close(timeout=30.0)
     for line in alerts.report():
         click.echo(line, err=True)
+
+
+# --- the PostgreSQL store ------------------------------------------------------------------
+
+
+@main.group()
+def store() -> None:
+    """The PostgreSQL store ([store] url or RATCHET_STORE_URL; needs ratchet[postgres])."""
+
+
+@store.command("backfill")
+@click.argument("journals", nargs=-1, required=True, type=_FILE)
+@click.option("--config", "config_path", type=_FILE, help="ratchet.toml ([store]).")
+def store_backfill(journals: tuple[Path, ...], config_path: Path | None) -> None:
+    """Load existing JOURNALS (JSONL, e.g. from simulate --journal) into the store; records
+    already there are left as they are."""
+    try:
+        settings = load_settings(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if settings.store.url is None:
+        raise click.ClickException(
+            "no store configured: set [store] url in --config FILE, or RATCHET_STORE_URL"
+        )
+    _backfill(settings, list(journals))
+
+
+def _backfill(settings: Settings, journals: list[Path], *, err: bool = False) -> None:
+    try:
+        from shell.store import StoreUnavailable, backfill  # noqa: PLC0415 (optional extra)
+    except ImportError:
+        raise click.ClickException("the store needs: pip install 'ratchet[postgres]'") from None
+    bad: list[BadLine] = []
+    try:
+        lines = backfill(settings.store, journals, bad).report()
+    except StoreUnavailable as exc:
+        raise click.ClickException(f"store: {exc}") from None
+    for problem in bad:
+        click.echo(f"skipped {problem}", err=True)
+    for line in lines:
+        click.echo(line, err=err)
 
 
 def _progress(events: Iterator[Event]) -> Iterator[Event]:
