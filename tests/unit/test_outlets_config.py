@@ -3,7 +3,9 @@ refused with key, value and what is allowed; the alert gate's windows."""
 
 from __future__ import annotations
 
+import tomllib
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -194,3 +196,17 @@ def test_gate_rate_limits_each_reason_on_its_own():
     assert gate.admit(rejected, dedup_key(rejected)) is None
     later = _alert(60, key="E-1")
     assert gate.admit(later, dedup_key(later)) is None
+
+
+def test_the_readme_alerts_and_store_examples_load():
+    """The README's [alerts] and [store] examples are valid configurations (with the secrets
+    in the environment), and every sink in them is on."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in readme.split("```toml")[1:]]
+    [alerts] = [b for b in blocks if b.startswith("\n[alerts]")]
+    [store] = [b for b in blocks if b.startswith("\n[store]")]
+    settings = parse_settings(tomllib.loads(alerts + store), ENV)
+    assert settings.alerts.webhook and settings.alerts.pagerduty and settings.alerts.email
+    assert settings.alerts.email.to == ("ops@example.com", "oncall@example.com")
+    assert settings.store.url is not None
+    assert settings.store.url.reveal() == "postgresql://ratchet@db.example.com:5432/ratchet"
