@@ -337,9 +337,8 @@ class AlertDispatcher:
         for name, worker in workers:
             if not worker.close(max(0.0, deadline - time.monotonic())):
                 done = False
-                _log.warning(
-                    "alerts: %s: %d alert(s) left undelivered at shutdown", name, worker.abandoned
-                )
+                left = worker.abandoned + worker.pending
+                _log.warning("alerts: %s: %d alert(s) left undelivered at shutdown", name, left)
         if self._fd is not None and self._file.pending == 0:
             os.close(self._fd)
             self._fd = None
