@@ -51,6 +51,11 @@ class Worker(Generic[T]):
         return True
 
     @property
+    def alive(self) -> bool:
+        """Whether the thread still runs (it ends after close())."""
+        return self._thread.is_alive()
+
+    @property
     def pending(self) -> int:
         """Items accepted and not yet handled."""
         return self._accepted - self._done

@@ -2,7 +2,7 @@
 profits, stop moves, closed trades and alerts, in tables Grafana can read. The journal stays
 the source of truth; the store is written beside the engine loop and catches up."""
 
-from shell.store.rows import KIND_TABLE, TABLES, Table, read_rows, row_of
+from shell.store.rows import KIND_TABLE, TABLES, Table, journal_source, read_rows, row_of
 from shell.store.schema import MIGRATIONS, SCHEMA_VERSION, SchemaTooNew, migrate
 from shell.store.writer import (
     Loaded,
@@ -28,6 +28,7 @@ __all__ = [
     "connect",
     "describe_url",
     "insert",
+    "journal_source",
     "migrate",
     "read_rows",
     "row_of",

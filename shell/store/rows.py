@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -20,7 +21,7 @@ from attrs import frozen
 
 from shell.codec import BadLine, parse_ts
 
-__all__ = ["KIND_TABLE", "TABLES", "Table", "read_rows", "row_of"]
+__all__ = ["KIND_TABLE", "TABLES", "Table", "journal_source", "read_rows", "row_of"]
 
 
 @frozen
@@ -61,6 +62,12 @@ TABLES: dict[str, Table] = {
 KIND_TABLE = {t.kind: t.name for t in TABLES.values()}
 
 Row = tuple[object, ...]
+
+
+def journal_source(path: str | os.PathLike[str]) -> str:
+    """How the store names a journal: its absolute path with symlinks resolved, so a record
+    written live and the same record backfilled later have the same key."""
+    return os.path.realpath(path)
 
 
 def _text(data: Mapping[str, Any], name: str) -> str | None:

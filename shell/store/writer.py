@@ -9,7 +9,6 @@ and reads the rest back from the journal once the database answers again.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import Counter
@@ -28,7 +27,7 @@ from shell.background import Worker
 from shell.codec import BadLine, command_to_json
 from shell.config import StoreSettings
 from shell.secret import Secret, redact
-from shell.store.rows import KIND_TABLE, TABLES, Row, read_rows, row_of
+from shell.store.rows import KIND_TABLE, TABLES, Row, journal_source, read_rows, row_of
 from shell.store.schema import SchemaTooNew, migrate
 
 __all__ = [
@@ -220,7 +219,7 @@ class StoreWriter:
                 lost,
                 f"; behind in {', '.join(journals)}" if journals else "",
             )
-        if self._conn is not None:
+        if self._conn is not None and not self._worker.alive:
             self._conn.close()
             self._conn = None
         return done
@@ -230,7 +229,7 @@ class StoreWriter:
     def _source(self, given: str) -> str:
         found = self._sources.get(given)
         if found is None:
-            found = self._sources[given] = os.path.abspath(given)
+            found = self._sources[given] = journal_source(given)
         return found
 
     def _rows(self, items: Iterable[_Item]) -> dict[str, list[Row]]:
@@ -346,7 +345,8 @@ class StoreWriter:
         pending = list(gaps.items())
         try:
             while pending:
-                source, first = pending[0]
+                given, first = pending[0]
+                source = self._source(given)
                 count = 0
                 for rows in _batches(Path(source), source, first, self.settings.batch_size):
                     self._write(conn, rows)
@@ -425,7 +425,7 @@ def backfill(settings: StoreSettings, paths: Iterable[Path], bad: list[BadLine])
             raise StoreUnavailable(str(exc)) from None
         try:
             for path in paths:
-                source = str(path.resolve())
+                source = journal_source(path)
                 rows: dict[str, list[Row]] = {}
                 count = 0
                 for table, row in read_rows(path, source, 1, bad):

@@ -275,6 +275,28 @@ def test_the_writer_reconnects_after_its_backend_is_terminated(tmp_path, pg, sch
     _assert_complete(pg, schema, journal)
 
 
+def test_records_written_live_and_backfilled_later_are_stored_once(
+    tmp_path, pg, schema, monkeypatch
+):
+    """The live writer given the journal's path through a symlinked directory, then a backfill
+    of the same journal by a relative path: nothing new, nothing twice."""
+    real = tmp_path / "state"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    writer = StoreWriter(StoreSettings(url=Secret(pg), schema=schema))
+    try:
+        _live(tmp_path / "link" / "live.jsonl", writer, {})
+        assert writer.flush(timeout=60)
+    finally:
+        writer.close(timeout=5)
+    monkeypatch.chdir(real)
+    result = _run("store", "backfill", "live.jsonl", "--config", _config(tmp_path, schema),
+                  env={"RATCHET_STORE_URL": pg})  # fmt: skip
+    counts = [line.split() for line in result.output.splitlines()[1:]]
+    assert all(c[1] == "0" and int(c[3]) > 0 for c in counts), result.output
+    _assert_complete(pg, schema, real / "live.jsonl")
+
+
 def test_a_dead_database_never_holds_up_submit(tmp_path, caplog):
     """Nothing listens at the store's port: 1,000 submits all return; the buffer keeps what it
     can hold and the rest is remembered as a journal position; no password is ever logged."""
