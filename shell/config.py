@@ -156,7 +156,8 @@ _PERFORMANCE_KEYS = {
 
 def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Settings:
     """Settings from a TOML file (every key optional; defaults without one), overridden by
-    the environment (`PROFIT_TARGET_DAILY`, `PROFIT_GIVEBACK_THRESHOLD`)."""
+    the environment (`PROFIT_TARGET_DAILY`, `PROFIT_GIVEBACK_THRESHOLD`, `RATCHET_STORE_URL`),
+    which alone holds the secrets of [alerts] and [store]."""
     env = os.environ if env is None else env
     if path is None:
         return parse_settings({}, env)
