@@ -29,9 +29,10 @@ from engine import (
 from engine.analytics import TradeResult, Window, by_window
 from engine.phase import PHASE_ORDER
 from shell import phases
+from shell.alerts import AlertDispatcher
 from shell.broker.simulated import Faults, SimulatedBroker
 from shell.codec import BadLine, format_ts, merge_by_ts, read_events
-from shell.config import load_settings, zone
+from shell.config import ConfigError, Settings, load_settings, zone
 from shell.errors import UserError, one_line
 from shell.figures import metric_text
 from shell.journal import JournalWriter
@@ -181,6 +182,12 @@ def main(debug: bool) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Write one PNG per symbol (price, stop ladder, entries and exits) to this directory.",
 )
+@click.option(
+    "--alerts",
+    "alerts_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Deliver alerts as the live loop does: to DIR/alerts.jsonl and the [alerts] sinks.",
+)
 def simulate(
     events: Path,
     entries: Path | None,
@@ -191,8 +198,10 @@ def simulate(
     market_fill: str | None,
     faults_text: str | None,
     plot_dir: Path | None,
+    alerts_dir: Path | None,
 ) -> None:
-    """Fold the engine over recorded EVENTS (JSONL, or CSV ticks) with the simulated broker."""
+    """Fold the engine over recorded EVENTS (JSONL, or CSV ticks) with the simulated broker.
+    With --journal and a [store], the journal is then loaded into the store."""
     inputs = [p for p in (events, entries, config_path) if p is not None]
     outputs: list[tuple[str, Path]] = []
     if journal is not None:
@@ -220,12 +229,15 @@ def simulate(
         stream = trail.watch(stream)
     kept: list[Record] = []
     writer = JournalWriter(journal) if journal is not None else None
+    alerts = AlertDispatcher(settings.alerts, alerts_dir) if alerts_dir is not None else None
 
     def sink(command: Command) -> None:
         if writer is not None:
             writer(command)
         if trail is not None and isinstance(command, Record):
             kept.append(command)
+        if alerts is not None:
+            alerts.submit(command)
 
     fill = market_fill or settings.market_fill
     broker = SimulatedBroker(market_fill=fill, faults=faults)  # type: ignore[arg-type]
@@ -236,10 +248,13 @@ def simulate(
                 stream,
                 EngineState.empty(settings.config),
                 broker,
-                sink if writer is not None or trail is not None else None,
+                sink if writer is not None or trail is not None or alerts is not None else None,
             )
         except BadLine as exc:
             raise click.ClickException(f"{exc} (use --skip-bad-lines to go on)") from None
+        finally:
+            if alerts is not None:
+                _close_alerts(alerts)
     elapsed = time.perf_counter() - started
     for problem in bad:
         click.echo(f"skipped {problem}", err=True)
@@ -256,6 +271,8 @@ def simulate(
                 click.echo(f"wrote {path}", err=True)
         except PlotUnavailable as exc:
             raise click.ClickException(str(exc)) from None
+    if journal is not None and settings.store.url is not None:
+        _backfill(settings, [journal], err=True)
 
 
 @main.command()
@@ -544,6 +561,54 @@ def phase_export(state_dir: Path, start: datetime | None, end: datetime | None) 
     """The phase history between two days, as CSV."""
     first, last = _day_range(start, end)
     click.echo(phases.export_csv(state_dir, first, last), nl=False)
+
+
+def _close_alerts(alerts: AlertDispatcher) -> None:
+    """Deliver what is queued (30 s at most) and say what became of the alerts."""
+    alerts.close(timeout=30.0)
+    for line in alerts.report():
+        click.echo(line, err=True)
+
+
+# --- the PostgreSQL store ------------------------------------------------------------------
+
+
+@main.group()
+def store() -> None:
+    """The PostgreSQL store ([store] url or RATCHET_STORE_URL; needs ratchet[postgres])."""
+
+
+@store.command("backfill")
+@click.argument("journals", nargs=-1, required=True, type=_FILE)
+@click.option("--config", "config_path", type=_FILE, help="ratchet.toml ([store]).")
+def store_backfill(journals: tuple[Path, ...], config_path: Path | None) -> None:
+    """Load existing JOURNALS (JSONL, e.g. from simulate --journal) into the store; records
+    already there are left as they are."""
+    try:
+        settings = load_settings(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if settings.store.url is None:
+        raise click.ClickException(
+            "no store configured: set [store] url in --config FILE, or RATCHET_STORE_URL"
+        )
+    _backfill(settings, list(journals))
+
+
+def _backfill(settings: Settings, journals: list[Path], *, err: bool = False) -> None:
+    try:
+        from shell.store import StoreUnavailable, backfill  # noqa: PLC0415 (optional extra)
+    except ImportError:
+        raise click.ClickException("the store needs: pip install 'ratchet[postgres]'") from None
+    bad: list[BadLine] = []
+    try:
+        lines = backfill(settings.store, journals, bad).report()
+    except StoreUnavailable as exc:
+        raise click.ClickException(f"store: {exc}") from None
+    for problem in bad:
+        click.echo(f"skipped {problem}", err=True)
+    for line in lines:
+        click.echo(line, err=err)
 
 
 def _progress(events: Iterator[Event]) -> Iterator[Event]:

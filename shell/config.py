@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from datetime import time, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from attrs import field, frozen
@@ -21,12 +23,99 @@ from engine.config import SessionConfig
 from engine.goal import GoalConfig, OnTrigger
 from engine.phase import DEFAULT_SIZES, DEFAULT_TRADE_LIMITS, Phase, PhaseConfig
 from shell.errors import UserError
+from shell.secret import Secret
 
-__all__ = ["ConfigError", "Settings", "load_settings", "parse_settings"]
+__all__ = [
+    "ENV_PAGERDUTY_KEY",
+    "ENV_SMTP_PASSWORD",
+    "ENV_STORE_URL",
+    "ENV_WEBHOOK_URL",
+    "AlertSettings",
+    "ConfigError",
+    "EmailSink",
+    "PagerDutySink",
+    "Settings",
+    "StoreSettings",
+    "WebhookSink",
+    "load_settings",
+    "parse_settings",
+]
 
 
 class ConfigError(UserError, ValueError):
     """A configuration value ratchet refuses to start with."""
+
+
+ENV_WEBHOOK_URL = "RATCHET_ALERT_WEBHOOK_URL"
+ENV_PAGERDUTY_KEY = "RATCHET_PAGERDUTY_ROUTING_KEY"
+ENV_SMTP_PASSWORD = "RATCHET_SMTP_PASSWORD"
+ENV_STORE_URL = "RATCHET_STORE_URL"
+PAGERDUTY_ENDPOINT = "https://events.pagerduty.com/v2/enqueue"
+SEVERITIES = ("critical", "error", "warning", "info")
+
+
+@frozen
+class WebhookSink:
+    """A Slack-compatible incoming webhook; its URL is the secret."""
+
+    url: Secret
+
+
+@frozen
+class PagerDutySink:
+    """PagerDuty Events API v2: the integration's routing key is the secret."""
+
+    routing_key: Secret
+    endpoint: str = PAGERDUTY_ENDPOINT
+    severity: str = "critical"
+
+
+@frozen
+class EmailSink:
+    """Email over SMTP; the password (when the server wants a login) is the secret."""
+
+    host: str
+    sender: str
+    to: tuple[str, ...]
+    port: int = 587
+    starttls: bool = True
+    username: str | None = None
+    password: Secret | None = None
+
+
+@frozen
+class AlertSettings:
+    """`[alerts]`: the sinks, and how often one alert may reach them."""
+
+    webhook: WebhookSink | None = None
+    pagerduty: PagerDutySink | None = None
+    email: EmailSink | None = None
+    source: str = "ratchet"
+    dedup_window: timedelta = timedelta(minutes=10)
+    rate_limit: int = 10  # deliveries per reason per rate_window; 0: no limit
+    rate_window: timedelta = timedelta(minutes=1)
+    retry_delays: tuple[float, ...] = (0.5, 1.0, 2.0)
+    timeout: float = 10.0
+    queue_size: int = 1000
+
+    def secrets(self) -> tuple[Secret, ...]:
+        """Every secret the sinks hold (to scrub them out of error text)."""
+        found = (
+            self.webhook.url if self.webhook else None,
+            self.pagerduty.routing_key if self.pagerduty else None,
+            self.email.password if self.email else None,
+        )
+        return tuple(s for s in found if s is not None)
+
+
+@frozen
+class StoreSettings:
+    """`[store]`: the PostgreSQL database that keeps a copy of the journal's records."""
+
+    url: Secret | None = None  # None: no store; the URL may carry a password from the env
+    schema: str = "public"
+    batch_size: int = 500
+    buffer: int = 100_000
 
 
 @frozen
@@ -37,6 +126,8 @@ class Settings:
     market_fill: str = "next"
     performance_timezone: str = "America/New_York"
     targets: Targets = field(factory=Targets)
+    alerts: AlertSettings = field(factory=AlertSettings)
+    store: StoreSettings = field(factory=StoreSettings)
 
 
 _PROTECTION_KEYS = {
@@ -67,7 +158,8 @@ _PERFORMANCE_KEYS = {
 
 def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Settings:
     """Settings from a TOML file (every key optional; defaults without one), overridden by
-    the environment (`PROFIT_TARGET_DAILY`, `PROFIT_GIVEBACK_THRESHOLD`)."""
+    the environment (`PROFIT_TARGET_DAILY`, `PROFIT_GIVEBACK_THRESHOLD`, `RATCHET_STORE_URL`),
+    which alone holds the secrets of [alerts] and [store]."""
     env = os.environ if env is None else env
     if path is None:
         return parse_settings({}, env)
@@ -97,6 +189,7 @@ def parse_settings(data: Mapping[str, Any], env: Mapping[str, str] | None = None
     """Validate a parsed TOML document (and the environment, which wins)."""
     env = {} if env is None else env
     known = {"protection", "orders", "simulation", "performance", "goal", "session", "phase"}
+    known |= {"alerts", "store"}
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"unknown section(s): {', '.join(sorted(unknown))}")
@@ -120,6 +213,8 @@ def parse_settings(data: Mapping[str, Any], env: Mapping[str, str] | None = None
         market_fill,
         timezone,
         _targets(performance),
+        alerts=_alerts(data, env),
+        store=_store(data, env),
     )
 
 
@@ -274,14 +369,17 @@ def _targets(table: Mapping[str, Any]) -> Targets:
     )
 
 
-def _table(data: Mapping[str, Any], name: str, keys: set[str]) -> Mapping[str, Any]:
+def _table(
+    data: Mapping[str, Any], name: str, keys: set[str], where: str = ""
+) -> Mapping[str, Any]:
+    label = f"{where}.{name}" if where else name
     table = data.get(name, {})
     if not isinstance(table, dict):
-        raise ConfigError(f"{name} must be a table")
+        raise ConfigError(f"{label} must be a table")
     unknown = set(table) - keys
     if unknown:
         raise ConfigError(
-            f"unknown key(s) {', '.join(f'{name}.{k}' for k in sorted(unknown))}; "
+            f"unknown key(s) {', '.join(f'{label}.{k}' for k in sorted(unknown))}; "
             f"allowed: {', '.join(sorted(keys))}"
         )
     return table
@@ -436,3 +534,212 @@ def _protection(table: Mapping[str, Any]) -> ProtectionConfig:
         take_profit=take_profit,
         grid=PriceGrid(coarse=coarse, fine=fine),
     )
+
+
+# --- [alerts] and [store]: where alerts are delivered and where records are kept -----------
+
+_ALERTS_KEYS = {
+    "source",
+    "dedup_window",
+    "rate_limit",
+    "rate_window",
+    "retry_delays",
+    "timeout",
+    "queue_size",
+    "webhook",
+    "pagerduty",
+    "email",
+}
+_WEBHOOK_KEYS = {"enabled"}
+_PAGERDUTY_KEYS = {"enabled", "endpoint", "severity"}
+_EMAIL_KEYS = {"enabled", "host", "port", "from", "to", "starttls", "username"}
+_STORE_KEYS = {"url", "schema", "batch_size", "buffer"}
+# Keys that would hold a secret in the file: refused, naming the variable to use instead.
+_SECRET_KEYS = {
+    ("webhook", "url"): ENV_WEBHOOK_URL,
+    ("pagerduty", "routing_key"): ENV_PAGERDUTY_KEY,
+    ("email", "password"): ENV_SMTP_PASSWORD,
+}
+
+
+def _alerts(data: Mapping[str, Any], env: Mapping[str, str]) -> AlertSettings:
+    table = _table(data, "alerts", _ALERTS_KEYS)
+    for (sink, key), variable in _SECRET_KEYS.items():
+        sub = table.get(sink)
+        if isinstance(sub, dict) and key in sub:
+            raise ConfigError(
+                f"alerts.{sink}.{key}: secrets are not read from the config file (the value "
+                f"is not shown); remove the key and set {variable} in the environment"
+            )
+    out: dict[str, Any] = {}
+    source = table.get("source", "ratchet")
+    if not isinstance(source, str) or not 0 < len(source) <= 255:
+        raise ConfigError(f"alerts.source = {source!r}: allowed a name of 1 to 255 characters")
+    out["source"] = source
+
+    def seconds(key: str, low: str, high: str, *, open_low: bool = False) -> float:
+        allowed = f"{'more than' if open_low else 'from'} {low} to {high} seconds"
+        number = _decimal(f"alerts.{key}", table[key], low=Decimal(low), high=Decimal(high),
+                          low_open=open_low, allowed=allowed)  # fmt: skip
+        return float(number)
+
+    if "dedup_window" in table:
+        out["dedup_window"] = timedelta(seconds=seconds("dedup_window", "0", "86400"))
+    if "rate_window" in table:
+        out["rate_window"] = timedelta(seconds=seconds("rate_window", "0", "86400", open_low=True))
+    if "timeout" in table:
+        out["timeout"] = seconds("timeout", "0", "120", open_low=True)
+    for key, high in (("rate_limit", 10_000), ("queue_size", 1_000_000)):
+        if key in table:
+            raw = table[key]
+            low = 0 if key == "rate_limit" else 1
+            if isinstance(raw, bool) or not isinstance(raw, int) or not low <= raw <= high:
+                note = " (0: no limit)" if key == "rate_limit" else ""
+                raise ConfigError(
+                    f"alerts.{key} = {raw!r}: allowed a whole number {low} to {high}{note}"
+                )
+            out[key] = raw
+    if "retry_delays" in table:
+        raw = table["retry_delays"]
+        if not isinstance(raw, list) or len(raw) > 10:
+            raise ConfigError(
+                f"alerts.retry_delays = {raw!r}: expected a list of 0 to 10 delays in seconds"
+            )
+        out["retry_delays"] = tuple(
+            float(_decimal(f"alerts.retry_delays[{i}]", v, low=Decimal(0), high=Decimal(60),
+                           allowed="0 to 60 seconds"))
+            for i, v in enumerate(raw)
+        )  # fmt: skip
+    webhook = _table(table, "webhook", _WEBHOOK_KEYS, "alerts")
+    if "webhook" in table and _enabled(webhook, "alerts.webhook"):
+        url = _secret_from_env(env, ENV_WEBHOOK_URL, "alerts.webhook", "the webhook URL")
+        if not _is_http_url(url.reveal()):
+            raise ConfigError(f"{ENV_WEBHOOK_URL}: not an http(s) URL (the value is not shown)")
+        out["webhook"] = WebhookSink(url)
+    pagerduty = _table(table, "pagerduty", _PAGERDUTY_KEYS, "alerts")
+    if "pagerduty" in table and _enabled(pagerduty, "alerts.pagerduty"):
+        out["pagerduty"] = _pagerduty(pagerduty, env)
+    email = _table(table, "email", _EMAIL_KEYS, "alerts")
+    if "email" in table and _enabled(email, "alerts.email"):
+        out["email"] = _email(email, env)
+    return AlertSettings(**out)
+
+
+def _enabled(table: Mapping[str, Any], where: str) -> bool:
+    """A sink whose table is there is on unless it says `enabled = false`."""
+    flag = table.get("enabled", True)
+    if not isinstance(flag, bool):
+        raise ConfigError(f"{where}.enabled = {flag!r}: allowed true or false")
+    return flag
+
+
+def _secret_from_env(env: Mapping[str, str], variable: str, where: str, what: str) -> Secret:
+    value = env.get(variable, "").strip()
+    if not value:
+        raise ConfigError(
+            f"{where}: {variable} is not set ({what} is a secret: it is read from the "
+            "environment only)"
+        )
+    return Secret(value)
+
+
+def _is_http_url(text: str) -> bool:
+    try:
+        split = urlsplit(text)
+    except ValueError:
+        return False
+    return split.scheme in ("http", "https") and bool(split.hostname)
+
+
+def _pagerduty(table: Mapping[str, Any], env: Mapping[str, str]) -> PagerDutySink:
+    key = _secret_from_env(env, ENV_PAGERDUTY_KEY, "alerts.pagerduty", "the routing key")
+    endpoint = table.get("endpoint", PAGERDUTY_ENDPOINT)
+    if not isinstance(endpoint, str) or not _is_http_url(endpoint):
+        raise ConfigError(
+            f"alerts.pagerduty.endpoint = {endpoint!r}: expected an http(s) URL "
+            f"(default {PAGERDUTY_ENDPOINT})"
+        )
+    severity = table.get("severity", "critical")
+    if severity not in SEVERITIES:
+        raise ConfigError(
+            f"alerts.pagerduty.severity = {severity!r}: allowed {', '.join(SEVERITIES)}"
+        )
+    return PagerDutySink(key, endpoint, severity)
+
+
+def _address(key: str, value: object) -> str:
+    if not isinstance(value, str) or value.count("@") != 1 or any(c in value for c in " ,<>"):
+        raise ConfigError(f"{key} = {value!r}: expected an email address, e.g. ops@example.com")
+    return value
+
+
+def _email(table: Mapping[str, Any], env: Mapping[str, str]) -> EmailSink:
+    host = table.get("host")
+    if not isinstance(host, str) or not host.strip():
+        raise ConfigError(f"alerts.email.host = {host!r}: expected the SMTP server's host name")
+    port = table.get("port", 587)
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ConfigError(f"alerts.email.port = {port!r}: allowed a whole number 1 to 65535")
+    sender = _address("alerts.email.from", table.get("from"))
+    raw_to = table.get("to")
+    to_list = [raw_to] if isinstance(raw_to, str) else raw_to
+    if not isinstance(to_list, list) or not to_list:
+        raise ConfigError(f"alerts.email.to = {raw_to!r}: expected an address or a list of them")
+    to = tuple(_address(f"alerts.email.to[{i}]", a) for i, a in enumerate(to_list))
+    starttls = table.get("starttls", True)
+    if not isinstance(starttls, bool):
+        raise ConfigError(f"alerts.email.starttls = {starttls!r}: allowed true or false")
+    username = table.get("username")
+    if username is not None and (not isinstance(username, str) or not username):
+        raise ConfigError(f"alerts.email.username = {username!r}: expected a login name")
+    password = None
+    if username is not None:
+        password = _secret_from_env(env, ENV_SMTP_PASSWORD, "alerts.email", "the SMTP password")
+    return EmailSink(host.strip(), sender, to, port, starttls, username, password)
+
+
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_DSN_PASSWORD = re.compile(r"(^|\s)password\s*=", re.IGNORECASE)
+
+
+def has_password(url: str) -> bool:
+    """Whether a PostgreSQL URL or key=value connection string carries a password."""
+    if url.startswith(("postgresql://", "postgres://")):
+        try:
+            split = urlsplit(url)
+            return bool(split.password) or "password" in parse_qs(split.query)
+        except ValueError:
+            return False
+    return bool(_DSN_PASSWORD.search(url))
+
+
+def _store(data: Mapping[str, Any], env: Mapping[str, str]) -> StoreSettings:
+    table = _table(data, "store", _STORE_KEYS)
+    out: dict[str, Any] = {}
+    if "url" in table:
+        raw = table["url"]
+        if isinstance(raw, str) and has_password(raw):
+            raise ConfigError(
+                "store.url: holds a password (the URL is not shown); passwords are read from "
+                f"the environment only: remove it and set PGPASSWORD, or give the whole URL in "
+                f"{ENV_STORE_URL}"
+            )
+        if not isinstance(raw, str) or not raw.startswith(("postgresql://", "postgres://")):
+            raise ConfigError(f"store.url = {raw!r}: expected postgresql://USER@HOST:PORT/DATABASE")
+        out["url"] = Secret(raw)
+    from_env = env.get(ENV_STORE_URL, "").strip()
+    if from_env:
+        out["url"] = Secret(from_env)
+    schema = table.get("schema", "public")
+    if not isinstance(schema, str) or not _SCHEMA_NAME.fullmatch(schema):
+        raise ConfigError(
+            f"store.schema = {schema!r}: allowed a PostgreSQL name (letters, digits, _; up to 63)"
+        )
+    out["schema"] = schema
+    for key, low, high in (("batch_size", 1, 10_000), ("buffer", 1, 10_000_000)):
+        if key in table:
+            raw = table[key]
+            if isinstance(raw, bool) or not isinstance(raw, int) or not low <= raw <= high:
+                raise ConfigError(f"store.{key} = {raw!r}: allowed a whole number {low} to {high}")
+            out[key] = raw
+    return StoreSettings(**out)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+DATA_TESTS = "tests/integration/test_real_ticks.py"  # the tests that read ../shared/data
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -20,7 +21,7 @@ def test_without_the_data_the_data_tests_skip_saying_why(tmp_path):
     """No data where RATCHET_DATA points: the module skips, and the summary (pytest -rs, from
     pyproject's addopts) says so in one line that names RATCHET_DATA."""
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/integration", "-p", "no:cacheprovider"],
+        [sys.executable, "-m", "pytest", DATA_TESTS, "-p", "no:cacheprovider"],
         cwd=ROOT, env=_env(RATCHET_DATA=str(tmp_path)), capture_output=True, text=True,
         timeout=300, check=False,
     )  # fmt: skip
@@ -33,7 +34,7 @@ def test_without_the_data_the_data_tests_skip_saying_why(tmp_path):
 def test_under_ci_missing_data_fails_instead_of_skipping(tmp_path):
     """With RATCHET_REQUIRE_DATA=1 (CI) a data test without its data fails the run."""
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/integration", "-p", "no:cacheprovider"],
+        [sys.executable, "-m", "pytest", DATA_TESTS, "-p", "no:cacheprovider"],
         cwd=ROOT, env=_env(RATCHET_DATA=str(tmp_path), RATCHET_REQUIRE_DATA="1"),
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
