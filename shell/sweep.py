@@ -25,6 +25,7 @@ import json
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -389,6 +390,7 @@ def _run_ray(tasks: Sequence[Task], address: str, on_part: OnPart) -> None:
         raise SweepError("--ray needs Ray: pip install 'ratchet[ray]'") from None
     started = False
     if not ray.is_initialized():
+        _probe(address)
         try:
             ray.init(address=None if address == "local" else address, log_to_driver=False,
                      configure_logging=False)  # fmt: skip
@@ -416,6 +418,20 @@ def _run_ray(tasks: Sequence[Task], address: str, on_part: OnPart) -> None:
     finally:
         if started:
             ray.shutdown()
+
+
+def _probe(address: str) -> None:
+    """Refuse at once a HOST:PORT nobody answers on (Ray itself would retry for minutes)."""
+    if address in ("auto", "local"):
+        return
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if not colon or not port.isdigit():
+        raise SweepError(f"--ray {address}: expected HOST:PORT, ray://HOST:PORT, auto or local")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise SweepError(f"--ray {address}: cannot reach the cluster: {reason}") from None
 
 
 # --- the sweep ----------------------------------------------------------------------------
@@ -735,12 +751,15 @@ def draw(
     """Write the sweep's picture: a heatmap of `metric` over two grid axes (by default the first
     two with more than one value) and the equity curves of the `best` rows by `rank_by`."""
     heat = heatmap(result, metric, axes)
-    curves = []
-    for row in ranked(result.rows, rank_by)[:best]:
-        points = [(parse_ts(t), float(v)) for t, v in result.curves[row["index"] - 1]]
-        # From 0 at the first close, so the first trade shows as a step like the others.
-        start = [(points[0][0], 0.0)] if points else []
-        curves.append((f"#{row['index']} {row['name']}", start + points))
+    chosen = ranked(result.rows, rank_by)[:best]
+    series = [[(parse_ts(t), float(v)) for t, v in result.curves[r["index"] - 1]] for r in chosen]
+    # Every curve starts from 0 at the first close drawn, so each first trade is a step too.
+    firsts = [points[0][0] for points in series if points]
+    start = [(min(firsts), 0.0)] if firsts else []
+    curves = [
+        (f"#{row['index']} {row['name']}", start + points)
+        for row, points in zip(chosen, series, strict=True)
+    ]
     title = f"ratchet sweep: {len(result.rows)} configs of {result.grid.path.name}"
     plot_sweep(path, title, heat, curves)
     return path

@@ -18,10 +18,10 @@ from click.testing import CliRunner
 
 from engine.analytics import summarize
 from shell import tickcache
-from shell.codec import read_events
 from shell.cli import main
+from shell.codec import read_events
 from shell.performance import read_trades
-from shell.sweep import SweepError, SweepRequest, run_sweep
+from shell.sweep import SweepError, SweepRequest, SweepResult, run_sweep
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "samples" / "synthetic.jsonl"
@@ -278,10 +278,13 @@ def test_split_on_a_real_day_with_the_tick_cache_equals_the_whole_run(tmp_path, 
     pytest.importorskip("pyarrow", reason="pyarrow is in the dev extra: ./dev installs it")
     ticks, entries = real_day
     grid = _grid(tmp_path, '[axes]\n"protection.trail" = [false, true]\n')
-    common = dict(events=(ticks,), entries=entries, grid=grid, workers=1, picture=False)
-    whole = run_sweep(SweepRequest(out=tmp_path / "whole", **common))
-    split = run_sweep(SweepRequest(out=tmp_path / "split", split_symbols=True, tick_cache=True,
-                                   **common))  # fmt: skip
+
+    def sweep(out: Path, split: bool) -> SweepResult:
+        return run_sweep(SweepRequest(events=(ticks,), entries=entries, grid=grid, out=out,
+                                      workers=1, picture=False, split_symbols=split))  # fmt: skip
+
+    whole = sweep(tmp_path / "whole", split=False)
+    split = sweep(tmp_path / "split", split=True)  # the tick copy is on for split runs
     assert split.tasks == 2 * 4
     assert whole.rows == split.rows
     assert whole.curves == split.curves
@@ -319,8 +322,9 @@ def test_the_table_and_the_picture(tmp_path):
     """stdout is a Markdown table of the best rows; the picture is a PNG in --out."""
     pytest.importorskip("matplotlib", reason="matplotlib is in the dev extra: ./dev installs it")
     out = tmp_path / "out"
-    result = _cli("sweep", SAMPLE, "--grid", _grid(tmp_path), "--out", out, "--workers", "1",
-                  "--top", "3", "--rank-by", "expectancy", "--heatmap", "ladder,target")  # fmt: skip
+    grid = _grid(tmp_path)
+    result = _cli("sweep", SAMPLE, "--grid", grid, "--out", out, "--workers", "1", "--top", "3",
+                  "--rank-by", "expectancy", "--heatmap", "ladder,target")  # fmt: skip
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0] == "Best 3 of 8 configs by expectancy (grid.toml)"
@@ -339,10 +343,13 @@ def test_the_table_and_the_picture(tmp_path):
         (["missing.jsonl"], "Error: missing.jsonl: no such events file"),
         ([SAMPLE, "--entries", "nope.jsonl"], "Error: nope.jsonl: no such entries file"),
         ([SAMPLE, "--heatmap", "ladder,colour"], "Error: --heatmap ladder,colour: no axis"),
+        ([SAMPLE, "--ray", "127.0.0.1:1"], "Error: --ray 127.0.0.1:1: cannot reach the cluster"),
+        ([SAMPLE, "--ray", "cluster"], "Error: --ray cluster: expected HOST:PORT"),
     ],
 )
 def test_bad_inputs_are_one_line(tmp_path, monkeypatch, args, expected):
-    """A missing events or entries file, or an unknown heatmap axis: exit 1, one line."""
+    """A missing events or entries file, an unknown heatmap axis, a Ray address nobody
+    answers on (refused at once, not after Ray's minutes of retries): exit 1, one line."""
     monkeypatch.chdir(tmp_path)
     grid = _grid(tmp_path)
     result = _cli("sweep", *args, "--grid", grid, "--out", tmp_path / "out")
@@ -396,3 +403,40 @@ def test_several_event_files_are_merged_by_time(tmp_path):
     two = run_sweep(SweepRequest(events=(first, second), grid=grid, out=tmp_path / "two",
                                  workers=1, picture=False))  # fmt: skip
     assert one.rows == two.rows
+
+
+def test_the_readme_shows_what_the_sample_sweep_prints(tmp_path):
+    """The README's table is what `ratchet sweep` prints for samples/grid.toml over the sample,
+    and the picture it shows is committed."""
+    result = _cli("sweep", SAMPLE, "--grid", ROOT / "samples" / "grid.toml", "--out",
+                  tmp_path / "out", "--top", "5", "--workers", "1", "--no-plot")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    readme = (ROOT / "README.md").read_text()
+    table = [line for line in result.stdout.splitlines() if line.startswith("|")]
+    assert len(table) == 7
+    assert "\n".join(table) in readme
+    assert "![sweep of samples/grid.toml over samples/synthetic.jsonl](docs/sweep.png)" in readme
+    assert (ROOT / "docs" / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_bad_line_read_by_a_pool_worker_is_one_line(tmp_path):
+    """A malformed events line found by a worker process stops the sweep with its file and
+    line, and no row is assembled."""
+    bad = tmp_path / "bad.jsonl"
+    lines = SAMPLE.read_text().splitlines()
+    bad.write_text("\n".join([*lines[:9], '{"type": "tick", "ts": "2024-01-01"}', *lines[9:]]))
+    out = tmp_path / "out"
+    result = _cli("sweep", bad, "--grid", _grid(tmp_path), "--out", out, "--workers", "2")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: {bad}:10: ")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (out / "rows.csv").exists()
+
+
+def test_progress_is_drawn_when_asked(tmp_path, capsys):
+    """On a terminal the sweep draws a one-line bar on stderr and clears it at the end."""
+    run_sweep(SweepRequest(events=(SAMPLE,), grid=_grid(tmp_path), out=tmp_path / "out",
+                           workers=1, picture=False), progress=True)  # fmt: skip
+    err = capsys.readouterr().err
+    assert "\rsweep [" in err and "8/8 configs" in err
+    assert err.endswith("\r")
