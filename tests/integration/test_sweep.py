@@ -277,7 +277,7 @@ def test_split_on_a_real_day_with_the_tick_cache_equals_the_whole_run(tmp_path, 
     rows of whole runs over the CSV (positions left open and their protection included)."""
     pytest.importorskip("pyarrow", reason="pyarrow is in the dev extra: ./dev installs it")
     ticks, entries = real_day
-    grid = _grid(tmp_path, '[axes]\n"protection.trail" = [false, true]\n')
+    grid = _grid(tmp_path, '[axes]\n"protection.trail" = [true]\n')
 
     def sweep(out: Path, split: bool) -> SweepResult:
         return run_sweep(SweepRequest(events=(ticks,), entries=entries, grid=grid, out=out,
@@ -285,7 +285,7 @@ def test_split_on_a_real_day_with_the_tick_cache_equals_the_whole_run(tmp_path, 
 
     whole = sweep(tmp_path / "whole", split=False)
     split = sweep(tmp_path / "split", split=True)  # the tick copy is on for split runs
-    assert split.tasks == 2 * 4
+    assert split.tasks == 4
     assert whole.rows == split.rows
     assert whole.curves == split.curves
     assert all(int(r["trades"]) > 20 for r in whole.rows)
