@@ -24,6 +24,11 @@ bench *args:
 demo:
     ./dev ratchet simulate samples/synthetic.jsonl
 
+# The README's sweep: samples/grid.toml over the bundled sample; refreshes docs/sweep.png.
+sweep-demo:
+    ./dev ratchet sweep samples/synthetic.jsonl --grid samples/grid.toml --out sweep-out --top 5
+    cp sweep-out/sweep.png docs/sweep.png
+
 # Regenerate the bundled synthetic sample (deterministic).
 sample:
     ./dev python tools/make_sample.py samples/synthetic.jsonl

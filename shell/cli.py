@@ -50,6 +50,7 @@ from shell.performance import (
 from shell.plot import PlotUnavailable, PriceTrail, plot_report, plot_simulation
 from shell.report import render_summary, summary_to_json
 from shell.simulate import run_simulation
+from shell.sweep import METRICS, SweepError, SweepRequest, best_table, run_sweep
 
 __all__ = ["EXIT_TARGET_MISSED", "main"]
 
@@ -623,3 +624,117 @@ def _progress(events: Iterator[Event]) -> Iterator[Event]:
         yield event
     if n >= 0x10000:
         sys.stderr.write("\r" + " " * 40 + "\r")
+
+
+@main.command()
+@click.argument("events", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--entries", type=click.Path(path_type=Path), help="JSONL entry intents.")
+@click.option(
+    "--grid",
+    "grid_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The grid: [axes] (a cross product) or [[configs]] (see README).",
+)
+@click.option("--workers", type=click.IntRange(min=1), help="Processes (default: the cores).")
+@click.option("--ray", "ray_address", help="Run on a Ray cluster: ADDRESS, auto, or local.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("sweep-out"),
+    show_default=True,
+    help="rows.csv, rows.json, sweep.png and runs/ (resume).",
+)
+@click.option(
+    "--split-symbols",
+    is_flag=True,
+    help="Also split each run by symbol (refused when something couples symbols).",
+)
+@click.option(
+    "--tick-cache/--no-tick-cache",
+    default=None,
+    help="Share a columnar copy of CSV ticks (OUT/cache) between runs (pyarrow; default: "
+    "with --split-symbols).",
+)
+@click.option(
+    "--rank-by",
+    type=click.Choice(list(METRICS)),
+    default="realized_pnl",
+    show_default=True,
+    help="What makes a row best.",
+)
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Rows in the printed table.",
+)
+@click.option("--heatmap", "heat_axes", help="Two grid axes for the heatmap: X,Y.")
+@click.option("--metric", type=click.Choice(list(METRICS)), help="Heatmap metric (--rank-by).")
+@click.option(
+    "--curves",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    help="Equity curves of the best rows in the picture.",
+)
+@click.option("--no-plot", is_flag=True, help="Write no picture.")
+def sweep(
+    events: tuple[Path, ...],
+    entries: Path | None,
+    grid_path: Path,
+    workers: int | None,
+    ray_address: str | None,
+    out: Path,
+    split_symbols: bool,
+    tick_cache: bool | None,
+    rank_by: str,
+    top: int,
+    heat_axes: str | None,
+    metric: str | None,
+    curves: int,
+    no_plot: bool,
+) -> None:
+    """Replay the same EVENTS under every protection config of a grid, in parallel; write one
+    row per config (CSV, JSON), print the best as Markdown, draw a heatmap and equity curves."""
+    if workers is not None and ray_address is not None:
+        raise click.UsageError("give --workers or --ray, not both")
+    axes = None
+    if heat_axes:
+        x, comma, y = heat_axes.partition(",")
+        if not comma or not x or not y or "," in y:
+            raise click.UsageError(f"--heatmap {heat_axes}: expected two axes, X,Y")
+        axes = (x, y)
+    request = SweepRequest(
+        events=events,
+        grid=grid_path,
+        out=out,
+        entries=entries,
+        workers=workers,
+        ray=ray_address,
+        split_symbols=split_symbols,
+        tick_cache=tick_cache,
+        picture=not no_plot,
+        rank_by=rank_by,
+        metric=metric,
+        axes=axes,
+        curves=curves,
+    )
+    try:
+        result = run_sweep(request, progress=sys.stderr.isatty())
+    except SweepError as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        raise click.ClickException(
+            f"interrupted: finished configs are kept in {out}/runs; the same command resumes"
+        ) from None
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo(best_table(result, rank_by, top))
+    click.echo(
+        f"{len(result.rows)} configs ({result.ran} run, {result.resumed} already done) on "
+        f"{result.engine}: {out / 'rows.csv'}, {out / 'rows.json'}"
+        + (f", {result.picture}" if result.picture else ""),
+        err=True,
+    )

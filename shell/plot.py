@@ -20,7 +20,7 @@ from engine.analytics import TradeResult, Window, by_window, canonical
 from shell.errors import UserError, one_line
 from shell.outputs import file_names, refuse_inputs, temp_beside
 
-__all__ = ["PlotUnavailable", "PriceTrail", "plot_report", "plot_simulation"]
+__all__ = ["PlotUnavailable", "PriceTrail", "plot_report", "plot_simulation", "plot_sweep"]
 
 
 class PlotUnavailable(RuntimeError):
@@ -181,3 +181,46 @@ def plot_simulation(
 def _dec(value: object) -> Decimal:
     assert isinstance(value, Decimal), value
     return value
+
+
+def plot_sweep(
+    path: Path,
+    title: str,
+    heatmap: tuple[str, Sequence[str], str, Sequence[str], str, Sequence[Sequence[float | None]]]
+    | None,
+    curves: Sequence[tuple[str, Sequence[tuple[datetime, float]]]],
+) -> None:
+    """A sweep: a heatmap of one metric over two grid axes (x key, x names, y key, y names,
+    metric, values by row of y) beside the closed-trade equity curves of the best configs."""
+    plt = _pyplot()
+    panels = 2 if heatmap is not None else 1
+    fig, axes = plt.subplots(1, panels, figsize=(7 * panels + 1, 6), squeeze=False)
+    if heatmap is not None:
+        x_key, x_names, y_key, y_names, metric, values = heatmap
+        ax = axes[0][0]
+        grid = [[float("nan") if v is None else v for v in row] for row in values]
+        image = ax.imshow(grid, cmap="RdYlGn", aspect="auto", origin="lower")
+        fig.colorbar(image, ax=ax, label=metric)
+        ax.set_xticks(range(len(x_names)), labels=list(x_names), rotation=30, ha="right")
+        ax.set_yticks(range(len(y_names)), labels=list(y_names))
+        ax.set_xlabel(x_key)
+        ax.set_ylabel(y_key)
+        ax.set_title(f"{metric} (best over the other axes)")
+        for yi, row in enumerate(values):
+            for xi, value in enumerate(row):
+                text = "—" if value is None else f"{value:,.2f}"
+                ax.text(xi, yi, text, ha="center", va="center", fontsize=8)
+    ax = axes[0][panels - 1]
+    for label, points in curves:
+        if points:
+            ax.step([t for t, _ in points], [v for _, v in points], where="post", label=label)
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.set_title("Closed-trade equity of the best configs")
+    ax.set_ylabel("realized P&L ($)")
+    if curves:
+        ax.legend(loc="best", fontsize=7)
+    fig.autofmt_xdate()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
