@@ -280,6 +280,20 @@ class Exchange:
         books: dict[str, Any] = self._call(read(), 10.0)
         return books
 
+    def subscribers(self) -> dict[str, Any]:
+        """Who listens: trade_updates connections, and data-stream subscribers per symbol."""
+
+        async def read() -> dict[str, Any]:
+            trades: dict[str, int] = {}
+            for stream in self._data_streams:
+                for symbol in stream.trades:
+                    trades[symbol] = trades.get(symbol, 0) + 1
+            listening = sum(1 for s in self._trade_streams if s.listening)
+            return {"trade_updates": listening, "trades": dict(sorted(trades.items()))}
+
+        found: dict[str, Any] = self._call(read(), 10.0)
+        return found
+
     def _call(self, coroutine: Any, timeout: float) -> Any:
         loop = self._loop
         if loop is None:
