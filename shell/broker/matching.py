@@ -110,7 +110,7 @@ class Book:
             self._markets.setdefault(order.symbol, []).append(working)
         else:
             self._resting.setdefault(order.symbol, {})[order.order_id] = working
-            self._rebuild_band(order.symbol)
+            self._narrow_band(order)
         return None
 
     def cancel(self, command: CancelOrder) -> Event:
@@ -215,6 +215,23 @@ class Book:
         self.positions[order.symbol] = after
         self.fills += 1
         return OrderFilled(ts, order.order_id, qty, price)
+
+    def _narrow_band(self, order: SubmitOrder) -> None:
+        """The band with one more resting order: the same as rebuilding it, in O(1)."""
+        lo, hi = self._bands.get(order.symbol, (-_INF, _INF))
+        sell = order.action is OrderAction.SELL
+        if order.stop_price is not None:
+            if sell:
+                lo = max(lo, order.stop_price)
+            else:
+                hi = min(hi, order.stop_price)
+        if order.limit_price is not None:
+            if sell:
+                hi = min(hi, order.limit_price)
+            else:
+                lo = max(lo, order.limit_price)
+        if lo != -_INF or hi != _INF:
+            self._bands[order.symbol] = (lo, hi)
 
     def _rebuild_band(self, symbol: str) -> None:
         lo, hi = -_INF, _INF

@@ -5,14 +5,15 @@ the stock data WebSocket (`/v2/iex`, `/v2/sip`: MsgPack, as alpaca-py speaks it)
 stream URLs follow from the base URL. The feed's prints drive the matching and go out on the
 data stream; the exchange's clock is the feed's time.
 
-Speeds: `speed > 0` plays the feed against the wall clock (1 = real time); `speed = 0` is
-lock-step (outside Alpaca's API): the next print goes out only once every request has been
-answered, every stream message written, and the clients have been quiet for `quiet` seconds
-(or a data-stream client has sent `{"action": "ack"}` for the last print it was sent);
-`speed = None` (tests) moves only when told, by `advance()` or `POST /_ratchet/advance`. In
-lock-step a print that fills orders is played in two halves: the trade updates first, then
-(once the client is quiet again) the trade on the data stream, as `ratchet simulate` shows
-the engine its fills before the tick that caused them.
+Speeds: `speed > 0` plays the feed against the wall clock (1 = real time), and an order is
+routed (`new`) as soon as it is answered. `speed = 0` is lock-step (outside Alpaca's API): the
+next print goes out only once every request has been answered, every stream message written,
+and the clients have been quiet for `quiet` seconds (or a data-stream client has sent
+`{"action": "ack"}` for the last print it was sent). `speed = None` (tests) moves only when
+told, by `advance()` or `POST /_ratchet/advance`. In these two an order stays `accepted` until
+the next print, so nothing hangs on timing; and a print that fills orders is played in two
+halves: the trade updates first, then (once the client is quiet again) the trade on the data
+stream, as `ratchet simulate` shows the engine its fills before the tick that caused them.
 
 Outside Alpaca's API, without keys: `GET /_ratchet/books` (the protection laws, see
 `Venue.books`) and `POST /_ratchet/advance` (`{"prints": N}`, when moved by hand).
@@ -48,7 +49,7 @@ __all__ = ["KEY_ID", "SECRET_KEY", "Endpoints", "Exchange", "feed_symbols"]
 KEY_ID = "ratchet-test-key"
 SECRET_KEY = "ratchet-test-secret"
 
-_ROUTE_EVERY = 0.05  # seconds: how often accepted orders are routed when no print comes
+_ROUTE_EVERY = 0.05  # seconds: how often orders are routed once the feed is over
 
 
 @frozen
@@ -347,10 +348,9 @@ class Exchange:
         while (tick := self._next_tick()) is not None:
             origin = origin or tick.ts
             due = started + (tick.ts - origin).total_seconds() / speed
-            while (wait := due - loop.time()) > 0:
-                await asyncio.sleep(min(wait, _ROUTE_EVERY))
-                self.venue.route()
-                self._flush_updates()
+            wait = due - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
             self._print_trades(tick)
             self._publish(tick)
 
@@ -481,6 +481,8 @@ class Exchange:
         if venue.down_since is not None:
             self._drop_streams()
         else:
+            if self.speed:  # played against the clock: routed at once, as on Alpaca
+                venue.route()
             self._flush_updates()
         return self._response(reply, limits)
 

@@ -6,10 +6,10 @@ tell is queued in `outbox`. The fill rules are `shell.broker.matching.Book`'s, t
 `ratchet simulate`'s; `--faults` draws from one seeded generator in the order requests and
 prints arrive, so the same client against the same feed meets the same faults.
 
-An order answers `accepted` and is routed (`new` on the stream) at the next print, where it
-can also fill. An OCO is two Alpaca orders over one book entry: the take-profit limit (the
-parent, `new`) and the stop-loss (its leg, `held`); whichever triggers fills and the other is
-canceled.
+An order answers `accepted` and is routed (`new` on the stream) by `route()`: at the next
+print, where it can also fill, or (the exchange playing in real time) right after its answer.
+An OCO is two Alpaca orders over one book entry: the take-profit limit (the parent, `new`)
+and the stop-loss (its leg, `held`); whichever triggers fills and the other is canceled.
 """
 
 from __future__ import annotations
@@ -154,6 +154,7 @@ class Venue:
     _oversold: list[dict[str, str]] = field(factory=list)
     _duplicates: list[str] = field(factory=list)
     _refused: dict[str, int] = field(factory=dict)
+    _asset_ids: dict[str, str] = field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
         self.clock = self.start
@@ -164,9 +165,9 @@ class Venue:
     # --- the feed --------------------------------------------------------------------------
 
     def on_print(self, tick: Tick) -> bool:
-        """The market trades: route the accepted orders, match the book, move the clock.
-        True when the print ends an outage (the link is back)."""
-        self.clock = tick.ts
+        """The market trades: route the accepted orders, match the book, move the clock
+        (never back). True when the print ends an outage (the link is back)."""
+        self.clock = max(self.clock, tick.ts)
         self.prints += 1
         self._mark_day(tick)
         back = False
@@ -799,7 +800,7 @@ class Venue:
             "replaced_at": _maybe_ts(order.replaced_at),
             "replaced_by": order.replaced_by,
             "replaces": order.replaces,
-            "asset_id": stable_id("asset", order.symbol),
+            "asset_id": self._asset_id(order.symbol),
             "symbol": order.symbol,
             "asset_class": "us_equity",
             "notional": None,
@@ -824,6 +825,12 @@ class Venue:
             "source": None,
             "expires_at": None,
         }
+
+    def _asset_id(self, symbol: str) -> str:
+        found = self._asset_ids.get(symbol)
+        if found is None:
+            found = self._asset_ids[symbol] = stable_id("asset", symbol)
+        return found
 
     def _position_json(self, symbol: str) -> dict[str, Any]:
         qty = self._book.positions[symbol]
@@ -932,8 +939,13 @@ class Venue:
         side = _one(query, "side")
         raw_symbols = _one(query, "symbols")
         symbols = {s.strip().upper() for s in raw_symbols.split(",")} if raw_symbols else None
-        chosen = []
-        for order in self._orders.values():
+        chosen: list[Order] = []
+        # Orders are kept in the order they were made, which is their submitted_at order
+        # (the clock never goes back): walk from the wanted end and stop at `limit`.
+        orders = list(self._orders.values())
+        for order in reversed(orders) if direction == "desc" else orders:
+            if len(chosen) == limit:
+                break
             if nested and order.parent is not None:
                 continue  # rolled up into its parent's legs
             if (status == "open" and not order.open) or (status == "closed" and order.open):
@@ -947,8 +959,7 @@ class Venue:
             if symbols is not None and order.symbol not in symbols:
                 continue
             chosen.append(order)
-        chosen.sort(key=lambda o: (o.created_at, o.seq), reverse=direction == "desc")
-        return [self._json(o, nested=nested) for o in chosen[:limit]]
+        return [self._json(o, nested=nested) for o in chosen]
 
     # --- books: the protection laws, checked from outside ---------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from functools import lru_cache
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -56,6 +57,7 @@ def num(value: Decimal) -> str:
     return "0" if text in ("-0", "") else text
 
 
+@lru_cache(maxsize=4096)  # orders share the few times of the prints around them
 def ts(moment: datetime) -> str:
     """RFC 3339 in UTC with a Z, microseconds when there are any."""
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
