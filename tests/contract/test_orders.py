@@ -17,6 +17,7 @@ from alpaca.trading.requests import (
     StopOrderRequest,
     TakeProfitRequest,
 )
+from attrs import evolve
 
 from tests.contract.conftest import T0, client, refusal, ticks
 
@@ -398,3 +399,19 @@ def test_quantities_and_prices_keep_their_decimals(market):
     position = raw.get_open_position("SPY")
     assert (position["qty"], position["avg_entry_price"]) == ("0.123456789", "100")
     assert Decimal(position["market_value"]) == Decimal("12.3456789")
+
+
+def test_in_real_time_an_order_is_routed_as_soon_as_it_is_answered(start_exchange, updates_of):
+    """Played against the clock (speed 1), `new` follows the answer without waiting for a
+    print (the next one is a minute away)."""
+    minute_apart = [
+        evolve(t, ts=T0 + timedelta(minutes=i)) for i, t in enumerate(ticks("100", "101"))
+    ]
+    market = start_exchange(minute_apart, speed=1.0)
+    trading = client(market)
+    updates = updates_of(market)
+    order = trading.submit_order(
+        LimitOrderRequest(symbol="SPY", qty=1, side=BUY, time_in_force=GTC, limit_price=90)
+    )
+    [new] = updates.wait(1, timeout=0.8)
+    assert (new.event, new.order.id) == ("new", order.id)
