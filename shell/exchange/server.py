@@ -50,6 +50,7 @@ KEY_ID = "ratchet-test-key"
 SECRET_KEY = "ratchet-test-secret"
 
 _ROUTE_EVERY = 0.05  # seconds: how often orders are routed once the feed is over
+_YIELD_EVERY = 1024  # prints played in a row before requests get a turn
 
 
 @frozen
@@ -344,21 +345,27 @@ class Exchange:
 
     async def _play_timed(self, speed: float) -> None:
         loop = asyncio.get_running_loop()
-        started, origin = loop.time(), None
+        started, origin, played = loop.time(), None, 0
         while (tick := self._next_tick()) is not None:
             origin = origin or tick.ts
             due = started + (tick.ts - origin).total_seconds() / speed
             wait = due - loop.time()
+            played += 1
             if wait > 0:
                 await asyncio.sleep(wait)
+            elif not played % _YIELD_EVERY:
+                await asyncio.sleep(0)  # behind the clock: still answer requests meanwhile
             self._print_trades(tick)
             self._publish(tick)
 
     async def _play_lock_step(self) -> None:
         assert self._contact is not None
         await self._contact.wait()  # nothing moves before a client is there
-        mark = -1
+        mark, played = -1, 0
         while (tick := self._next_tick()) is not None:
+            played += 1
+            if not played % _YIELD_EVERY:
+                await asyncio.sleep(0)  # prints nobody is sent pass at once, but not all at once
             await self._settle(mark, acks=True)
             mark = self._activity
             if self._print_trades(tick):

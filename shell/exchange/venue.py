@@ -18,7 +18,7 @@ import contextlib
 import json
 import random
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import Any, Literal
 
@@ -148,7 +148,8 @@ class Venue:
     _by_client: dict[str, str] = field(factory=dict)
     _members: dict[str, list[str]] = field(factory=dict)  # book entry -> its orders
     _holdings: dict[str, _Holding] = field(factory=dict)
-    _previous_close: dict[str, tuple[Any, Decimal, Decimal]] = field(factory=dict)
+    _days: dict[str, tuple[date, Decimal]] = field(factory=dict)  # session day, last close
+    _unrouted: list[Order] = field(factory=list)  # accepted, not yet routed
     _seq: int = 0
     _executions: int = 0
     _oversold: list[dict[str, str]] = field(factory=list)
@@ -169,7 +170,10 @@ class Venue:
         (never back). True when the print ends an outage (the link is back)."""
         self.clock = max(self.clock, tick.ts)
         self.prints += 1
-        self._mark_day(tick)
+        day = tick.ts.date()
+        seen = self._days.get(tick.symbol)
+        if seen is None or seen[0] != day:  # a new session: the last price is its reference
+            self._days[tick.symbol] = (day, self._book.last(tick.symbol) or tick.price)
         back = False
         if self.down_since is not None and tick.ts - self.down_since >= _RECONNECT:
             self.down_since = None
@@ -184,7 +188,10 @@ class Venue:
 
     def route(self) -> None:
         """Orders accepted so far reach the market: `new` (or `rejected`, for a doomed one)."""
-        for order in list(self._orders.values()):
+        if not self._unrouted:
+            return
+        waiting, self._unrouted = self._unrouted, []
+        for order in waiting:
             if order.status not in _NOT_ROUTED or order.parent is not None:
                 continue
             if order.doomed:
@@ -195,17 +202,6 @@ class Venue:
             else:
                 self._set(order, "new")
                 self._tell("new", order)
-
-    def _mark_day(self, tick: Tick) -> None:
-        """Remember each symbol's last price of the previous session day (lastday_price)."""
-        day = tick.ts.date()
-        seen = self._previous_close.get(tick.symbol)
-        if seen is None:
-            self._previous_close[tick.symbol] = (day, tick.price, tick.price)
-        elif seen[0] != day:
-            self._previous_close[tick.symbol] = (day, seen[2], tick.price)
-        else:
-            self._previous_close[tick.symbol] = (day, seen[1], tick.price)
 
     # --- requests --------------------------------------------------------------------------
 
@@ -463,6 +459,7 @@ class Venue:
         )
         self._orders[oid] = order
         self._by_client[client_id] = oid
+        self._unrouted.append(order)
         return order
 
     def _command(self, order: Order) -> SubmitOrder:
@@ -836,7 +833,7 @@ class Venue:
         qty = self._book.positions[symbol]
         holding = self._holdings.get(symbol, _Holding())
         price = self._book.last(symbol) or holding.average
-        lastday = self._previous_close.get(symbol, (None, price, price))[1]
+        lastday = self._days[symbol][1] if symbol in self._days else price
         side = OrderAction.SELL if qty > 0 else OrderAction.BUY
         available = self._book.available(symbol, side)
         cost = abs(qty) * holding.average

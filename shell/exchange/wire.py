@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from functools import lru_cache
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 

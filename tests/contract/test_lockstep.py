@@ -4,8 +4,10 @@ deterministic; and the books that check the protection laws from outside."""
 from __future__ import annotations
 
 import threading
+import time
 from decimal import Decimal
 
+import msgpack
 import requests
 from alpaca.data.live import StockDataStream
 from alpaca.trading.enums import OrderClass, OrderSide, TimeInForce
@@ -18,6 +20,7 @@ from alpaca.trading.requests import (
     TakeProfitRequest,
 )
 from alpaca.trading.stream import TradingStream
+from websockets.sync.client import connect
 
 from tests.contract.conftest import client, ticks, wait_until
 
@@ -172,3 +175,40 @@ def test_books_say_whether_working_stops_cover_each_position(market):
         f"{market.endpoints.base_url}/_ratchet/books?positions=SPY:12", timeout=5
     ).json()
     assert given["coverage"]["SPY"]["covered"] is False
+
+
+def test_a_client_that_acks_each_print_is_not_made_to_wait(start_exchange):
+    """Lock-step with a long quiet period (2 s): a data-stream client that sends
+    {"action": "ack"} after each trade gets the next one at once (outside Alpaca's API)."""
+    market = start_exchange(ticks(*["100"] * 21), speed=0, quiet=2.0)
+    endpoints = market.endpoints
+    headers = {"Content-Type": "application/msgpack"}
+    with connect(endpoints.data_stream_url, additional_headers=headers) as ws:
+        ws.recv(timeout=5)
+        key = {"action": "auth", "key": endpoints.key_id, "secret": endpoints.secret_key}
+        ws.send(msgpack.packb(key))
+        ws.recv(timeout=5)
+        ws.send(msgpack.packb({"action": "subscribe", "trades": ["SPY"]}))
+        ws.recv(timeout=5)
+        ws.recv(timeout=10)  # the first print comes once the client has been quiet
+        started = time.monotonic()
+        numbers = []
+        for _ in range(20):
+            ws.send(msgpack.packb({"action": "ack"}))
+            [trade] = msgpack.unpackb(ws.recv(timeout=10))
+            numbers.append(trade["i"])
+        assert numbers == list(range(2, 22))
+        assert time.monotonic() - started < 2.0
+
+
+def test_a_feed_moved_by_hand_advances_over_http(start_exchange):
+    """POST /_ratchet/advance {"prints": N} plays N prints (speed=None); refused 409 when the
+    feed plays by itself."""
+    market = start_exchange()
+    answer = requests.post(
+        f"{market.endpoints.base_url}/_ratchet/advance", json={"prints": 3}, timeout=10
+    )
+    assert answer.json() == {"prints": 3, "clock": "2024-03-04T14:30:02Z"}
+    timed = start_exchange(speed=1.0)
+    refused = requests.post(f"{timed.endpoints.base_url}/_ratchet/advance", json={}, timeout=10)
+    assert refused.status_code == 409

@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from alpaca.trading.enums import OrderStatus, TradeEvent
 from attrs import evolve
 from hypothesis import given
 from hypothesis import strategies as st
@@ -17,6 +18,8 @@ from shell.exchange.server import Exchange, feed_symbols
 from shell.exchange.venue import Venue
 
 T0 = datetime(2024, 3, 4, 14, 30, tzinfo=UTC)
+STATUSES = {status.value for status in OrderStatus}
+EVENTS = {event.value for event in TradeEvent}
 CENT = Decimal("0.01")
 
 exits = st.tuples(
@@ -65,6 +68,8 @@ def _venue(prices: list[int], orders: list[tuple[str, int, int, int]]) -> list[t
         tick = _tick(i, cents)
         venue.on_print(tick)
         for update in venue.take_outbox():
+            # Only what alpaca-py's enums know goes out.
+            assert update["order"]["status"] in STATUSES and update["event"] in EVENTS
             if update["event"] in ("fill", "partial_fill"):
                 name = names[update["order"]["client_order_id"]]
                 fills.append((i, name, Decimal(update["qty"]), Decimal(update["price"])))
