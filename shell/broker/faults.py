@@ -41,6 +41,11 @@ class Faults:
       and the cancel is then answered 422 "order is already filled".
     - `drop`: the connection drops while a command is sent (the command is lost); it comes
       back at the next print, followed by a snapshot of positions and orders.
+
+    `ratchet exchange` shows the same faults on the wire (shell/exchange/venue.py): a 429 or
+    a plain-text 503, an exit accepted then rejected on the stream, the 403, a market order's
+    partial_fill then fill, a 204 cancel carried out at the next print, and a dropped link
+    (the answer reset or too slow, the streams closed, requests cut for a second).
     """
 
     transient: float = 0.0

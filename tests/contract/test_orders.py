@@ -415,3 +415,73 @@ def test_in_real_time_an_order_is_routed_as_soon_as_it_is_answered(start_exchang
     )
     [new] = updates.wait(1, timeout=0.8)
     assert (new.event, new.order.id) == ("new", order.id)
+
+
+def _oco(trading, take=102, loss=99):
+    return trading.submit_order(
+        LimitOrderRequest(
+            symbol="SPY",
+            qty=10,
+            side=SELL,
+            time_in_force=GTC,
+            order_class=OrderClass.OCO,
+            take_profit=TakeProfitRequest(limit_price=take),
+            stop_loss=StopLossRequest(stop_price=loss),
+        )
+    )
+
+
+def test_an_oco_leg_or_parent_is_replaced_in_its_group(market):
+    """PATCH the stop leg: a new leg (held) under the same parent, the shares still held
+    once; PATCH the take-profit: a new parent with the same leg; the new prices work."""
+    trading = client(market)
+    _long(market, trading)
+    oco = _oco(trading)
+    market.advance(1)
+    [leg] = oco.legs
+    new_leg = trading.replace_order_by_id(leg.id, ReplaceOrderRequest(stop_price=99.5))
+    assert new_leg.status is OrderStatus.HELD and str(new_leg.replaces) == str(leg.id)
+    parent = trading.get_order_by_id(oco.id, GetOrderByIdRequest(nested=True))
+    assert [str(x.id) for x in parent.legs] == [str(new_leg.id)]
+    assert trading.get_open_position("SPY").qty_available == "0"
+    new_parent = trading.replace_order_by_id(oco.id, ReplaceOrderRequest(limit_price=100.05))
+    assert [str(x.id) for x in new_parent.legs] == [str(new_leg.id)]
+    assert trading.get_order_by_id(oco.id).status is OrderStatus.REPLACED
+    market.advance(4)  # 100.02 .. 100.05: the new take-profit fills, the leg is canceled
+    assert trading.get_order_by_id(new_parent.id).filled_avg_price == "100.05"
+    assert trading.get_order_by_id(new_leg.id).status is OrderStatus.CANCELED
+    assert trading.get_all_positions() == []
+
+
+def test_canceling_an_oco_leg_cancels_the_group(market):
+    """DELETE of the stop leg cancels the take-profit too (one group, one cancel)."""
+    trading = client(market)
+    _long(market, trading)
+    oco = _oco(trading)
+    market.advance(1)
+    assert trading.cancel_order_by_id(oco.legs[0].id) is None
+    assert trading.get_order_by_id(oco.id).status is OrderStatus.CANCELED
+    assert trading.get_open_position("SPY").qty_available == "10"
+
+
+def test_a_short_is_covered_by_a_buy_stop_and_cannot_be_flipped(market):
+    """Selling from flat opens a short (negative qty, side short); a buy stop holds its shares,
+    so a larger buy is refused 403; the stop covers it when the market rises through it."""
+    raw = client(market, raw=True)
+    raw.submit_order(MarketOrderRequest(symbol="SPY", qty=5, side=SELL, time_in_force=DAY))
+    market.advance(1)
+    position = raw.get_open_position("SPY")
+    assert (position["qty"], position["side"], position["market_value"]) == ("-5", "short", "-500")
+    raw.submit_order(
+        StopOrderRequest(symbol="SPY", qty=5, side=BUY, time_in_force=GTC, stop_price=100.03)
+    )
+    assert raw.get_open_position("SPY")["qty_available"] == "0"
+    status, body, _ = refusal(
+        lambda: raw.submit_order(
+            MarketOrderRequest(symbol="SPY", qty=1, side=BUY, time_in_force=DAY)
+        )
+    )
+    assert status == 403 and body["available"] == "0"
+    market.advance(3)  # 100.01 .. 100.03
+    assert raw.get_all_positions() == []
+    assert market.books()["oversells"] == 0
