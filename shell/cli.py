@@ -471,6 +471,7 @@ def exchange(
             port=port,
             rate_limit=rate_limit,
             on_bad_line=lambda line: click.echo(line, err=True),
+            on_error=lambda line: click.echo(f"ratchet exchange: {line}", err=True),
         )
     except (BadLine, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from None

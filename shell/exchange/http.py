@@ -39,6 +39,7 @@ class Request:
     query: dict[str, list[str]]
     headers: dict[str, str]
     body: bytes = b""
+    version: str = "HTTP/1.1"
 
 
 @define
@@ -191,6 +192,8 @@ async def _connection(
         if not length.isdigit() or int(length) > _MAX_BODY:
             await _answer(writer, Response(413, b"", None), close=True)
             return
+        if request.headers.get("expect", "").lower() == "100-continue":
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         request.body = await reader.readexactly(int(length)) if int(length) else b""
         response = await on_request(request)
         if response.action == "reset":
@@ -200,7 +203,10 @@ async def _connection(
             await asyncio.sleep(response.delay)
             if writer.is_closing():
                 return
-        close = request.headers.get("connection", "").lower() == "close"
+        connection = request.headers.get("connection", "").lower()
+        close = connection == "close" or (
+            request.version == "HTTP/1.0" and connection != "keep-alive"
+        )
         await _answer(writer, response, close)
         if close:
             return
@@ -220,7 +226,8 @@ def _parse(head: bytes) -> Request:
             raise ValueError(line)
         headers[name.strip().lower()] = value.strip()
     url = urlsplit(target)
-    return Request(method.upper(), url.path, parse_qs(url.query, keep_blank_values=True), headers)
+    query = parse_qs(url.query, keep_blank_values=True)
+    return Request(method.upper(), url.path, query, headers, version=version)
 
 
 async def _answer(writer: asyncio.StreamWriter, response: Response, close: bool) -> None:

@@ -151,6 +151,7 @@ class Exchange:
         key_id: str = KEY_ID,
         secret_key: str = SECRET_KEY,
         on_bad_line: Callable[[str], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
     ) -> None:
         if speed is not None and speed < 0:
             raise ValueError(f"speed {speed}: allowed 0 (lock-step) or more")
@@ -158,6 +159,7 @@ class Exchange:
         self.slow_answer = slow_answer
         self._keys = (key_id, secret_key)
         self._on_bad_line = on_bad_line
+        self._on_error = on_error
         self._bad: list[BadLine] = []
         if feed is None:
             feed = Path(__file__).resolve().parents[2] / "samples" / "synthetic.jsonl"
@@ -468,6 +470,10 @@ class Exchange:
         self._touch()
         try:
             return self._answer(request)
+        except Exception as exc:  # a bug: answered 500, said in one line, the exchange goes on
+            if self._on_error is not None:
+                self._on_error(f"{request.method} {request.path}: {type(exc).__name__}: {exc}")
+            return _json_response(500, {"code": 50010000, "message": "internal server error"})
         finally:
             self._in_flight -= 1
             self._touch()

@@ -939,7 +939,7 @@ class Venue:
         chosen: list[Order] = []
         # Orders are kept in the order they were made, which is their submitted_at order
         # (the clock never goes back): walk from the wanted end and stop at `limit`.
-        orders = list(self._orders.values())
+        orders = self._orders.values()
         for order in reversed(orders) if direction == "desc" else orders:
             if len(chosen) == limit:
                 break
