@@ -20,8 +20,10 @@ import threading
 from decimal import ROUND_DOWN, Decimal
 
 from alpaca.data.live import StockDataStream
+from alpaca.data.models import Trade
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, TimeInForce
+from alpaca.trading.models import TradeUpdate
 from alpaca.trading.requests import MarketOrderRequest, StopOrderRequest
 from alpaca.trading.stream import TradingStream
 
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     prices: list[float] = []
     state = {"bought": False, "protected": False}
 
-    async def on_update(update) -> None:  # type: ignore[no-untyped-def]
+    async def on_update(update: TradeUpdate) -> None:
         order = update.order
         print(f"{update.event}: {order.side.value} {order.qty} {order.symbol}", flush=True)
         if update.event == "fill" and order.client_order_id == f"bot-{args.symbol}-entry":
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             state["protected"] = True
             print(f"bought {args.qty} at {fill}, stop at {stop}", flush=True)
 
-    async def on_trade(trade) -> None:  # type: ignore[no-untyped-def]
+    async def on_trade(trade: Trade) -> None:
         prices.append(trade.price)
         rising = len(prices) >= 4 and prices[-4] < prices[-3] < prices[-2] < prices[-1]
         if rising and not state["bought"]:

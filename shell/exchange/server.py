@@ -16,7 +16,8 @@ halves: the trade updates first, then (once the client is quiet again) the trade
 stream, as `ratchet simulate` shows the engine its fills before the tick that caused them.
 
 Outside Alpaca's API, without keys: `GET /_ratchet/books` (the protection laws, see
-`Venue.books`) and `POST /_ratchet/advance` (`{"prints": N}`, when moved by hand).
+`Venue.books`), `POST /_ratchet/ack` (lock-step: done with every print sent, the HTTP twin of
+the data stream's ack) and `POST /_ratchet/advance` (`{"prints": N}`, when moved by hand).
 """
 
 from __future__ import annotations
@@ -537,6 +538,9 @@ class Exchange:
                 except ArithmeticError:
                     return _json_response(400, {"message": "positions: SYMBOL:QTY,..."})
             return _json_response(200, self.venue.books(positions))
+        if request.path == "/_ratchet/ack" and request.method == "POST":
+            self._ack_all()  # lock-step: the client is done with every print it was sent
+            return Response(204)
         if request.path == "/_ratchet/advance" and request.method == "POST":
             if self.speed is not None:
                 return _json_response(409, {"message": "the feed is not moved by hand"})
@@ -547,6 +551,12 @@ class Exchange:
             played = await self._advance_by(prints)
             return _json_response(200, {"prints": len(played), "clock": ts(self.venue.clock)})
         return _json_response(404, {"message": "not found"})
+
+    def _ack_all(self) -> None:
+        for stream in self._data_streams:
+            stream.acked_print = stream.sent_print
+        if self._poke is not None:
+            self._poke.set()
 
     # --- streams ---------------------------------------------------------------------------
 

@@ -179,8 +179,9 @@ def test_books_say_whether_working_stops_cover_each_position(market):
 
 def test_a_client_that_acks_each_print_is_not_made_to_wait(start_exchange):
     """Lock-step with a long quiet period (2 s): a data-stream client that sends
-    {"action": "ack"} after each trade gets the next one at once (outside Alpaca's API)."""
-    market = start_exchange(ticks(*["100"] * 21), speed=0, quiet=2.0)
+    {"action": "ack"} after each trade (or POSTs /_ratchet/ack) gets the next one at once
+    (outside Alpaca's API)."""
+    market = start_exchange(ticks(*["100"] * 24), speed=0, quiet=2.0)
     endpoints = market.endpoints
     headers = {"Content-Type": "application/msgpack"}
     with connect(endpoints.data_stream_url, additional_headers=headers) as ws:
@@ -198,6 +199,11 @@ def test_a_client_that_acks_each_print_is_not_made_to_wait(start_exchange):
             [trade] = msgpack.unpackb(ws.recv(timeout=10))
             numbers.append(trade["i"])
         assert numbers == list(range(2, 22))
+        assert time.monotonic() - started < 2.0
+        started = time.monotonic()
+        for _ in range(3):  # the same over HTTP, for a client without the socket at hand
+            requests.post(f"{endpoints.base_url}/_ratchet/ack", timeout=5)
+            ws.recv(timeout=10)
         assert time.monotonic() - started < 2.0
 
 
