@@ -612,6 +612,95 @@ def _backfill(settings: Settings, journals: list[Path], *, err: bool = False) ->
         click.echo(line, err=err)
 
 
+@main.command()
+@click.option(
+    "--feed",
+    type=_FILE,
+    default=None,
+    help="Ticks to trade against: CSV ts,symbol,price,size or JSONL, gzip too (default: the "
+    "bundled sample).",
+)
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="1 = real time by the feed's timestamps, 10 = ten times faster; 0 = lock-step (outside "
+    "Alpaca's API): the next print waits until every request is answered and the client is quiet.",
+)
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
+@click.option(
+    "--faults",
+    "faults_text",
+    default=None,
+    help="Misbehave as Alpaca does, from a seed (the profiles of `simulate --faults`).",
+)
+@click.option(
+    "--quiet",
+    type=click.FloatRange(min=0),
+    default=0.05,
+    show_default=True,
+    help="Lock-step: seconds the client must be quiet before the next print.",
+)
+@click.option(
+    "--rate-limit",
+    type=click.IntRange(min=1),
+    default=200,
+    show_default=True,
+    help="Requests a minute before HTTP 429.",
+)
+def exchange(
+    feed: Path | None,
+    speed: float,
+    port: int,
+    faults_text: str | None,
+    quiet: float,
+    rate_limit: int,
+) -> None:
+    """A local Alpaca-compatible exchange on 127.0.0.1: Trading API, trade_updates and stock
+    trades, filling orders by simulate's rules against the feed. Prints the exports a client
+    needs; Ctrl-C stops it."""
+    import asyncio  # noqa: PLC0415 (only this command needs the event loop and the server)
+    import signal  # noqa: PLC0415
+
+    from shell.exchange import Endpoints, Exchange  # noqa: PLC0415
+
+    try:
+        faults = Faults.parse(faults_text) if faults_text else None
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        market = Exchange(
+            feed,
+            speed=speed,
+            quiet=quiet,
+            faults=faults,
+            port=port,
+            rate_limit=rate_limit,
+            on_bad_line=lambda line: click.echo(line, err=True),
+            on_error=lambda line: click.echo(f"ratchet exchange: {line}", err=True),
+        )
+    except (BadLine, ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+    def ready(endpoints: Endpoints) -> None:
+        for line in endpoints.exports():
+            click.echo(line)
+        mode = "lock-step" if speed == 0 else f"speed {speed:g}"
+        click.echo(f"ratchet exchange on {endpoints.base_url} ({mode}); Ctrl-C stops it", err=True)
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)  # a stop request ends it as Ctrl-C does
+    try:
+        asyncio.run(market.run(ready))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
+
+
 def _progress(events: Iterator[Event]) -> Iterator[Event]:
     """Yield `events`, showing a count and a rate on stderr every 2**16 events."""
     started = time.perf_counter()
