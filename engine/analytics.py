@@ -57,8 +57,15 @@ class TradeResult:
 
 
 def canonical(trades: Iterable[TradeResult]) -> list[TradeResult]:
-    """Trades in the one order every summary uses: by close time, then key, symbol, values."""
-    return sorted(trades, key=lambda t: (t.closed, t.key, t.symbol, t.opened, t.pnl, t.r))
+    """Trades in the one order every summary uses: by close time, then open time, symbol and
+    lot number (SPY-11 after SPY-2, not between SPY-1 and SPY-2), then the values."""
+    return sorted(trades, key=_order)
+
+
+def _order(t: TradeResult) -> tuple[object, ...]:
+    symbol, _, lot = t.key.rpartition("-")
+    number = int(lot) if lot.isdigit() else -1
+    return (t.closed, t.opened, t.symbol, symbol, number, t.key, t.pnl, t.r)
 
 
 @frozen

@@ -109,7 +109,9 @@ def on_canceled(state: EngineState, ack: OrderCanceled) -> Transition:
     state = state.evolve(routes=state.routes.delete(ack.order_id))
     pending = state.entries.get(key)
     if pending is not None and pending.order.id == ack.order_id:
-        record = entry_blocked(pending.symbol, "entry_canceled", ack.order_id, ack.ts)
+        record = entry_blocked(
+            pending.symbol, "entry_canceled", ack.order_id, ack.ts, pending.client_id
+        )
         return Transition(state.evolve(entries=state.entries.delete(key)), (record,))
     pos = state.positions.get(key)
     if pos is None:
@@ -239,7 +241,7 @@ def on_rejected(state: EngineState, ack: OrderRejected) -> Transition:
     symbol = pending.symbol if pending is not None else pos.symbol if pos is not None else ""
     record = order_rejected(symbol, key, ack.order_id, ack.reason, ack.ts)
     if pending is not None and pending.order.id == ack.order_id:
-        blocked = entry_blocked(symbol, "order_rejected", ack.reason, ack.ts)
+        blocked = entry_blocked(symbol, "order_rejected", ack.reason, ack.ts, pending.client_id)
         told: list[Command] = [record, blocked]
         if pending.retry is not None and ack.kind in (OrderRefusal.TRANSIENT, OrderRefusal.UNKNOWN):
             # The retries of the entry ran out (P24): no position is opened.

@@ -59,6 +59,12 @@ def store(state: EngineState, pos: Position, ts: datetime) -> tuple[EngineState,
     out = list(out)
     routes = _route(state.routes, pos)
     if closing:
+        # Every share is out: the P&L is what the exits brought minus what the entries cost,
+        # exactly (fill by fill against an average entry rounds when entries filled in parts).
+        fills = pos.fills
+        exact = (fills.exit_value - fills.cost) * pos.side.sign
+        if exact != fills.realized:
+            pos = evolve(pos, fills=evolve(fills, realized=exact))
         out.append(position_closed(pos, ts))
         out.append(trade_closed(pos, ts))
         routes = _unroute(routes, pos.key)
@@ -95,6 +101,7 @@ def store(state: EngineState, pos: Position, ts: datetime) -> tuple[EngineState,
         state.stale,
         due,
         link,
+        state.intents,
     )
     return new, out
 

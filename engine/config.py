@@ -104,6 +104,9 @@ class Config:
     phase: PhaseConfig = field(factory=PhaseConfig)
     # Most positions open at once, all symbols together (0: no limit).
     max_open: int = 0
+    # Pre-trade checks on every entry (0: off): its quantity, and quantity x reference price.
+    max_qty: Decimal = Decimal(0)
+    max_notional: Decimal = Decimal(1_000_000)
     # A position whose symbol has printed nothing for this long is stale (SPEC §5).
     stale_after: timedelta = timedelta(seconds=60)
     # SPEC §4: a transient failure is retried up to 3 times, after 0.5 s, 1 s and 2 s.

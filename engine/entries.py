@@ -34,6 +34,11 @@ def validate_entry(state: EngineState, intent: EntryIntent) -> Result[Decimal, R
     """Check an entry intent; the quantity to buy on success, the reason on failure."""
     cfg = state.config.protection
     symbol = intent.symbol
+    if intent.id is not None:
+        taken = state.intents.get(intent.id)
+        if taken is not None:
+            outcome = f"opened {taken}" if taken else "was refused"
+            return Failure(Refusal("duplicate_entry", f"entry id {intent.id!r} {outcome} before"))
     if not symbol:
         return Failure(Refusal("invalid_symbol", "symbol is empty"))
     # The broker nets a symbol: lots in one symbol must all be on one side.
@@ -114,6 +119,18 @@ def validate_entry(state: EngineState, intent: EntryIntent) -> Result[Decimal, R
                 )
             )
         qty = sized if intent.qty is None else min(intent.qty, sized)
+    # Pre-trade checks (INTERFACES [entries]): nothing larger than the operator allows.
+    limits = state.config
+    if limits.max_qty and qty > limits.max_qty:
+        return Failure(Refusal("max_qty", f"qty {qty} is over the limit of {limits.max_qty}"))
+    notional = qty * reference
+    if limits.max_notional and notional > limits.max_notional:
+        return Failure(
+            Refusal(
+                "max_notional",
+                f"{qty} x {reference} = {notional} is over the limit of {limits.max_notional}",
+            )
+        )
     return Success(qty)
 
 
@@ -123,9 +140,10 @@ def on_entry(state: EngineState, intent: EntryIntent) -> Transition:
     ts = intent.ts
     match validate_entry(state, intent):
         case Failure(refusal):
-            return Transition(
-                state, (entry_blocked(intent.symbol, refusal.reason, refusal.detail, ts),)
-            )
+            if intent.id is not None and refusal.reason != "duplicate_entry":
+                state = state.evolve(intents=state.intents.set(intent.id, ""))
+            blocked = entry_blocked(intent.symbol, refusal.reason, refusal.detail, ts, intent.id)
+            return Transition(state, (blocked,))
         case Success(qty):
             pass
     symbol = intent.symbol
@@ -142,11 +160,15 @@ def on_entry(state: EngineState, intent: EntryIntent) -> Transition:
         limit_price=intent.entry,
     )
     paper = state.config.phase.enabled and state.phase.phase is Phase.EXPERIENCE
-    pending = PendingEntry(key, symbol, intent.side, intent.stop, qty, order, ts, paper)
-    accepted = entry_accepted(
-        symbol, key, intent.side.value, qty, intent.stop, intent.entry, paper, ts
+    pending = PendingEntry(
+        key, symbol, intent.side, intent.stop, qty, order, ts, paper, client_id=intent.id
     )
+    accepted = entry_accepted(
+        symbol, key, intent.side.value, qty, intent.stop, intent.entry, paper, ts, intent.id
+    )
+    intents = state.intents if intent.id is None else state.intents.set(intent.id, key)
     new = state.evolve(
+        intents=intents,
         entries=state.entries.set(key, pending),
         counts=state.counts.set(symbol, count),
         routes=state.routes.set(order.id, key),

@@ -86,6 +86,7 @@ class EntryIntent:
     stop: Decimal
     qty: Decimal | None = None
     entry: Decimal | None = None
+    id: str | None = None  # the client's own id: a second intent with it is refused
 
 
 @frozen

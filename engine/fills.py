@@ -13,7 +13,7 @@ from engine.answers import unknown_order
 from engine.books import finish
 from engine.commands import Alert, Command
 from engine.config import ProtectionConfig
-from engine.events import OrderFilled, Side
+from engine.events import OrderFilled, Side, Tick
 from engine.ladder import round_in_favour, schedule, take_profit_price, tranche_sizes
 from engine.model import (
     CloseReason,
@@ -52,6 +52,13 @@ def on_fill(state: EngineState, fill: OrderFilled) -> Transition:
             return unknown_order(state, fill.order_id, fill.ts, "fill")
         pos, records = _apply_fill(held, fill, state.config.protection)
         out.extend(records)
+    # A fill is a price: the latest the engine knows for its symbol (SPEC §3), so the next
+    # order step (a stop through the market?) is judged at it, not at the print before.
+    mark = state.marks.get(pos.symbol)
+    if mark is None or mark.ts <= fill.ts:
+        state = state.evolve(
+            marks=state.marks.set(pos.symbol, Tick(fill.ts, pos.symbol, fill.price))
+        )
     return finish(state, pos, fill.ts, out)
 
 
@@ -100,7 +107,7 @@ def _open_position(
             trigger=levels[0].price if levels else None,
             take_profit=take_profit,
         ),
-        fills=Fills(original=fill.qty, remaining=fill.qty),
+        fills=Fills(original=fill.qty, remaining=fill.qty, cost=fill.price * fill.qty),
         orders=Orders(entry=entry_order, to_sell=to_sell),
         exposed_since=fill.executed,
         close_reason=close_reason,
@@ -230,7 +237,8 @@ def _grow(
     assert entry_order is not None
     ladder, fills = pos.ladder, pos.fills
     total = fills.original + fill.qty
-    entry = (ladder.entry * fills.original + fill.price * fill.qty) / total
+    cost = fills.cost + fill.price * fill.qty
+    entry = cost / total
     filled = entry_order.filled + fill.qty
     risk = (entry - ladder.initial_stop) * pos.side.sign
     levels = schedule(entry, risk, pos.side, cfg) if risk > 0 else ()
@@ -248,7 +256,7 @@ def _grow(
             trigger=None if frozen or i >= len(levels) else levels[i].price,
             take_profit=take_profit_price(entry, risk, pos.side, cfg) if risk > 0 else None,
         ),
-        fills=evolve(fills, original=total, remaining=fills.remaining + fill.qty),
+        fills=evolve(fills, original=total, remaining=fills.remaining + fill.qty, cost=cost),
         orders=evolve(
             pos.orders,
             entry=None if filled >= entry_order.qty else evolve(entry_order, filled=filled),

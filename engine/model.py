@@ -182,6 +182,7 @@ class PendingEntry:
     ts: datetime
     paper: bool = False
     retry: Retry | None = None  # its order refused for a passing reason, sent again when due
+    client_id: str | None = None  # the intent's own id, when it gave one
 
 
 @frozen
@@ -208,6 +209,7 @@ class Fills:
 
     original: Decimal
     remaining: Decimal
+    cost: Decimal = _ZERO  # what the entry fills cost, exactly (price x qty, summed)
     realized: Decimal = _ZERO
     exit_value: Decimal = _ZERO
     exited: Decimal = _ZERO

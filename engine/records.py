@@ -46,6 +46,16 @@ __all__ = [
 ]
 
 _ZERO = Decimal(0)
+_AVERAGE = Decimal("0.0001")
+
+
+def _average(price: Decimal) -> Decimal:
+    """An average price (entries or exits filled in parts) as a trader reads it: to 1/100
+    of a cent; a price as traded is shown as it is."""
+    exponent = price.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -4:
+        return price.quantize(_AVERAGE)
+    return price
 
 
 def milliseconds(span: timedelta) -> Decimal:
@@ -67,7 +77,7 @@ def position_opened(
         "key": pos.key,
         "side": pos.side.value,
         "qty": pos.fills.original,
-        "entry": ladder.entry,
+        "entry": _average(ladder.entry),
         "stop": stop,
     }
     if added is not None:
@@ -135,8 +145,13 @@ def partial_filled(
 
 
 def _trade_r(pos: Position) -> tuple[Decimal, Decimal]:
-    dollar_risk = pos.risk * pos.fills.original
-    return dollar_risk, pos.fills.realized / dollar_risk if dollar_risk > 0 else _ZERO
+    """The trade's dollar risk and R. An entry filled at or through its stop risked nothing
+    measurable: its risk and R are 0 (its close reason says why), never negative."""
+    dollar_risk = max(pos.risk, _ZERO) * pos.fills.original
+    if dollar_risk <= 0:
+        return _ZERO, _ZERO
+    r = pos.fills.realized / dollar_risk
+    return dollar_risk, r if r != 0 else _ZERO  # never "0E+2"
 
 
 def position_closed(pos: Position, ts: datetime) -> Record:
@@ -171,14 +186,14 @@ def trade_closed(pos: Position, ts: datetime) -> Record:
             "key": pos.key,
             "side": pos.side.value,
             "qty": fills.original,
-            "entry": pos.ladder.entry,
-            "exit": exit_price,
+            "entry": _average(pos.ladder.entry),
+            "exit": _average(exit_price),
             "opened": pos.opened,
             "closed": ts,
             "pnl": fills.realized,
             "r": r,
             "risk": dollar_risk,
-            "risk_per_share": pos.risk,
+            "risk_per_share": max(pos.risk, _ZERO),
             "reason": pos.close_reason.value if pos.close_reason is not None else "exit",
         },
     )
@@ -196,19 +211,27 @@ def entry_accepted(
     entry: Decimal | None,
     paper: bool,
     ts: datetime,
+    client_id: str | None = None,
 ) -> Record:
-    """`entry.accepted`: the gate let an entry intent through; its order goes out."""
-    return Record(
-        "entry.accepted",
-        ts,
-        {"symbol": symbol, "reason": "accepted", "key": key, "side": side, "qty": qty,
-         "stop": stop, "entry": entry, "paper": paper},
-    )  # fmt: skip
+    """`entry.accepted`: the gate let an entry intent through; its order goes out (`id`: the
+    client's own entry id, when it gave one)."""
+    data: dict[str, object] = {
+        "symbol": symbol, "reason": "accepted", "key": key, "side": side, "qty": qty,
+        "stop": stop, "entry": entry, "paper": paper,
+    }  # fmt: skip
+    if client_id is not None:
+        data["id"] = client_id
+    return Record("entry.accepted", ts, data)
 
 
-def entry_blocked(symbol: str, reason: str, detail: str, ts: datetime) -> Record:
+def entry_blocked(
+    symbol: str, reason: str, detail: str, ts: datetime, client_id: str | None = None
+) -> Record:
     """`entry.blocked`: an entry refused by the gate, or its order by the broker."""
-    return Record("entry.blocked", ts, {"symbol": symbol, "reason": reason, "detail": detail})
+    data: dict[str, object] = {"symbol": symbol, "reason": reason, "detail": detail}
+    if client_id is not None:
+        data["id"] = client_id
+    return Record("entry.blocked", ts, data)
 
 
 # --- orders -------------------------------------------------------------------------------

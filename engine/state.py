@@ -118,6 +118,7 @@ _EMPTY_ENTRIES: Map[str, PendingEntry] = Map()
 _EMPTY_COUNTS: Map[str, int] = Map()
 _EMPTY_ROUTES: Map[str, str] = Map()
 _EMPTY_STALE: Map[str, datetime] = Map()
+_EMPTY_INTENTS: Map[str, str] = Map()
 _FAR = datetime(9999, 12, 31, tzinfo=UTC)
 _DEFAULT_CONFIG = Config()
 # Sessions never roll when no daily counter is on: the tick fast path compares against this.
@@ -196,6 +197,7 @@ class EngineState(NamedTuple):
     stale: Map[str, datetime] = _EMPTY_STALE  # symbol -> the last price already alerted stale
     due: datetime = _FAR  # the earliest retry or deadline due (may be early: then none is)
     link: Link = _LINK
+    intents: Map[str, str] = _EMPTY_INTENTS  # a client's entry id -> its key ("" if refused)
 
     @classmethod
     def empty(cls, config: Config | None = None) -> EngineState:
@@ -249,6 +251,7 @@ class EngineState(NamedTuple):
         stale: Map[str, datetime] | None = None,
         due: datetime | None = None,
         link: Link | None = None,
+        intents: Map[str, str] | None = None,
     ) -> EngineState:
         """This state with the given fields replaced (typed; every field is never None)."""
         return EngineState(
@@ -264,6 +267,7 @@ class EngineState(NamedTuple):
             self.stale if stale is None else stale,
             self.due if due is None else due,
             self.link if link is None else link,
+            self.intents if intents is None else intents,
         )
 
 

@@ -63,10 +63,11 @@ def step(state: EngineState, event: Event) -> Transition:
             and event.ts < state.due
         ):
             marks = state.marks.set(event.symbol, event)
-            config, positions, books, _, entries, counts, routes, _, phase, stale, due, link = state
+            (config, positions, books, _, entries, counts, routes, _, phase, stale, due, link,
+             intents) = state  # fmt: skip
             fields = (
                 config, positions, books, marks, entries, counts, routes, daily, phase, stale,
-                due, link,
+                due, link, intents,
             )  # fmt: skip
             new = _tuple_new(EngineState, fields)
             return _tuple_new(Transition, (new, _NO_COMMANDS))

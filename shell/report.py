@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -65,6 +65,13 @@ def summary_to_json(summary: Summary, *, bad_lines: int = 0) -> dict[str, Any]:
         "conflicts": s.conflicts,
         "alerts": s.alerts,
         "oversells": s.oversells,
+        "exposure": {
+            "windows": s.exposure.windows,
+            "over_limit": s.exposure.over_limit,
+            "limit_s": _seconds(s.exposure.limit),
+            "longest_s": _seconds(s.exposure.longest),
+            "longest": s.exposure.worst,
+        },
         "goal": {"triggered": s.goal_triggers, "session_resets": s.session_resets},
         "realized_pnl": s.realized_total,
         "realized": {
@@ -93,8 +100,25 @@ def summary_to_json(summary: Summary, *, bad_lines: int = 0) -> dict[str, Any]:
     return result
 
 
+def _seconds(span: timedelta) -> Decimal:
+    """A span in seconds, exact to the microsecond."""
+    return Decimal(span // timedelta(microseconds=1)) / 1_000_000
+
+
 def _reasons(counts: dict[str, int]) -> str:
     return " (" + ", ".join(f"{k} {v}" for k, v in counts.items()) + ")" if counts else ""
+
+
+def _exposure_line(s: Summary) -> str:
+    """How long shares went without a working stop, from the broker's own books."""
+    e = s.exposure
+    if not e.windows:
+        return "exposure      every share held always had a working stop or sale"
+    over = f", {e.over_limit} over {_seconds(e.limit):.0f} s" if e.over_limit else ""
+    return (
+        f"exposure      {e.windows} windows without a working stop, longest "
+        f"{_seconds(e.longest):.3f} s ({e.worst}){over}"
+    )
 
 
 def render_summary(summary: Summary, *, bad_lines: int = 0) -> str:
@@ -123,6 +147,7 @@ def render_summary(summary: Summary, *, bad_lines: int = 0) -> str:
         + (f" ({by_tp} by the take-profit)" if by_tp else ""),
         f"orders        {s.orders_submitted} submitted, {s.retries} retries, {s.conflicts} "
         f"conflicts, {s.alerts} alerts, {s.oversells} oversells",
+        _exposure_line(s),
         realized,
     ]
     for trigger in s.goal_triggers:

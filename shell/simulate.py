@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -26,7 +26,9 @@ from engine.analytics import TradeResult
 from shell.broker import Broker
 from shell.broker.simulated import SimulatedBroker
 
-__all__ = ["Summary", "run_simulation"]
+_ZERO = Decimal(0)
+
+__all__ = ["Exposure", "Sink", "StepObserver", "Summary", "run_simulation"]
 
 Sink = Callable[[Command], None]
 StepObserver = Callable[[Event, EngineState, Transition], None]
@@ -35,6 +37,44 @@ StepObserver = Callable[[Event, EngineState, Transition], None]
 # Entry refusals that come from the broker, after the gate accepted the intent (the intent was
 # counted once as accepted; these take it back out).
 BROKER_REFUSALS = frozenset({"order_rejected", "entry_canceled"})
+
+
+@define
+class Exposure:
+    """Windows in which the broker held shares that no working exit-side order covered (no
+    stop, take-profit or sale), timed per symbol from the broker's own books at the end of
+    each instant something happened: what a gap would have cost, whatever the engine says."""
+
+    limit: timedelta = timedelta(seconds=60)
+    windows: int = 0
+    over_limit: int = 0  # windows longer than `limit`
+    longest: timedelta = timedelta(0)
+    worst: str = ""  # the symbol and start of the longest window
+    _since: dict[str, datetime] = field(factory=dict)
+
+    def observe(self, uncovered: dict[str, Decimal], ts: datetime) -> None:
+        """The broker's uncovered shares as of `ts`."""
+        for symbol in list(self._since):
+            if uncovered.get(symbol, _ZERO) <= 0:
+                self._close(symbol, ts)
+        for symbol, qty in uncovered.items():
+            if qty > 0 and symbol not in self._since:
+                self._since[symbol] = ts
+                self.windows += 1
+
+    def finish(self, ts: datetime) -> None:
+        """Windows still open when the events end are counted up to `ts`."""
+        for symbol in list(self._since):
+            self._close(symbol, ts)
+
+    def _close(self, symbol: str, ts: datetime) -> None:
+        since = self._since.pop(symbol)
+        span = ts - since
+        if span > self.limit:
+            self.over_limit += 1
+        if span > self.longest:
+            self.longest = span
+            self.worst = f"{symbol} from {since:%Y-%m-%d %H:%M:%S}Z"
 
 
 @define
@@ -68,6 +108,7 @@ class Summary:
     oversells: int = 0
     goal_triggers: list[dict[str, Any]] = field(factory=list)
     session_resets: int = 0
+    exposure: Exposure = field(factory=Exposure)
 
     @property
     def entries_refused(self) -> int:
@@ -222,10 +263,27 @@ def run_simulation(
                 handle(t.commands)
         return current
 
-    def beat(current: EngineState, until: datetime) -> EngineState:
-        while current.due < until:
-            due = current.due
-            clock = Clock(due)
+    def beat(current: EngineState, reached: datetime | None, until: datetime) -> EngineState:
+        """Time passes from `reached` until `until`, in order and never backward: a dropped
+        link comes back when due, and what falls due in the engine gets its clock event at
+        its instant (at once, if it fell due while nothing could act)."""
+        stalled: datetime | None = None  # an instant at which nothing could act
+        while True:
+            back = broker.reconnect_at()
+            when = current.due if heartbeat else until
+            if reached is not None and when < reached:
+                when = reached
+            if back is not None and back < until and (back <= when or when == stalled):
+                if reached is not None and back < reached:
+                    back = reached
+                queue.extend(broker.reconnect(back))
+                current = drain(current)
+                exposure.observe(broker.uncovered(), back)
+                reached = back
+                continue
+            if when >= until or when == stalled:
+                return current
+            clock = Clock(when)
             t = step(current, clock)
             if on_step is not None:
                 on_step(clock, current, t)
@@ -233,22 +291,27 @@ def run_simulation(
             if t.commands:
                 handle(t.commands)
                 current = drain(current)
-            if current.due <= due:
-                break  # nothing could act (the link is down): the next event will
-        return current
+            exposure.observe(broker.uncovered(), when)
+            reached = when
+            if current.due <= when:
+                stalled = when  # nothing could act (the link is down)
 
     ticks = 0
     others = 0
     on_tick = broker.on_tick
+    exposure = summary.exposure
+    last_ts: datetime | None = None
     for event in events:
-        if heartbeat and state.due < event.ts:
-            state = beat(state, event.ts)
+        if state.due < event.ts or broker.reconnect_at() is not None:
+            state = beat(state, last_ts, event.ts)
+        last_ts = event.ts
         if type(event) is Tick:
             ticks += 1
             fills = on_tick(event)
             if fills:
                 queue.extend(fills)
                 state = drain(state)
+                exposure.observe(broker.uncovered(), event.ts)
             before = state
             state, commands = step(state, event)
         else:
@@ -263,6 +326,9 @@ def run_simulation(
         if commands:
             handle(commands)
             state = drain(state)
+            exposure.observe(broker.uncovered(), event.ts)
+    if last_ts is not None:
+        exposure.finish(last_ts)
     count = ticks + others
     summary.events = count
     summary.ticks = ticks

@@ -38,6 +38,20 @@ class Broker(Protocol):
         """The link drops now (a recorded outage): answers wait for the reconnect."""
         ...
 
+    def reconnect_at(self) -> datetime | None:
+        """When a dropped link comes back, or None when it is up."""
+        ...
+
+    def reconnect(self, ts: datetime) -> list[Event]:
+        """Time reached `ts`: a link due back by then is back (Connectivity up and the
+        broker's snapshot), else nothing."""
+        ...
+
     def working_qty(self, symbol: str, order_id: str) -> Decimal:
         """Shares the order `order_id` still works at the broker (0: not working)."""
+        ...
+
+    def uncovered(self) -> dict[str, Decimal]:
+        """Per symbol held, the shares no working exit-side order (stop, take-profit, sale)
+        covers: what would be lost to a gap right now."""
         ...

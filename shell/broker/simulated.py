@@ -194,6 +194,18 @@ class SimulatedBroker:
 
     # --- the market ------------------------------------------------------------------------
 
+    def reconnect_at(self) -> datetime | None:
+        """When a dropped link comes back (a second after it fell), or None when it is up."""
+        return None if self._down_at is None else self._down_at + _RECONNECT
+
+    def reconnect(self, ts: datetime) -> list[Event]:
+        """Time reached `ts` with no print: a dropped link due back by then is back, with its
+        snapshot (nothing when it is up or not due yet)."""
+        back = self.reconnect_at()
+        if back is None or ts < back:
+            return []
+        return self._reconnect(ts)
+
     def on_tick(self, tick: Tick) -> tuple[Event, ...] | list[Event]:
         """Match resting orders against one tick; return the fills it causes (while the link
         is down they happen but are not told; the link comes back a second after it fell)."""
@@ -217,6 +229,16 @@ class SimulatedBroker:
     def working_qty(self, symbol: str, order_id: str) -> Decimal:
         """Shares the order `order_id` still works (0 when it is not working)."""
         return self._book.working_qty(symbol, order_id)
+
+    def uncovered(self) -> dict[str, Decimal]:
+        """Per symbol held, the shares no working exit-side order covers."""
+        out: dict[str, Decimal] = {}
+        for symbol, qty in self.positions.items():
+            if qty == 0:
+                continue
+            exit_side = OrderAction.SELL if qty > 0 else OrderAction.BUY
+            out[symbol] = max(abs(qty) - self._book.held(symbol, exit_side), Decimal(0))
+        return out
 
     def held(self, symbol: str, action: OrderAction) -> Decimal:
         """Shares held by open orders of `action` in `symbol` (what is left of each)."""

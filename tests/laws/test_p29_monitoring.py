@@ -8,7 +8,8 @@ from attrs import evolve
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine import Alert, Clock, Tick
+from engine import Alert, Clock, OrderFilled, Tick
+from engine.ids import key_of, symbol_of
 from tests.harness import trace
 from tests.strategies import T0, configs, histories
 
@@ -29,7 +30,8 @@ def with_clocks(draw: st.DrawFn) -> list:
 
 @given(with_clocks(), configs())
 def test_p29_every_clock_event_rechecks_every_position(events, config):
-    """At each clock event, each symbol with open positions whose last price is over 60 s old
+    """At each clock event, each symbol with open positions whose last price (a print or a
+    fill) is over 60 s old
     gets one stale_price alert for that price (not again for the same price), and no other
     symbol gets one."""
     alerted: dict[str, object] = {}
@@ -37,6 +39,8 @@ def test_p29_every_clock_event_rechecks_every_position(events, config):
     for step in trace(events, config, "same"):
         if isinstance(step.event, Tick):
             last_tick[step.event.symbol] = step.event.ts
+        if isinstance(step.event, OrderFilled):  # a fill is a price too (SPEC §3)
+            last_tick[symbol_of(key_of(step.event.order_id))] = step.event.ts
         if not isinstance(step.event, Clock):
             continue
         now = step.event.ts

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine import EngineState, EntryIntent, Event, OrderFilled
+from engine.ids import key_of
 from shell.broker.simulated import Faults, SimulatedBroker
 from shell.cli import main
 from shell.config import ENV_GIVEBACK, ENV_TARGET, ConfigError, parse_settings
@@ -38,21 +39,35 @@ def books(draw: st.DrawFn) -> list[Event]:
 
 def _simulate(events: list[Event], faults: Faults):
     """The summary, the final state and, computed independently from the broker's fills, the
-    profit of every share sold (fill price against the position's entry at that moment)."""
-    sold = D(0)
+    profit of every share sold: for a closed position, what its exits brought minus what its
+    entries cost; for one still open, each exit fill against the entry at that moment."""
+    running: dict[str, D] = {}
+    cost: dict[str, D] = {}
+    proceeds: dict[str, D] = {}
+    sign: dict[str, int] = {}
 
     def watch(event, before, _transition) -> None:
-        nonlocal sold
         if not isinstance(event, OrderFilled):
             return
+        key = key_of(event.order_id)
+        if event.order_id.endswith("-entry"):
+            cost[key] = cost.get(key, D(0)) + event.price * event.qty
         for pos in before.positions.values():
             if event.order_id in {o.id for o in (pos.orders.exit, pos.orders.sell) if o}:
                 q = min(event.qty, pos.fills.remaining)
-                sold += (event.price - pos.ladder.entry) * q * pos.side.sign
+                sign[pos.key] = pos.side.sign
+                running[pos.key] = running.get(pos.key, D(0)) + (
+                    (event.price - pos.ladder.entry) * q * pos.side.sign
+                )
+                proceeds[pos.key] = proceeds.get(pos.key, D(0)) + event.price * q
 
     state, summary = run_simulation(
         events, EngineState.empty(), SimulatedBroker(faults=faults), on_step=watch
     )
+    sold = D(0)
+    for key, banked in running.items():
+        closed = key not in state.positions and key in cost
+        sold += (proceeds[key] - cost[key]) * sign[key] if closed else banked
     return summary, state, sold
 
 
