@@ -189,7 +189,7 @@ def parse_settings(data: Mapping[str, Any], env: Mapping[str, str] | None = None
     """Validate a parsed TOML document (and the environment, which wins)."""
     env = {} if env is None else env
     known = {"protection", "orders", "simulation", "performance", "goal", "session", "phase"}
-    known |= {"alerts", "store"}
+    known |= {"alerts", "store", "entries"}
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"unknown section(s): {', '.join(sorted(unknown))}")
@@ -205,8 +205,14 @@ def parse_settings(data: Mapping[str, Any], env: Mapping[str, str] | None = None
     session = _session(_table(data, "session", _SESSION_KEYS))
     phase = _phase(_table(data, "phase", _PHASE_KEYS))
     orders = _orders(_table(data, "orders", _ORDERS_KEYS))
+    entries = _entries(_table(data, "entries", _ENTRIES_KEYS))
     config = Config(
-        protection=_protection(protection), goal=goal, session=session, phase=phase, **orders
+        protection=_protection(protection),
+        goal=goal,
+        session=session,
+        phase=phase,
+        **orders,
+        **entries,
     )
     return Settings(
         config,
@@ -216,6 +222,26 @@ def parse_settings(data: Mapping[str, Any], env: Mapping[str, str] | None = None
         alerts=_alerts(data, env),
         store=_store(data, env),
     )
+
+
+_ENTRIES_KEYS = {"max_notional", "max_qty", "max_open"}
+
+
+def _entries(table: Mapping[str, Any]) -> dict[str, Any]:
+    """`[entries]`: the pre-trade checks every entry intent passes (0 turns one off)."""
+    out: dict[str, Any] = {}
+    for key in ("max_notional", "max_qty"):
+        if key in table:
+            out[key] = _decimal(f"entries.{key}", table[key], low=Decimal(0),
+                                allowed="0 (off) or a positive amount")  # fmt: skip
+    if "max_open" in table:
+        raw = table["max_open"]
+        if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= 100_000:
+            raise ConfigError(
+                f"entries.max_open = {_shown(raw)}: allowed a whole number 0 (off) to 100000"
+            )
+        out["max_open"] = raw
+    return out
 
 
 _ORDERS_KEYS = {

@@ -59,3 +59,34 @@ def test_the_open_position_limit_refuses_the_next_entry():
     state = step(state, EntryIntent(T0, "A", Side.LONG, D("9"), D(1))).state
     refused = step(state, EntryIntent(T0, "B", Side.LONG, D("19"), D(1)))
     assert refused.commands[0]["reason"] == "max_open_positions"
+
+
+def test_pre_trade_limits_refuse_entries_too_large_by_qty_or_cost():
+    """[entries] max_qty and max_notional (qty x reference price): an entry over either is
+    refused with that reason and what it would have been; at the limit it passes."""
+    config = Config(max_qty=D(100), max_notional=D(1_000))
+    state = step(EngineState.empty(config), Tick(T0, "A", D("10.00"))).state
+    over_qty = step(state, EntryIntent(T0, "A", Side.LONG, D("9.50"), D(101)))
+    assert over_qty.commands[0]["reason"] == "max_qty"
+    over_cost = step(state, EntryIntent(T0, "A", Side.LONG, D("9.50"), D(100), D("10.01")))
+    [record] = over_cost.commands
+    assert record["reason"] == "max_notional" and "1001.00" in record["detail"]
+    at_limit = step(state, EntryIntent(T0, "A", Side.LONG, D("9.50"), D(100)))
+    assert at_limit.commands[0].kind == "entry.accepted"
+
+
+def test_an_entry_id_seen_before_is_refused_as_a_duplicate():
+    """A client's entry id is taken once: the same id again (accepted or refused the first
+    time) is refused `duplicate_entry`, naming what became of the first; records carry it."""
+    state = _after_mark()
+    first = step(state, EntryIntent(T0, "A", Side.LONG, D("9.50"), D(5), id="bot-42"))
+    assert first.commands[0].kind == "entry.accepted" and first.commands[0]["id"] == "bot-42"
+    again = step(first.state, EntryIntent(T0, "A", Side.LONG, D("9.50"), D(5), id="bot-42"))
+    [record] = again.commands
+    assert record["reason"] == "duplicate_entry" and "A-1" in record["detail"]
+    assert record["id"] == "bot-42" and again.state == first.state
+    bad = step(state, EntryIntent(T0, "B", Side.LONG, D("9.50"), D(5), id="bot-43"))
+    assert bad.commands[0]["reason"] == "no_price"
+    retry = step(bad.state, EntryIntent(T0, "B", Side.LONG, D("9.50"), D(5), id="bot-43"))
+    assert retry.commands[0]["reason"] == "duplicate_entry"
+    assert "refused" in retry.commands[0]["detail"]
