@@ -43,6 +43,8 @@ __all__ = [
     "describe_error",
     "email_message",
     "pagerduty_payload",
+    "post_json",
+    "send_email",
     "summary",
     "webhook_payload",
 ]

@@ -16,14 +16,14 @@ from typing import Generic, TypeVar
 __all__ = ["Worker"]
 
 _log = logging.getLogger("ratchet")
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
-class Worker(Generic[T]):
+class Worker(Generic[_T]):
     """One daemon thread that hands queued items to `handle`, up to `batch` at a time."""
 
     def __init__(
-        self, name: str, handle: Callable[[list[T]], None], *, capacity: int, batch: int = 1
+        self, name: str, handle: Callable[[list[_T]], None], *, capacity: int, batch: int = 1
     ) -> None:
         self.name = name
         self.capacity = capacity
@@ -32,7 +32,7 @@ class Worker(Generic[T]):
         self.abandon = threading.Event()
         self.abandoned = 0  # items dropped unhandled at close
         self._handle = handle
-        self._items: deque[T] = deque()
+        self._items: deque[_T] = deque()
         self._cond = threading.Condition()
         self._accepted = 0
         self._done = 0
@@ -40,7 +40,7 @@ class Worker(Generic[T]):
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def put(self, item: T, *, force: bool = False) -> bool:
+    def put(self, item: _T, *, force: bool = False) -> bool:
         """Queue `item` (past the capacity with `force`); False when full or closed."""
         with self._cond:
             if self._closing or (not force and len(self._items) >= self.capacity):

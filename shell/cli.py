@@ -26,28 +26,18 @@ from engine import (
     PhaseOverride,
     Record,
 )
-from engine.analytics import TradeResult, Window, by_window
+from engine.analytics import Window
 from engine.phase import PHASE_ORDER
 from shell import phases
 from shell.alerts import AlertDispatcher
 from shell.broker.simulated import Faults, SimulatedBroker
 from shell.codec import BadLine, format_ts, merge_by_ts, read_events
-from shell.config import ConfigError, Settings, load_settings, zone
+from shell.config import ConfigError, Settings, load_settings
 from shell.errors import UserError, one_line
-from shell.figures import metric_text
 from shell.journal import JournalWriter
 from shell.outputs import prepare_directory, prepare_file, refuse_inputs
-from shell.performance import (
-    alert_json,
-    build_report,
-    daily_from_state_dir,
-    read_trades,
-    report_to_csv,
-    report_to_json,
-    report_to_markdown,
-    write_json_atomic,
-)
-from shell.plot import PlotUnavailable, PriceTrail, plot_report, plot_simulation
+from shell.performance import ReportRequest, run_report
+from shell.plot import PlotUnavailable, PriceTrail, plot_simulation
 from shell.report import render_summary, summary_to_json
 from shell.simulate import run_simulation
 from shell.sweep import METRICS, SweepError, SweepRequest, best_table, run_sweep
@@ -344,84 +334,25 @@ def report(
     """Performance by day, week or month from closed trades; exit 3 when a target is missed."""
     first, last = _day_range(start, end)
     settings = load_settings(config_path)
-    name = zone_name or settings.performance_timezone
-    tz = zone(name, "--timezone" if zone_name else "performance.timezone")
-    bad: list[BadLine] = []
-    trades: list[TradeResult] | None = None
-    alerts_path: Path | None = None
-    journals = state_dir / "journal"
-    inputs = [*trade_files, *([config_path] if config_path is not None else [])]
-    if not trade_files:
-        if not journals.is_dir():
-            raise click.ClickException(
-                f"no journals in {journals} (give --state-dir DIR, or --trades FILE)"
-            )
-        inputs += sorted(journals.glob("*.jsonl"))
-        alerts_path = state_dir / "performance-alerts.jsonl"
-        performance = state_dir / "performance"
-        refuse_inputs(
-            [
-                ("--state-dir", alerts_path),
-                ("--state-dir", performance / "daily-cache.json"),
-                ("--state-dir", performance / f"{window}.json"),
-            ],
-            inputs,
-        )
-    if plot_path is not None:
-        refuse_inputs([("--plot", plot_path)], inputs)
-        prepare_file(plot_path, "--plot")
-    if trade_files:
-        trades = [t for path in trade_files for t in read_trades(path, bad)]
-        days = dict(by_window(trades, Window.DAILY, tz).values())
-    else:
-        today = datetime.now(tz).date()
-        since = date.fromordinal(today.toordinal() - backfill + 1) if backfill else None
-        build = daily_from_state_dir(state_dir, tz, name, backfill_from=since)
-        days, bad = build.days, build.bad
-        if rolling_n or plot_path is not None:
-            trades = [t for p in sorted(journals.glob("*.jsonl")) for t in read_trades(p, [])]
-    result = build_report(
-        days,
-        Window(window),
-        tz,
-        name,
-        settings.targets,
-        start=first,
-        end=last,
-        bad=bad,
-        trades_for_rolling=trades,
-        rolling_n=rolling_n,
+    request = ReportRequest(
+        window=Window(window),
+        first=first,
+        last=last,
+        export=export,
+        state_dir=state_dir,
+        trade_files=trade_files,
+        config_path=config_path,
+        settings=settings,
+        zone_name=zone_name,
+        rolling=rolling_n,
+        backfill=backfill,
+        plot=plot_path,
     )
-    now = datetime.now(UTC)
-    for problem in bad:
-        click.echo(f"skipped {problem}", err=True)
-    document = report_to_json(result, now)
-    if not trade_files:  # keep the latest summary of each window beside the cache
-        write_json_atomic(state_dir / "performance" / f"{window}.json", document)
-    if export == "json":
-        click.echo(json.dumps(document, indent=2))
-    elif export == "csv":
-        click.echo(report_to_csv(result))
-    else:
-        click.echo(report_to_markdown(result))
-    if plot_path is not None:
-        try:
-            plot_report(trades or [], tz, plot_path)
-        except PlotUnavailable as exc:
-            raise click.ClickException(str(exc)) from None
-        click.echo(f"wrote {plot_path}", err=True)
-    if result.breaches:
-        alerts = [alert_json(result, breach, now) for breach in result.breaches]
-        if alerts_path is not None:
-            with alerts_path.open("a", encoding="utf-8") as fh:
-                fh.writelines(json.dumps(alert) + "\n" for alert in alerts)
-        for breach in result.breaches:
-            click.echo(
-                f"WARN performance {window} {breach.period}: {breach.metric} "
-                f"{metric_text(breach.metric, breach.actual)} misses target "
-                f"{metric_text(breach.metric, breach.target)} ({breach.severity})",
-                err=True,
-            )
+    run = run_report(request, datetime.now(UTC))
+    for line in run.notes:
+        click.echo(line, err=True)
+    click.echo(run.output)
+    if run.missed:
         click.get_current_context().exit(EXIT_TARGET_MISSED)
 
 

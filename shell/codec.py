@@ -41,8 +41,11 @@ from engine import (
 from shell.errors import BadFile, UserError, one_line
 
 __all__ = [
+    "CSV_HEADER",
+    "EARLIEST",
     "EVENT_TAGS",
     "LARGEST",
+    "LATEST",
     "BadFile",
     "BadLine",
     "Unreadable",
@@ -52,6 +55,7 @@ __all__ = [
     "event_to_json",
     "format_ts",
     "json_lines",
+    "make_tick",
     "merge_by_ts",
     "parse_ts",
     "read_events",

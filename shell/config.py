@@ -21,15 +21,19 @@ from engine import Config, PriceGrid, ProtectionConfig, Rung, Tranche
 from engine.analytics import Targets
 from engine.config import SessionConfig
 from engine.goal import GoalConfig, OnTrigger
-from engine.phase import DEFAULT_SIZES, DEFAULT_TRADE_LIMITS, Phase, PhaseConfig
+from engine.phase import Phase, PhaseConfig
 from shell.errors import UserError
 from shell.secret import Secret
 
 __all__ = [
+    "ENV_GIVEBACK",
     "ENV_PAGERDUTY_KEY",
     "ENV_SMTP_PASSWORD",
     "ENV_STORE_URL",
+    "ENV_TARGET",
     "ENV_WEBHOOK_URL",
+    "PAGERDUTY_ENDPOINT",
+    "SEVERITIES",
     "AlertSettings",
     "ConfigError",
     "EmailSink",
@@ -37,8 +41,10 @@ __all__ = [
     "Settings",
     "StoreSettings",
     "WebhookSink",
+    "has_password",
     "load_settings",
     "parse_settings",
+    "zone",
 ]
 
 
@@ -287,12 +293,17 @@ def _orders(table: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+_GOAL = GoalConfig()  # the engine's defaults: a key not given keeps them
+_PHASE = PhaseConfig()
+_PROTECTION = ProtectionConfig()
+
+
 def _goal(table: Mapping[str, Any], env: Mapping[str, str]) -> GoalConfig:
-    target_raw: object = table.get("target", "0")
+    target_raw: object = table.get("target", str(_GOAL.target))
     target_key = "goal.target"
     if env.get(ENV_TARGET, "").strip():
         target_raw, target_key = env[ENV_TARGET].strip(), ENV_TARGET
-    giveback_raw: object = table.get("giveback", "0.50")
+    giveback_raw: object = table.get("giveback", str(_GOAL.giveback))
     giveback_key = "goal.giveback"
     if env.get(ENV_GIVEBACK, "").strip():
         giveback_raw, giveback_key = env[ENV_GIVEBACK].strip(), ENV_GIVEBACK
@@ -303,29 +314,30 @@ def _goal(table: Mapping[str, Any], env: Mapping[str, str]) -> GoalConfig:
         raise ConfigError(f"{target_key} = {target_raw!r}: allowed {allowed_target}")
     giveback = _decimal(giveback_key, giveback_raw, low=Decimal("0.10"), high=Decimal("0.90"),
                         allowed="0.10 to 0.90 (share of the peak)")  # fmt: skip
-    on_trigger = table.get("on_trigger", "block_entries")
-    if on_trigger not in ("block_entries", "flatten"):
-        raise ConfigError(f"goal.on_trigger = {on_trigger!r}: allowed 'block_entries' or 'flatten'")
+    on_trigger = table.get("on_trigger", _GOAL.on_trigger.value)
+    if on_trigger not in {t.value for t in OnTrigger}:
+        allowed = " or ".join(repr(t.value) for t in OnTrigger)
+        raise ConfigError(f"goal.on_trigger = {on_trigger!r}: allowed {allowed}")
     return GoalConfig(target=target, giveback=giveback, on_trigger=OnTrigger(on_trigger))
 
 
 def _phase(table: Mapping[str, Any]) -> PhaseConfig:
     names = ", ".join(p.value for p in Phase)
-    enabled = table.get("enabled", False)
+    enabled = table.get("enabled", _PHASE.enabled)
     if not isinstance(enabled, bool):
         raise ConfigError(f"phase.enabled = {enabled!r}: allowed true or false")
-    start_raw = table.get("start", Phase.EXPERIENCE.value)
+    start_raw = table.get("start", _PHASE.start.value)
     try:
         start = Phase(start_raw)
     except ValueError:
         raise ConfigError(f"phase.start = {start_raw!r}: allowed {names}") from None
-    equity = _decimal("phase.equity", table.get("equity", "10000"), low=Decimal(0),
+    equity = _decimal("phase.equity", table.get("equity", str(_PHASE.equity)), low=Decimal(0),
                       low_open=True, allowed="> 0 dollars")  # fmt: skip
-    sizes = dict(DEFAULT_SIZES)
+    sizes = dict(_PHASE.sizes)
     for name, value in _phase_table(table, "sizes", names).items():
         sizes[name] = _decimal(f"phase.sizes.{name.value}", value, low=Decimal(1),
                                high=Decimal(1_000_000), allowed="1 to 1000000 dollars")  # fmt: skip
-    limits = dict(DEFAULT_TRADE_LIMITS)
+    limits = dict(_PHASE.trade_limits)
     for name, value in _phase_table(table, "trade_limits", names).items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ConfigError(
@@ -333,7 +345,7 @@ def _phase(table: Mapping[str, Any]) -> PhaseConfig:
                 "(0: no trade)"
             )
         limits[name] = value
-    scaling_max = _decimal("phase.scaling_max", table.get("scaling_max", "2000"),
+    scaling_max = _decimal("phase.scaling_max", table.get("scaling_max", str(_PHASE.scaling_max)),
                            low=Decimal(1), allowed=">= 1 dollars")  # fmt: skip
     return PhaseConfig(enabled=enabled, start=start, equity=equity, sizes=sizes,
                        trade_limits=limits, scaling_max=scaling_max)  # fmt: skip
@@ -532,21 +544,21 @@ def _protection(table: Mapping[str, Any]) -> ProtectionConfig:
             raise ConfigError(f"protection.{key} = {flag!r}: allowed true or false")
     lot = _decimal(
         "protection.lot_step",
-        table.get("lot_step", "1"),
+        table.get("lot_step", str(_PROTECTION.lot_step)),
         low=Decimal(0),
         low_open=True,
         allowed="> 0 (1 for whole shares, e.g. 0.001 for fractions)",
     )
     coarse = _decimal(
         "protection.price_increment",
-        table.get("price_increment", "0.01"),
+        table.get("price_increment", str(_PROTECTION.grid.coarse)),
         low=Decimal(0),
         low_open=True,
         allowed="> 0",
     )
     fine = _decimal(
         "protection.sub_dollar_increment",
-        table.get("sub_dollar_increment", "0.0001"),
+        table.get("sub_dollar_increment", str(_PROTECTION.grid.fine)),
         low=Decimal(0),
         low_open=True,
         allowed="> 0",

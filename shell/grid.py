@@ -34,7 +34,15 @@ from attrs import frozen
 
 from shell.config import ConfigError, Settings, parse_settings
 
-__all__ = ["Axis", "Grid", "GridConfig", "GridError", "load_grid", "parse_grid"]
+__all__ = [
+    "MAX_CONFIGS",
+    "Axis",
+    "Grid",
+    "GridConfig",
+    "GridError",
+    "load_grid",
+    "parse_grid",
+]
 
 # A sweep larger than this is almost certainly a typo in an axis (and would take days).
 MAX_CONFIGS = 100_000

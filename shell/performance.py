@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import cattrs
-from attrs import define, field
+from attrs import define, field, frozen
 
 from engine.analytics import (
     Breach,
@@ -42,17 +42,27 @@ from shell.codec import (
     text_blocks,
     to_jsonable,
 )
+from shell.config import Settings, zone
+from shell.errors import UserError
 from shell.figures import cents, metric_text, ratio, two_places
+from shell.outputs import prepare_file, refuse_inputs
+from shell.plot import PlotUnavailable, plot_report
 
 __all__ = [
     "CSV_FIELDS",
+    "DailyBuild",
+    "Period",
     "Report",
+    "ReportRequest",
+    "ReportRun",
+    "alert_json",
     "build_report",
     "daily_from_state_dir",
     "read_trades",
     "report_to_csv",
     "report_to_json",
     "report_to_markdown",
+    "run_report",
     "trade_from_json",
     "write_json_atomic",
 ]
@@ -472,3 +482,114 @@ def _cell(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+@frozen
+class ReportRequest:
+    """What `ratchet report` was asked: the window, the days, where the trades are, the
+    settings, and the extras (rolling summary, backfill, picture)."""
+
+    window: Window
+    first: date | None
+    last: date | None
+    export: str  # md, json or csv
+    state_dir: Path
+    trade_files: tuple[Path, ...]
+    config_path: Path | None
+    settings: Settings
+    zone_name: str | None
+    rolling: int
+    backfill: int
+    plot: Path | None
+
+
+@frozen
+class ReportRun:
+    """What a report produced: its text, the lines for stderr (skipped lines, target
+    warnings, a picture written), and whether a target was missed (exit status 3)."""
+
+    output: str
+    notes: tuple[str, ...]
+    missed: bool
+
+
+def run_report(request: ReportRequest, now: datetime) -> ReportRun:
+    """Build the report, keep its cache and latest summary in the state directory, append
+    target misses to `performance-alerts.jsonl` there, and draw the picture if asked."""
+    name = request.zone_name or request.settings.performance_timezone
+    tz = zone(name, "--timezone" if request.zone_name else "performance.timezone")
+    state_dir, window = request.state_dir, request.window
+    bad: list[BadLine] = []
+    trades: list[TradeResult] | None = None
+    alerts_path: Path | None = None
+    journals = state_dir / "journal"
+    config = [request.config_path] if request.config_path is not None else []
+    inputs = [*request.trade_files, *config]
+    if not request.trade_files:
+        if not journals.is_dir():
+            raise UserError(f"no journals in {journals} (give --state-dir DIR, or --trades FILE)")
+        inputs += sorted(journals.glob("*.jsonl"))
+        alerts_path = state_dir / "performance-alerts.jsonl"
+        performance = state_dir / "performance"
+        refuse_inputs(
+            [
+                ("--state-dir", alerts_path),
+                ("--state-dir", performance / "daily-cache.json"),
+                ("--state-dir", performance / f"{window.value}.json"),
+            ],
+            inputs,
+        )
+    if request.plot is not None:
+        refuse_inputs([("--plot", request.plot)], inputs)
+        prepare_file(request.plot, "--plot")
+    if request.trade_files:
+        trades = [t for path in request.trade_files for t in read_trades(path, bad)]
+        days = dict(by_window(trades, Window.DAILY, tz).values())
+    else:
+        today = now.astimezone(tz).date()
+        backfill = request.backfill
+        since = date.fromordinal(today.toordinal() - backfill + 1) if backfill else None
+        build = daily_from_state_dir(state_dir, tz, name, backfill_from=since)
+        days, bad = build.days, build.bad
+        if request.rolling or request.plot is not None:
+            trades = [t for p in sorted(journals.glob("*.jsonl")) for t in read_trades(p, [])]
+    result = build_report(
+        days,
+        window,
+        tz,
+        name,
+        request.settings.targets,
+        start=request.first,
+        end=request.last,
+        bad=bad,
+        trades_for_rolling=trades,
+        rolling_n=request.rolling,
+    )
+    notes = [f"skipped {problem}" for problem in bad]
+    document = report_to_json(result, now)
+    if not request.trade_files:  # keep the latest summary of each window beside the cache
+        write_json_atomic(state_dir / "performance" / f"{window.value}.json", document)
+    if request.export == "json":
+        output = json.dumps(document, indent=2)
+    elif request.export == "csv":
+        output = report_to_csv(result)
+    else:
+        output = report_to_markdown(result)
+    if request.plot is not None:
+        try:
+            plot_report(trades or [], tz, request.plot)
+        except PlotUnavailable as exc:
+            raise UserError(str(exc)) from None
+        notes.append(f"wrote {request.plot}")
+    if result.breaches:
+        alerts = [alert_json(result, breach, now) for breach in result.breaches]
+        if alerts_path is not None:
+            with alerts_path.open("a", encoding="utf-8") as fh:
+                fh.writelines(json.dumps(alert) + "\n" for alert in alerts)
+        notes += [
+            f"WARN performance {window.value} {breach.period}: {breach.metric} "
+            f"{metric_text(breach.metric, breach.actual)} misses target "
+            f"{metric_text(breach.metric, breach.target)} ({breach.severity})"
+            for breach in result.breaches
+        ]
+    return ReportRun(output, tuple(notes), bool(result.breaches))

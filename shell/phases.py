@@ -42,6 +42,7 @@ __all__ = [
     "export_csv",
     "password_matches",
     "rebuild",
+    "record_json",
     "render_status",
     "status",
 ]

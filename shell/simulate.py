@@ -28,7 +28,14 @@ from shell.broker.simulated import SimulatedBroker
 
 _ZERO = Decimal(0)
 
-__all__ = ["Exposure", "Sink", "StepObserver", "Summary", "run_simulation"]
+__all__ = [
+    "BROKER_REFUSALS",
+    "Exposure",
+    "Sink",
+    "StepObserver",
+    "Summary",
+    "run_simulation",
+]
 
 Sink = Callable[[Command], None]
 StepObserver = Callable[[Event, EngineState, Transition], None]

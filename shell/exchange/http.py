@@ -24,7 +24,14 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request as Handshake
 from websockets.server import ServerProtocol
 
-__all__ = ["Request", "Response", "WebSocket", "serve"]
+__all__ = [
+    "OnRequest",
+    "OnWebSocket",
+    "Request",
+    "Response",
+    "WebSocket",
+    "serve",
+]
 
 _MAX_HEAD = 64 * 1024
 _MAX_BODY = 1 << 20

@@ -51,7 +51,13 @@ from shell.exchange.wire import (
     ts,
 )
 
-__all__ = ["OPEN_STATUSES", "Order", "Reply", "Venue"]
+__all__ = [
+    "OPEN_STATUSES",
+    "Order",
+    "Reply",
+    "Venue",
+    "Wire",
+]
 
 OPEN_STATUSES = frozenset(
     {"accepted", "new", "partially_filled", "held", "pending_new", "pending_cancel"}

@@ -21,7 +21,15 @@ from attrs import frozen
 
 from shell.codec import BadLine, parse_ts
 
-__all__ = ["KIND_TABLE", "TABLES", "Table", "journal_source", "read_rows", "row_of"]
+__all__ = [
+    "KIND_TABLE",
+    "TABLES",
+    "Row",
+    "Table",
+    "journal_source",
+    "read_rows",
+    "row_of",
+]
 
 
 @frozen

@@ -37,3 +37,48 @@ def test_only_the_package_imports_the_dispatcher():
     """No handler module imports `engine.step`: handlers never call back into the dispatch."""
     importers = sorted(m for m, deps in _imports().items() if "step" in deps)
     assert importers == ["__init__"]
+
+
+def _bound_and_public(path: Path) -> tuple[list[str] | None, set[str], set[str]]:
+    """A module's __all__, every name it binds at module level, and the public names it
+    defines itself (click commands, registered by their decorators, excepted)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    listed: list[str] | None = None
+    bound: set[str] = set()
+    public: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    if target.id == "__all__":
+                        listed = list(ast.literal_eval(node.value))  # type: ignore[arg-type]
+                    bound.add(target.id)
+                    public.add(target.id)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            bound.add(node.name)
+            commands = any(
+                isinstance(d, ast.Call) and isinstance(d.func, ast.Attribute)
+                and d.func.attr in {"command", "group"}
+                for d in node.decorator_list
+            )  # fmt: skip
+            if not commands:
+                public.add(node.name)
+        elif isinstance(node, ast.ImportFrom | ast.Import):
+            bound |= {alias.asname or alias.name.split(".")[0] for alias in node.names}
+    public = {name for name in public if not name.startswith("_")}
+    return listed, bound, public
+
+
+def test_every_module_lists_exactly_its_public_names_in_all():
+    """Each engine and shell module has an __all__ naming every public name it defines, and
+    nothing it does not bind (re-exports are deliberate imports)."""
+    root = ENGINE.parent
+    for path in sorted([*root.glob("engine/*.py"), *root.glob("shell/**/*.py")]):
+        if path.name == "__init__.py":
+            continue
+        listed, bound, public = _bound_and_public(path)
+        name = path.relative_to(root).as_posix()
+        assert listed is not None, f"{name} has no __all__"
+        assert public <= set(listed), (name, sorted(public - set(listed)))
+        assert set(listed) <= bound, (name, sorted(set(listed) - bound))
