@@ -11,6 +11,7 @@ from engine.commands import (
     OrderAction,
     OrderType,
     Record,
+    RequestSnapshot,
     SubmitOrder,
 )
 from engine.config import Config, PriceGrid, ProtectionConfig, Rung, Tranche
@@ -104,6 +105,7 @@ __all__ = [
     "ProtectionConfig",
     "Record",
     "Refusal",
+    "RequestSnapshot",
     "Retry",
     "Rung",
     "Side",

@@ -11,7 +11,9 @@ from typing import assert_never
 from attrs import evolve
 
 from engine.books import finish
+from engine.budget import coalesce
 from engine.commands import Alert, Command
+from engine.divergence import diverged
 from engine.events import (
     CancelRefusal,
     CancelRejected,
@@ -137,6 +139,42 @@ def on_canceled(state: EngineState, ack: OrderCanceled) -> Transition:
 _SEND_AGAIN = frozenset({OrderRefusal.TRANSIENT, OrderRefusal.UNKNOWN, OrderRefusal.SHARES_LOCKED})
 
 
+def _locked_evidence(
+    state: EngineState, key: str, ack: OrderRejected
+) -> tuple[EngineState, list[Command]]:
+    """Alpaca's 403 says how many shares the broker holds (`existing`) and how many are free
+    (`available`). Fewer held than ratchet counts, or (when the holding is not told) fewer
+    free while no other order of ratchet's holds any, is evidence that the broker disagrees
+    (shares sold by hand, a corporate action, a state restored from long ago), not a passing
+    lock: the position waits for the broker's snapshot."""
+    pos = state.positions.get(key)
+    if pos is None or ack.available is None:
+        return state, []
+    lots = state.in_symbol(pos.symbol)
+    believed = sum((p.fills.remaining for p in lots), Decimal(0))
+    if ack.existing is not None:
+        if ack.existing >= believed:
+            return state, []  # the shares are there; something holds them for now
+    else:
+        holding = sum(
+            (o.open_qty for p in lots for o in (p.orders.exit, p.orders.sell)
+             if o is not None and o.id != ack.order_id and o.status in _AT_BROKER),
+            Decimal(0),
+        )  # fmt: skip
+        if ack.available >= believed - holding:
+            return state, []  # as free as ratchet believes: a lock that passes
+    told = {"available": ack.available, "existing": ack.existing, "reason": ack.reason}
+    state, pos, commands = diverged(
+        state, pos, ack.ts, "broker holds fewer shares", {"qty": believed}, told
+    )
+    return state.evolve(positions=state.positions.set(key, pos)), commands
+
+
+# Orders that hold shares at the broker (or may: sent, cancel not yet confirmed).
+_AT_BROKER = (OrderStatus.LIVE, OrderStatus.PENDING_NEW, OrderStatus.PENDING_CANCEL,
+              OrderStatus.CANCEL_WAIT)  # fmt: skip
+
+
 def _selling(pos: Position) -> bool:
     """A sale is queued or in flight."""
     return pos.orders.sell is not None or pos.orders.to_sell > 0
@@ -196,11 +234,16 @@ def on_rejected(state: EngineState, ack: OrderRejected) -> Transition:
             # says what became of it (accepted, or a duplicate).
             alert = _exhausted_alert(pos, ack, "resend_same_order")
             again = evolve(pos, retry=evolve(pos.retry, attempts=0, uncertain=True))
+            again, alerts = coalesce(again, alert)
             retried = schedule_retry(state, again, ack)
             assert retried is not None
-            return Transition(retried.state, (*conflicts, alert, *retried.commands))
+            return Transition(retried.state, (*conflicts, *alerts, *retried.commands))
         if retried is not None:
-            return Transition(retried.state, (*conflicts, *retried.commands))
+            extra: list[Command] = []
+            state = retried.state
+            if ack.kind is OrderRefusal.SHARES_LOCKED and ack.available is not None:
+                state, extra = _locked_evidence(state, key, ack)
+            return Transition(state, (*conflicts, *retried.commands, *extra))
     pending = state.entries.get(key)
     if (
         pending is not None
@@ -324,7 +367,10 @@ def on_rejected(state: EngineState, ack: OrderRejected) -> Transition:
         context["restored_order_id"] = eo.id
         context["restored_stop"] = eo.stop_price
         context["restored_take_profit"] = eo.limit_price
-    out.append(Alert(ack.ts, "retries_exhausted" if exhausted else "order_rejected", context))
+    pos, told = coalesce(
+        pos, Alert(ack.ts, "retries_exhausted" if exhausted else "order_rejected", context)
+    )
+    out.extend(told)
     pos = evolve(pos, retry=None)
     return finish(state, pos, ack.ts, out, reconcile_first=exhausted)
 
@@ -374,12 +420,23 @@ def on_cancel_rejected(state: EngineState, ack: CancelRejected) -> Transition:
         return Transition(state, (record,))
     match ack.kind:
         case CancelRefusal.NOT_FOUND | CancelRefusal.CANCELED:
+            asked: list[Command] = []
+            if ack.kind is CancelRefusal.NOT_FOUND:
+                # An order believed working that the broker has never heard of: it may have
+                # filled, or been canceled by someone else. Nothing more is sent for the
+                # position until the broker's snapshot tells.
+                believed = {"order_id": ack.order_id, "working": True}
+                state, pos, asked = diverged(
+                    state, pos, ack.ts, "order not found at the broker", believed,
+                    {"order_id": ack.order_id, "reason": ack.reason},
+                )  # fmt: skip
+                state = state.evolve(positions=state.positions.set(pos.key, pos))
             t = on_canceled(state, OrderCanceled(ack.ts, ack.order_id))
             kind = _CANCEL_CONFLICTS[ack.kind]
             record = conflict(
                 ack.ts, pos.key, kind, [ack.order_id], "treated_as_canceled", ack.reason
             )
-            return Transition(t.state, (record, *t.commands))
+            return Transition(t.state, (record, *t.commands, *asked))
         case CancelRefusal.FILLED:
             # It filled before the cancel arrived: wait for its fill (still PENDING_CANCEL, so
             # nothing else is sent for the position meanwhile).
@@ -393,8 +450,9 @@ def on_cancel_rejected(state: EngineState, ack: CancelRejected) -> Transition:
             delays = state.config.retry_delays
             commands: list[Command] = []
             if attempts(pos) >= len(delays):
-                commands.append(_cancel_alert(pos, ack, "retries_exhausted", "retry_again"))
-                pos = evolve(pos, retry=None)
+                alert = _cancel_alert(pos, ack, "retries_exhausted", "retry_again")
+                pos, told = coalesce(evolve(pos, retry=None), alert)
+                commands.extend(told)
             pos = _with_status(
                 pos, ack.order_id, OrderStatus.CANCEL_WAIT, OrderStatus.PENDING_CANCEL
             )

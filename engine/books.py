@@ -12,12 +12,12 @@ from decimal import Decimal
 from attrs import evolve
 from immutables import Map
 
+from engine.budget import next_step
 from engine.commands import Command
 from engine.deadlines import arm, next_due
 from engine.goal import Daily, check_goal
 from engine.model import Position
 from engine.operations import conclude, settled
-from engine.orders import reconcile
 from engine.phase import TradeMark, record_trade
 from engine.records import position_closed, trade_closed
 from engine.state import Book, EngineState, Transition
@@ -38,7 +38,7 @@ def finish(
     """After a handler's `commands`: take the position's next order step (at its symbol's
     last price) unless told not to, then store it."""
     if reconcile_first and state.link.open_for(pos):
-        pos, sent = reconcile(pos, state.last_price(pos.symbol), ts)
+        pos, sent = next_step(state, pos, state.last_price(pos.symbol), ts)
         if sent:
             commands = [*commands, *sent]
     state, more = store(state, pos, ts)

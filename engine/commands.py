@@ -18,6 +18,7 @@ __all__ = [
     "OrderAction",
     "OrderType",
     "Record",
+    "RequestSnapshot",
     "SubmitOrder",
 ]
 
@@ -64,6 +65,16 @@ class CancelOrder:
 
 
 @frozen
+class RequestSnapshot:
+    """Ask the broker for its positions and open orders (the answer is a `BrokerSnapshot`):
+    it disagreed with what the engine believes about `symbols` (empty: all of them)."""
+
+    ts: datetime
+    reason: str
+    symbols: tuple[str, ...] = ()
+
+
+@frozen
 class Alert:
     """Something an operator must look at."""
 
@@ -90,6 +101,9 @@ RECORD_KINDS = frozenset(
         "order.rejected",
         "order.retry",
         "conflict.detected",
+        "divergence.detected",
+        "position.adopted",
+        "position.reconciled",
         "operation.done",
         "alert",
         "goal.triggered",
@@ -121,4 +135,4 @@ class Record:
         return str(self.data.get("symbol", ""))
 
 
-Command: TypeAlias = SubmitOrder | CancelOrder | Alert | Record
+Command: TypeAlias = SubmitOrder | CancelOrder | RequestSnapshot | Alert | Record

@@ -126,3 +126,11 @@ class Config:
     # SPEC §4: shares that have had no working stop for this long are sold at market (the
     # breaker and the retry policies never hold that protection).
     protect_deadline: timedelta = timedelta(seconds=10)
+    # Issue #19 of the protocol: however refusals arrive, one position never sends more than
+    # this many order requests a minute (Alpaca allows 200 for the whole account).
+    max_requests_per_minute: int = 20
+    # SPEC §6: a position ratchet did not open is adopted with its own loss-side stop, else a
+    # stop this share of the entry away; other orders holding its shares are canceled
+    # ("cancel") or left, and the position reported unprotectable ("leave").
+    default_risk: Decimal = Decimal("0.02")
+    foreign_orders: str = "cancel"

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from attrs import evolve
 
+from engine.budget import coalesce
 from engine.commands import Alert, CancelOrder, Command, OrderType
 from engine.config import Config
 from engine.model import Awaited, AwaitedKind, CloseReason, OrderStatus, Position
@@ -72,8 +73,9 @@ def timed_out(pos: Position, now: datetime, cfg: Config) -> tuple[Position, list
         commands.append(CancelOrder(now, waiting.order_id, pos.symbol))
         again = evolve(waiting, timeouts=attempt, due=now + cfg.cancel_timeout)
         return evolve(pos, awaited=again), commands
-    commands.append(Alert(now, "ack_timeout", {k: v for k, v in data.items() if k != "action"}))
-    return evolve(pos, awaited=evolve(waiting, timeouts=attempt, due=None)), commands
+    alert = Alert(now, "ack_timeout", {k: v for k, v in data.items() if k != "action"})
+    pos, told = coalesce(evolve(pos, awaited=evolve(waiting, timeouts=attempt, due=None)), alert)
+    return pos, [*commands, *told]
 
 
 def protect_due(pos: Position, cfg: Config) -> datetime | None:
@@ -85,23 +87,26 @@ def protect_due(pos: Position, cfg: Config) -> datetime | None:
 
 
 def next_due(pos: Position, cfg: Config) -> datetime | None:
-    """The earliest of the position's due times: a retry, an answer deadline, protection."""
-    due: datetime | None = None
+    """The earliest of the position's due times: the end of a budget hold, a retry or an
+    answer deadline (neither before that end), protection."""
+    held = pos.held_until
+    times = [held, protect_due(pos, cfg)]
     for when in (
         pos.retry.due if pos.retry is not None else None,
         pos.awaited.due if pos.awaited is not None else None,
-        protect_due(pos, cfg),
     ):
-        if when is not None and (due is None or when < due):
-            due = when
-    return due
+        times.append(when if when is None or held is None else max(when, held))
+    return min((t for t in times if t is not None), default=None)
 
 
-def unprotected(pos: Position, now: datetime, cfg: Config) -> tuple[Position, list[Command]]:
+def unprotected(
+    pos: Position, now: datetime, cfg: Config, spare: Decimal | None = None
+) -> tuple[Position, list[Command]]:
     """No stop covered these shares within `protect_deadline`: queue them for sale at market
     (the sale is pursued until it fills), dropping a stop that waits for its retry after a
     refusal (it is not at the broker) and any tranche not yet sold. A stop the broker works,
-    or may work (its answer was lost), keeps its shares."""
+    or may work (its answer was lost), keeps its shares; so do `spare` shares another lot's
+    order still holds in the symbol (an order of a lot the broker closed, not yet canceled)."""
     orders = pos.orders
     eo = orders.exit
     maybe_there = pos.retry is not None and pos.retry.uncertain
@@ -109,6 +114,8 @@ def unprotected(pos: Position, now: datetime, cfg: Config) -> tuple[Position, li
         eo = None  # refused, so not at the broker: its shares are free
     held = eo.open_qty if eo is not None else Decimal(0)
     free = pos.fills.remaining - held
+    if spare is not None:
+        free = min(free, spare - held)
     if free <= 0:
         return pos, []  # a stop on its way holds every share: its answer decides
     since = pos.exposed_since if pos.exposed_since is not None else now

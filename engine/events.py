@@ -9,6 +9,8 @@ from typing import TypeAlias
 
 from attrs import frozen
 
+from engine.commands import OrderAction, OrderType
+
 __all__ = [
     "BreakerAck",
     "BrokerOrder",
@@ -106,6 +108,10 @@ class OrderRejected:
     order_id: str
     reason: str
     kind: OrderRefusal = OrderRefusal.PERMANENT
+    # SHARES_LOCKED (Alpaca's 403 body): the shares the broker says are free, and the
+    # whole position it holds (`existing_qty`).
+    available: Decimal | None = None
+    existing: Decimal | None = None
 
 
 @frozen
@@ -192,7 +198,10 @@ class Connectivity:
 @frozen
 class BrokerOrder:
     """One order as the broker reports it in a snapshot: `status` is "open" (working, any
-    of new / accepted / partially_filled / pending_*), "filled", "canceled" or "rejected"."""
+    of new / accepted / partially_filled / pending_*), "filled", "canceled" or "rejected".
+    `order_id` is its client order id (ratchet's own start with `rt-`; others are the user's
+    bot's). `side`, `type` and the prices say what it would do (for orders ratchet did not
+    place: a user's stop that protects a position ratchet adopts)."""
 
     order_id: str
     symbol: str
@@ -201,16 +210,24 @@ class BrokerOrder:
     filled_qty: Decimal = _ZERO
     filled_avg_price: Decimal | None = None
     updated_at: datetime | None = None  # the broker's time of its last fill or cancel
+    side: OrderAction | None = None
+    type: OrderType | None = None
+    stop_price: Decimal | None = None
+    limit_price: Decimal | None = None
 
 
 @frozen
 class BrokerSnapshot:
-    """The broker's positions (symbol, signed qty) and ratchet's orders as it knows them,
-    read after a reconnect or at startup; reconciled before entries are allowed again."""
+    """The broker's positions (symbol, signed qty), their average entry prices (symbol,
+    price), and the orders it knows (ratchet's, and the user's in the symbols it holds), read
+    at startup, after a reconnect, or when ratchet asks because the broker disagreed. Its
+    truth is adopted (SPEC §6) before entries are allowed again."""
 
     ts: datetime
     positions: tuple[tuple[str, Decimal], ...] = ()
     orders: tuple[BrokerOrder, ...] = ()
+    prices: tuple[tuple[str, Decimal], ...] = ()
+    marks: tuple[tuple[str, Decimal], ...] = ()  # the broker's current price per symbol
 
 
 Event: TypeAlias = (

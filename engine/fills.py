@@ -13,6 +13,7 @@ from engine.answers import unknown_order
 from engine.books import finish
 from engine.commands import Alert, Command
 from engine.config import ProtectionConfig
+from engine.divergence import excess_fill, unknown_fill
 from engine.events import OrderFilled, Side, Tick
 from engine.ladder import round_in_favour, schedule, take_profit_price, tranche_sizes
 from engine.model import (
@@ -41,7 +42,8 @@ def on_fill(state: EngineState, fill: OrderFilled) -> Transition:
     then take its next order step."""
     key = state.routes.get(fill.order_id)
     if key is None:
-        return unknown_order(state, fill.order_id, fill.ts, "fill")
+        state, commands = unknown_fill(state, fill.ts, fill.order_id, fill.qty, fill.price)
+        return Transition(state, tuple(commands))
     out: list[Command] = []
     pending = state.entries.get(key)
     if pending is not None and pending.order.id == fill.order_id:
@@ -52,6 +54,11 @@ def on_fill(state: EngineState, fill: OrderFilled) -> Transition:
             return unknown_order(state, fill.order_id, fill.ts, "fill")
         pos, records = _apply_fill(held, fill, state.config.protection)
         out.extend(records)
+        if fill.qty > held.fills.remaining and held.orders.slot_of(fill.order_id) is not Slot.ENTRY:
+            # More shares left than the lot counts (its shares were already gone, sold
+            # outside, when its stop fired): the broker's snapshot settles the symbol.
+            state, asked = excess_fill(state, held, fill)
+            out.extend(asked)
     # A fill is a price: the latest the engine knows for its symbol (SPEC §3), so the next
     # order step (a stop through the market?) is judged at it, not at the print before.
     mark = state.marks.get(pos.symbol)
@@ -149,7 +156,8 @@ def _apply_fill(
     told = order_filled(
         pos.key, pos.symbol, order, q, price, fills.remaining - q, fill.executed, fill.ts
     )
-    filled = order.filled + q
+    # The order is as filled as the broker says, even past the shares the lot still counts.
+    filled = order.filled + fill.qty
     done = None if filled >= order.qty else evolve(order, filled=filled)
     pos = evolve(
         pos,

@@ -8,33 +8,23 @@ from decimal import Decimal
 
 from attrs import evolve
 
-from engine.answers import on_accepted, on_cancel_rejected, on_canceled, on_rejected
 from engine.books import store
+from engine.budget import next_step
 from engine.commands import Alert, Command
+from engine.divergence import ask_again
 from engine.events import (
-    BrokerSnapshot,
-    CancelRefusal,
-    CancelRejected,
     Connectivity,
-    OrderAccepted,
-    OrderCanceled,
-    OrderFilled,
-    OrderRejected,
 )
-from engine.fills import on_fill
-from engine.model import Order, OrderRole, OrderStatus
-from engine.orders import reconcile
 from engine.records import (
     breaker_closed,
     breaker_half_open,
     breaker_opened,
-    conflict,
     mode_changed,
 )
 from engine.retries import fire
 from engine.state import BreakerState, EngineState, Link, Transition
 
-__all__ = ["failed", "fire_due", "flush", "on_connectivity", "on_snapshot", "succeeded"]
+__all__ = ["failed", "fire_due", "flush", "on_connectivity", "succeeded"]
 
 _ZERO = Decimal(0)
 
@@ -74,14 +64,16 @@ def succeeded(t: Transition, ts: datetime) -> Transition:
 def fire_due(state: EngineState, now: datetime, scope: str | None) -> Transition:
     """What falls due at `now`: an open breaker whose cooldown is over turns half-open and
     lets the held steps through; then every due retry and answer deadline fires."""
+    state, asked = ask_again(state, now)
     link = state.link
     if link.breaker is BreakerState.OPEN and link.reopen_at is not None and now >= link.reopen_at:
         record = breaker_half_open(now)
         state = state.evolve(link=evolve(link, breaker=BreakerState.HALF_OPEN, reopen_at=None))
         t = flush(state, now)
         fired = fire(t.state, now, None)
-        return Transition(fired.state, (record, *t.commands, *fired.commands))
-    return fire(state, now, scope)
+        return Transition(fired.state, (*asked, record, *t.commands, *fired.commands))
+    fired = fire(state, now, scope)
+    return Transition(fired.state, (*asked, *fired.commands))
 
 
 def flush(state: EngineState, ts: datetime) -> Transition:
@@ -100,7 +92,7 @@ def flush(state: EngineState, ts: datetime) -> Transition:
         if not link.open_for(pos):
             held.append(key)
             continue
-        pos, sent = reconcile(pos, state.last_price(pos.symbol), ts)
+        pos, sent = next_step(state, pos, state.last_price(pos.symbol), ts)
         out.extend(sent)
         state, more = store(state, pos, ts)
         out.extend(more)
@@ -130,109 +122,3 @@ def on_connectivity(state: EngineState, event: Connectivity) -> Transition:
     link = evolve(old, up=True, recovering=True)
     records = _mode_changed(old, link, event.ts, "broker connection restored")
     return Transition(state.evolve(link=link), tuple(records))
-
-
-_Replayed = OrderFilled | OrderAccepted | OrderCanceled | CancelRejected | OrderRejected
-
-
-def _replay(state: EngineState, event: _Replayed) -> Transition:
-    """An answer the outage hid, as if it had come in time. Replayed answers are facts read
-    from the snapshot, not requests that failed or got through now: the breaker does not
-    count them."""
-    match event:
-        case OrderFilled():
-            return on_fill(state, event)
-        case OrderAccepted():
-            return on_accepted(state, event)
-        case OrderCanceled():
-            return on_canceled(state, event)
-        case CancelRejected():
-            return on_cancel_rejected(state, event)
-        case OrderRejected():
-            return on_rejected(state, event)
-
-
-def on_snapshot(state: EngineState, snap: BrokerSnapshot) -> Transition:
-    """Reconcile the broker's account with the engine's: answers that were lost while the
-    link was down are replayed (fills, acceptances, cancels), orders the broker never got are
-    sent again as new ones, and then every position is validated against the broker's share
-    count. Normal mode resumes only when all match (P27)."""
-    ts = snap.ts
-    out: list[Command] = []
-    reported = {o.order_id: o for o in snap.orders}
-
-    def apply(event: _Replayed) -> None:
-        nonlocal state
-        t = _replay(state, event)
-        state = t.state
-        out.extend(t.commands)
-
-    # Entries in the order they were taken, then positions in the order they were opened.
-    known: list[tuple[Order, str]] = []
-    for pending in sorted(state.entries.values(), key=lambda e: (e.ts, e.symbol, e.key)):
-        known.append((pending.order, pending.key))
-    for pos in state.opened_order():
-        for order in (pos.orders.entry, pos.orders.exit, pos.orders.sell):
-            if order is not None:
-                known.append((order, pos.key))
-    for order, key in known:
-        seen = reported.get(order.id)
-        if seen is None:
-            if order.status in (OrderStatus.RETRY_WAIT, OrderStatus.CANCEL_WAIT):
-                continue  # not at the broker by design: its retry is due in time
-            # The broker never got it (lost with the link), or has no trace of it.
-            resolution = (
-                "dropped_and_resent" if order.role is not OrderRole.ENTRY else "entry_dropped"
-            )
-            out.append(
-                conflict(
-                    ts,
-                    key,
-                    "order_unknown_to_broker",
-                    [order.id],
-                    resolution,
-                    "not in the broker's snapshot of open and changed orders",
-                )
-            )
-            apply(OrderCanceled(ts, order.id))
-            continue
-        missed = seen.filled_qty - order.filled
-        if missed > 0:
-            price = seen.filled_avg_price if seen.filled_avg_price is not None else _ZERO
-            apply(OrderFilled(ts, order.id, missed, price, at=seen.updated_at))
-        if seen.status == "open" and order.status in (
-            OrderStatus.PENDING_NEW,
-            OrderStatus.RETRY_WAIT,  # its answer was lost, but it got there
-        ):
-            apply(OrderAccepted(ts, order.id))
-        elif seen.status == "open" and order.status is OrderStatus.PENDING_CANCEL:
-            reason = "cancel lost with the connection"
-            apply(CancelRejected(ts, order.id, reason, CancelRefusal.TRANSIENT))
-        elif seen.status == "canceled" and seen.filled_qty < order.qty:
-            apply(OrderCanceled(ts, order.id, at=seen.updated_at))
-        elif seen.status == "rejected":
-            apply(OrderRejected(ts, order.id, "rejected while offline"))
-    broker = {symbol: qty for symbol, qty in snap.positions if qty != 0}
-    mismatches = []
-    for symbol in sorted(set(broker) | set(state.books)):
-        ours = sum((p.fills.remaining * p.side.sign for p in state.in_symbol(symbol)), _ZERO)
-        theirs = broker.get(symbol, _ZERO)
-        if ours != theirs:
-            mismatches.append({"symbol": symbol, "engine": ours, "broker": theirs})
-    old = state.link
-    link = evolve(old, synced=True)
-    if mismatches:
-        out.append(Alert(ts, "position_mismatch", {"positions": mismatches}))
-    else:
-        link = evolve(link, recovering=False)
-        if old.mode is not link.mode:
-            reason = "snapshot reconciled; every position validated"
-            out.append(
-                mode_changed(
-                    old.mode.value, link.mode.value, reason, ts, positions=len(state.positions)
-                )
-            )
-    # What the outage held back goes out now, in order, from what the snapshot told (P25).
-    flushed = flush(state.evolve(link=link), ts)
-    fired = fire_due(flushed.state, ts, None)
-    return Transition(fired.state, (*out, *flushed.commands, *fired.commands))

@@ -102,6 +102,7 @@ class CloseReason(Enum):
     INITIAL_RISK_NOT_POSITIVE = "initial_risk_not_positive"
     FLATTEN = "flatten"
     PROTECT_DEADLINE = "protect_deadline"  # no stop could be placed in time: sold at market
+    CLOSED_OUTSIDE = "closed_outside"  # the broker holds no shares of it any more
 
     @property
     def sells_all(self) -> bool:
@@ -339,6 +340,16 @@ class Position:
     close_reason: CloseReason | None = None
     halted: bool = False
     paper: bool = False
+    # The broker disagreed about this position: nothing is sent for it until its snapshot
+    # is applied (since when).
+    reconciling: datetime | None = None
+    # When its recent order requests went out (the budget: at most so many a minute), and,
+    # while over budget, when it may send again.
+    sent: tuple[datetime, ...] = ()
+    held_until: datetime | None = None
+    # Alerts raised about it, by reason, and how many times (the same cause is not repeated
+    # to the operator at every refusal: 1st, 2nd, 4th, 8th ...).
+    alerted: tuple[tuple[str, int], ...] = ()
 
     @property
     def bare(self) -> bool:

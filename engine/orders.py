@@ -7,6 +7,7 @@ Each function returns the position as it now stands and the commands it calls fo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 
@@ -111,9 +112,16 @@ def _with_orders(pos: Position, orders: Orders) -> Position:
     return evolve(pos, orders=orders)
 
 
-def reconcile(pos: Position, price: Decimal | None, ts: datetime) -> tuple[Position, list[Command]]:
+def reconcile(
+    pos: Position,
+    price: Decimal | None,
+    ts: datetime,
+    spare: Callable[[], Decimal] | None = None,
+) -> tuple[Position, list[Command]]:
     """Take the next order step toward the protection `pos` calls for (at the last known
-    `price`): at most one order command."""
+    `price`): at most one order command. `spare`, when given, says how many shares of the
+    symbol the position's orders may hold, other lots' orders considered: a sale is never
+    for more."""
     orders = pos.orders
     eo, so = orders.exit, orders.sell
     remaining = pos.fills.remaining
@@ -134,13 +142,13 @@ def reconcile(pos: Position, price: Decimal | None, ts: datetime) -> tuple[Posit
         )
         if overdue and orders.to_sell > 0 and remaining - orders.held_by_sells() > 0:
             # Shares the stuck order does not hold are sold, not left waiting on it.
-            return _sell(pos, ts)
+            return _sell(pos, ts, spare)
         return pos, _NOTHING
     if pos.halted and eo is not None:
         # The broker will not cancel this stop: it stays as the protection (the ladder is
         # frozen); only shares it does not hold may still be sold.
         if orders.to_sell > 0 and remaining - orders.held_by_sells() > 0:
-            return _sell(pos, ts)
+            return _sell(pos, ts, spare)
         return pos, _NOTHING
     if remaining <= 0:
         if eo is not None:
@@ -150,7 +158,7 @@ def reconcile(pos: Position, price: Decimal | None, ts: datetime) -> tuple[Posit
         if eo is not None and remaining - orders.held_by_sells() < orders.to_sell:
             # The protective order holds the shares: free them first (shares_locked avoided).
             return _cancel_exit(pos, eo, ts)
-        return _sell(pos, ts)
+        return _sell(pos, ts, spare)
     ladder = pos.ladder
     tp = ladder.take_profit
     if eo is not None:
@@ -225,11 +233,17 @@ def _beside_overdue_sale(
     return queued, records
 
 
-def _sell(pos: Position, ts: datetime) -> tuple[Position, list[Command]]:
+def _sell(
+    pos: Position, ts: datetime, spare: Callable[[], Decimal] | None
+) -> tuple[Position, list[Command]]:
     """Sell what is queued at market, never more than the shares no open order holds (P11):
     a tranche (allotted to its milestones on fill) or an exit."""
     orders = pos.orders
     qty = min(orders.to_sell, pos.fills.remaining - orders.held_by_sells())
+    if spare is not None:
+        qty = min(qty, spare() - orders.held_by_sells())
+        if qty <= 0:
+            return pos, _NOTHING  # another lot's order holds them: its answer comes first
     role = OrderRole.PARTIAL if orders.milestones else OrderRole.EXIT
     pos, order = _new_order(pos, role, OrderType.MARKET, qty)
     pos, commands = submit(pos, order, ts)

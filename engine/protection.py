@@ -10,13 +10,14 @@ from decimal import Decimal
 from attrs import evolve
 
 from engine.books import store
+from engine.budget import next_step
 from engine.commands import Alert, Command
 from engine.config import ProtectionConfig
 from engine.events import Clock, Tick
 from engine.goal import check_goal
 from engine.ladder import round_in_favour, tranche_sizes
 from engine.model import Position
-from engine.orders import is_better_stop, reconcile
+from engine.orders import is_better_stop
 from engine.records import partial_ordered, position_state, stop_moved
 from engine.state import EngineState, Transition
 
@@ -52,7 +53,7 @@ def on_tick(state: EngineState, tick: Tick) -> Transition:
         pos, records = climb(pos, price, tick.ts, cfg)
         out.extend(records)
         if state.link.open_for(pos):
-            pos, sent = reconcile(pos, price, tick.ts)
+            pos, sent = next_step(state, pos, price, tick.ts)
             out.extend(sent)
         state, more = store(state, pos, tick.ts)
         out.extend(more)
@@ -60,11 +61,13 @@ def on_tick(state: EngineState, tick: Tick) -> Transition:
 
 
 def climb(
-    pos: Position, price: Decimal, ts: datetime, cfg: ProtectionConfig
+    pos: Position, price: Decimal, ts: datetime, cfg: ProtectionConfig, *, sell: bool = True
 ) -> tuple[Position, list[Command]]:
     """Pass every schedule level `price` reaches, in order, with each level's actions: its
     protection state (P34), its stop (never against the position, P2), its tranche from the
-    original size (P8); then trail, if on. Return the position and the records."""
+    original size (P8); then trail, if on. Return the position and the records. With `sell`
+    off (a position adopted mid-way, SPEC §6) milestones already passed are journaled as
+    passed and nothing is sold for them."""
     long = pos.long
     r = pos.r_at(price)
     ladder = pos.ladder
@@ -80,7 +83,7 @@ def climb(
     records: list[Command] = []
     while i < len(levels) and (price >= levels[i].price if long else price <= levels[i].price):
         level = levels[i]
-        reason = f"reached {level.r}R"
+        reason = f"reached {level.r}R" if sell else f"reached {level.r}R before adoption"
         if level.protection is not None:
             records.append(position_state(pos, protection, level.protection, reason, r, ts))
             protection = level.protection
@@ -90,7 +93,7 @@ def climb(
                 why = f"{reason}: lock {lock_r}R"
                 records.append(stop_moved(pos, stop, level.stop, r, why, ts))
                 stop = level.stop
-        if level.tranche is not None:
+        if level.tranche is not None and sell:
             available = pos.fills.remaining - to_sell - in_flight
             if level.tranche == last and cfg.sells_everything:
                 qty = available  # P7: the last tranche takes the rest.

@@ -9,11 +9,13 @@ from datetime import UTC, datetime, timedelta
 from attrs import evolve
 
 from engine.books import store
+from engine.budget import gate, next_step, spare
 from engine.commands import CancelOrder, Command
 from engine.deadlines import arm, next_due, protect_due, timed_out, unprotected
+from engine.divergence import ASK_AGAIN
 from engine.events import CancelRejected, OrderRefusal, OrderRejected
 from engine.model import OrderStatus, PendingEntry, Position, Retry, Slot
-from engine.orders import reconcile, submit_command
+from engine.orders import submit_command
 from engine.records import order_retry
 from engine.state import EngineState, Transition
 
@@ -81,7 +83,9 @@ def attempts(pos: Position) -> int:
 
 def reset_attempts(pos: Position) -> Position:
     """The order step got through: its attempts start again from zero (a resend still due
-    stays due)."""
+    stays due), and so does the count of its coalesced alerts."""
+    if pos.alerted:
+        pos = evolve(pos, alerted=())
     retry = pos.retry
     if retry is None:
         return pos
@@ -122,6 +126,8 @@ def fire(state: EngineState, now: datetime, scope: str | None) -> Transition:
         return Transition(state)  # held until the link is back; `due` stays
     out: list[Command] = []
     due = _FAR if link.reopen_at is None else link.reopen_at
+    if link.snapshot_asked is not None:
+        due = min(due, link.snapshot_asked + ASK_AGAIN)
     cfg = state.config
     for current in state.opened_order():
         key = current.key
@@ -132,30 +138,44 @@ def fire(state: EngineState, now: datetime, scope: str | None) -> Transition:
                 due = min(due, when)
             continue
         in_scope = scope is None or scope == pos.symbol
-        acted = False
+        # A position whose broker snapshot is awaited sends nothing, and one past its request
+        # budget waits until `held_until` (its due times stay); bare shares past their
+        # deadline are sold whatever the budget.
+        quiet = pos.reconciling is not None or (pos.held_until is not None and pos.held_until > now)
+        acted = pos.held_until is not None and not quiet
+        if acted:
+            pos = evolve(pos, held_until=None)  # its held step is taken again below
         waiting = pos.awaited
-        if waiting is not None and waiting.due is not None and waiting.due <= now and in_scope:
-            pos, commands = timed_out(pos, now, cfg)
+        if (
+            waiting is not None
+            and waiting.due is not None
+            and waiting.due <= now
+            and in_scope
+            and not quiet
+        ):
+            pos, commands = gate(state, pos, *timed_out(pos, now, cfg), now)
             out.extend(commands)
             acted = True
         bare_until = protect_due(pos, cfg)
-        if bare_until is not None and bare_until <= now and in_scope:
-            pos, commands = unprotected(pos, now, cfg)
+        force = False
+        if bare_until is not None and bare_until <= now and in_scope and pos.reconciling is None:
+            pos, commands = unprotected(pos, now, cfg, spare(state, pos))
             out.extend(commands)
-            acted = True
+            acted = force = True
         if acted:
             # What the deadline calls for next (an overdue sale's stop for the shares it
             # does not sell; a sale of bare shares), then back into the books.
-            pos, sent = reconcile(pos, state.last_price(pos.symbol), now)
+            pos, sent = next_step(state, pos, state.last_price(pos.symbol), now, force)
             out.extend(sent)
             state, more = store(state, pos, now)
             out.extend(more)
             pos = state.positions.get(key, pos)
         retry = pos.retry
-        if retry is not None and retry.due is not None and retry.due <= now:
-            pos, commands = _resend(pos, now)
+        quiet = pos.reconciling is not None or (pos.held_until is not None and pos.held_until > now)
+        if retry is not None and retry.due is not None and retry.due <= now and not quiet:
+            resent, commands = _resend(pos, now)
+            pos, commands = gate(state, pos, arm(resent, now, cfg), commands, now)
             out.extend(commands)
-            pos = arm(pos, now, cfg)  # a cancel sent again awaits its confirmation anew
         if key in state.positions:
             state = state.evolve(positions=state.positions.set(key, pos))
             when = next_due(pos, cfg)
@@ -170,8 +190,8 @@ def fire(state: EngineState, now: datetime, scope: str | None) -> Transition:
             continue
         order = evolve(pending.order, status=OrderStatus.PENDING_NEW)
         out.extend(submit_command(pending.key, pending.symbol, order, now, pending.paper))
-        resent = evolve(pending, order=order, retry=evolve(retry, due=None))
-        state = state.evolve(entries=state.entries.set(pending.key, resent))
+        again = evolve(pending, order=order, retry=evolve(retry, due=None))
+        state = state.evolve(entries=state.entries.set(pending.key, again))
     return Transition(state.evolve(due=due), tuple(out))
 
 

@@ -9,11 +9,11 @@ from decimal import Decimal
 from attrs import evolve
 
 from engine.books import store
+from engine.budget import next_step
 from engine.calendar import session_of
 from engine.commands import Command
 from engine.goal import roll_session
 from engine.model import CloseReason
-from engine.orders import reconcile
 from engine.phase import on_session_end
 from engine.state import EngineState, Transition
 
@@ -48,7 +48,7 @@ def flatten(t: Transition, ts: datetime) -> Transition:
             close_reason=CloseReason.FLATTEN,
         )
         if state.link.open_for(pos):
-            pos, sent = reconcile(pos, state.last_price(pos.symbol), ts)
+            pos, sent = next_step(state, pos, state.last_price(pos.symbol), ts)
             out.extend(sent)
         state, more = store(state, pos, ts)
         out.extend(more)

@@ -149,6 +149,7 @@ class Link:
     failures: int = 0
     breaker: BreakerState = BreakerState.CLOSED
     reopen_at: datetime | None = None
+    snapshot_asked: datetime | None = None  # a snapshot was asked for and not yet applied
 
     @property
     def sending(self) -> bool:

@@ -33,10 +33,11 @@ from engine.events import (
 from engine.fills import on_fill
 from engine.goal import OnTrigger
 from engine.ids import key_of, symbol_of
-from engine.link import failed, fire_due, on_connectivity, on_snapshot, succeeded
+from engine.link import failed, fire_due, on_connectivity, succeeded
 from engine.operator import on_breaker_ack, on_phase_advance, on_phase_override
 from engine.protection import on_clock, on_tick
 from engine.session import flatten, roll
+from engine.snapshots import on_snapshot
 from engine.state import EngineState, Transition
 
 # `Transition` lives in engine.state and the entry gate in engine.entries; both are re-exported

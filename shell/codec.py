@@ -21,7 +21,6 @@ from engine import (
     Alert,
     BreakerAck,
     BrokerSnapshot,
-    CancelOrder,
     CancelRejected,
     Clock,
     Command,
@@ -35,6 +34,7 @@ from engine import (
     PhaseAdvance,
     PhaseOverride,
     Record,
+    RequestSnapshot,
     SubmitOrder,
     Tick,
 )
@@ -254,8 +254,10 @@ def command_to_json(command: Command) -> dict[str, Any]:
             "reason": command.reason,
             "context": to_jsonable(dict(command.context)),
         }
-    name = "submit_order" if isinstance(command, SubmitOrder) else "cancel_order"
-    assert isinstance(command, SubmitOrder | CancelOrder)
+    if isinstance(command, RequestSnapshot):
+        name = "request_snapshot"
+    else:
+        name = "submit_order" if isinstance(command, SubmitOrder) else "cancel_order"
     body = converter.unstructure(command)
     return {"command": name, **{k: to_jsonable(v) for k, v in body.items() if v is not None}}
 

@@ -195,7 +195,7 @@ def parse_settings(data: Mapping[str, Any], env: Mapping[str, str] | None = None
     """Validate a parsed TOML document (and the environment, which wins)."""
     env = {} if env is None else env
     known = {"protection", "orders", "simulation", "performance", "goal", "session", "phase"}
-    known |= {"alerts", "store", "entries"}
+    known |= {"alerts", "store", "entries", "adopt"}
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"unknown section(s): {', '.join(sorted(unknown))}")
@@ -212,6 +212,7 @@ def parse_settings(data: Mapping[str, Any], env: Mapping[str, str] | None = None
     phase = _phase(_table(data, "phase", _PHASE_KEYS))
     orders = _orders(_table(data, "orders", _ORDERS_KEYS))
     entries = _entries(_table(data, "entries", _ENTRIES_KEYS))
+    adopt = _adopt(_table(data, "adopt", _ADOPT_KEYS))
     config = Config(
         protection=_protection(protection),
         goal=goal,
@@ -219,6 +220,7 @@ def parse_settings(data: Mapping[str, Any], env: Mapping[str, str] | None = None
         phase=phase,
         **orders,
         **entries,
+        **adopt,
     )
     return Settings(
         config,
@@ -258,6 +260,7 @@ _ORDERS_KEYS = {
     "breaker_cooldown",
     "stale_after",
     "protect_deadline",
+    "max_requests_per_minute",
 }
 
 
@@ -290,6 +293,32 @@ def _orders(table: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= 100:
             raise ConfigError(f"orders.breaker_failures = {raw!r}: allowed a whole number 1 to 100")
         out["breaker_failures"] = raw
+    if "max_requests_per_minute" in table:
+        raw = table["max_requests_per_minute"]
+        if isinstance(raw, bool) or not isinstance(raw, int) or not 6 <= raw <= 200:
+            raise ConfigError(
+                f"orders.max_requests_per_minute = {_shown(raw)}: allowed a whole number 6 to 200"
+            )
+        out["max_requests_per_minute"] = raw
+    return out
+
+
+_ADOPT_KEYS = {"default_risk", "foreign_orders"}
+
+
+def _adopt(table: Mapping[str, Any]) -> dict[str, Any]:
+    """`[adopt]`: how positions ratchet did not open are protected (SPEC §6)."""
+    out: dict[str, Any] = {}
+    if "default_risk" in table:
+        allowed = "0.001 to 0.5 (share of the entry price)"
+        out["default_risk"] = _decimal("adopt.default_risk", table["default_risk"],
+                                       low=Decimal("0.001"), high=Decimal("0.5"),
+                                       allowed=allowed)  # fmt: skip
+    if "foreign_orders" in table:
+        raw = table["foreign_orders"]
+        if raw not in ("cancel", "leave"):
+            raise ConfigError(f"adopt.foreign_orders = {_shown(raw)}: allowed 'cancel' or 'leave'")
+        out["foreign_orders"] = raw
     return out
 
 
@@ -315,7 +344,7 @@ def _goal(table: Mapping[str, Any], env: Mapping[str, str]) -> GoalConfig:
     giveback = _decimal(giveback_key, giveback_raw, low=Decimal("0.10"), high=Decimal("0.90"),
                         allowed="0.10 to 0.90 (share of the peak)")  # fmt: skip
     on_trigger = table.get("on_trigger", _GOAL.on_trigger.value)
-    if on_trigger not in {t.value for t in OnTrigger}:
+    if not isinstance(on_trigger, str) or on_trigger not in {t.value for t in OnTrigger}:
         allowed = " or ".join(repr(t.value) for t in OnTrigger)
         raise ConfigError(f"goal.on_trigger = {on_trigger!r}: allowed {allowed}")
     return GoalConfig(target=target, giveback=giveback, on_trigger=OnTrigger(on_trigger))

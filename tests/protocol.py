@@ -13,6 +13,7 @@ from engine import (
     CancelOrder,
     CancelRefusal,
     CancelRejected,
+    CloseReason,
     EngineState,
     Event,
     OrderAccepted,
@@ -64,7 +65,13 @@ class Ledger:
                     self.accepted[key].append(order)
             case OrderRejected():
                 self.waiting[key].discard(oid)
-                if event.kind is OrderRefusal.DUPLICATE and order.purpose in PROTECTIVE:
+                # A duplicate id: the first send got there, unless it already filled.
+                done = self.filled[oid] >= order.qty
+                if (
+                    event.kind is OrderRefusal.DUPLICATE
+                    and order.purpose in PROTECTIVE
+                    and not done
+                ):
                     self.live[key].add(oid)
                     self.accepted[key].append(order)
             case OrderCanceled() | CancelRejected():
@@ -141,6 +148,8 @@ class Ledger:
         assert pos is not None, record
         order = pos.orders.exit
         if pos.fills.remaining == 0:  # all sold while its entry order still works
+            if pos.close_reason is CloseReason.CLOSED_OUTSIDE:
+                return  # the broker's snapshot closed it in the same step: its cancels follow
             assert order is None and pos.orders.sell is None, record
             return
         assert order is not None and order.status is OrderStatus.LIVE, record

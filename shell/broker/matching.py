@@ -92,9 +92,9 @@ class Book:
 
     # --- orders ----------------------------------------------------------------------------
 
-    def place(self, order: SubmitOrder) -> OrderFilled | None:
-        """Work `order` from now on; with `market_fill="same"` a market order (or a marketable
-        limit) fills at the last print at once, and that fill is returned."""
+    def place(self, order: SubmitOrder, at_once: bool = False) -> OrderFilled | None:
+        """Work `order` from now on; with `market_fill="same"` (or `at_once`) a market order
+        (or a marketable limit) fills at the last print at once, and that fill is returned."""
         self.orders[order.order_id] = Track(order)
         working = Working(order, order.qty)
         last = self._last.get(order.symbol)
@@ -107,6 +107,8 @@ class Book:
             and trigger_price(order, last) is not None
         )
         if order.type is OrderType.MARKET or marketable:
+            if at_once and last is not None:
+                return self._fill(working, last, order.ts)  # whole, at the last print
             if self._same and last is not None:
                 return self._market_fill(working, last, order.ts)
             self._markets.setdefault(order.symbol, []).append(working)
@@ -257,6 +259,17 @@ class Book:
             self._bands.pop(symbol, None)
         else:
             self._bands[symbol] = (lo, hi)
+
+    def forget(self, symbol: str) -> None:
+        """The position in `symbol` and every order working in it vanish without a word (a
+        broker account restored from long ago, a position moved away): nothing is reported."""
+        self.positions[symbol] = Decimal(0)
+        for working in self.working(symbol):
+            self._status(working.command.order_id, "canceled", working.command.ts)
+        self._resting.pop(symbol, None)
+        self._markets.pop(symbol, None)
+        self._cancels.pop(symbol, None)
+        self._bands.pop(symbol, None)
 
     # --- views -----------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
-from attrs import define, field
+from attrs import define, evolve, field
 
 from engine import (
     BrokerOrder,
@@ -28,8 +28,11 @@ from engine import (
     Event,
     OrderAccepted,
     OrderAction,
+    OrderFilled,
     OrderRefusal,
     OrderRejected,
+    OrderType,
+    RequestSnapshot,
     SubmitOrder,
     Tick,
 )
@@ -54,6 +57,8 @@ class SimulatedBroker:
     _ids: set[str] = field(factory=set)
     _down_at: datetime | None = None
     _rng: random.Random = field(init=False, factory=random.Random)
+    _basis: dict[str, tuple[Decimal, Decimal]] = field(init=False, factory=dict)
+    _owner: int = field(init=False, default=0)
     _book: Book = field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -74,9 +79,14 @@ class SimulatedBroker:
     # --- the engine's commands -------------------------------------------------------------
 
     def execute(self, commands: Iterable[Command]) -> list[Event]:
-        """Carry out order commands; return the acknowledgements (and same-instant fills)."""
+        """Carry out order commands; return the acknowledgements (and same-instant fills).
+        A `RequestSnapshot` is answered with the broker's snapshot."""
         acks: list[Event] = []
         for command in commands:
+            if type(command) is RequestSnapshot:
+                if self._down_at is None:
+                    acks.append(self.snapshot(command.ts))
+                continue
             if type(command) not in (SubmitOrder, CancelOrder):
                 continue
             if self._down_at is not None:
@@ -96,7 +106,43 @@ class SimulatedBroker:
                 answer = self._cancel(command)
                 if answer is not None:
                     acks.append(answer)
+        self._note(acks)
         return acks
+
+    def snapshot(self, ts: datetime) -> BrokerSnapshot:
+        """Everything the broker holds: positions with their average entry prices and last
+        prices, and every order it has had (as GET /v2/positions and /v2/orders?status=all)."""
+        orders = tuple(
+            BrokerOrder(
+                oid, t.command.symbol, t.status, t.command.qty, t.filled, t.average, t.updated,
+                t.command.action, t.command.type, t.command.stop_price, t.command.limit_price,
+            )
+            for oid, t in self._book.orders.items()
+        )  # fmt: skip
+        positions = tuple(sorted((s, q) for s, q in self.positions.items() if q != 0))
+        prices = tuple((s, self._basis[s][1] / abs(q)) for s, q in positions if s in self._basis)
+        marks = tuple((s, last) for s, _ in positions if (last := self._book.last(s)) is not None)
+        return BrokerSnapshot(ts, positions, orders, prices, marks)
+
+    def _note(self, events: Iterable[Event]) -> None:
+        """Keep each position's cost (average entry x shares) as its fills come."""
+        for event in events:
+            if type(event) is not OrderFilled:
+                continue
+            track = self._book.orders.get(event.order_id)
+            if track is None:
+                continue
+            symbol = track.command.symbol
+            signed = event.qty if track.command.action is OrderAction.BUY else -event.qty
+            qty, cost = self._basis.get(symbol, (Decimal(0), Decimal(0)))
+            after = qty + signed
+            if qty == 0 or qty * signed > 0:
+                cost += event.price * event.qty  # adding to the position
+            elif after * qty > 0:
+                cost -= cost / abs(qty) * event.qty  # reducing it: the average stays
+            else:
+                cost = abs(after) * event.price  # flat, or flipped at this price
+            self._basis[symbol] = (after, cost)
 
     def disconnect(self, ts: datetime) -> None:
         """The link drops now (a recorded outage): nothing is answered until it comes back,
@@ -108,7 +154,7 @@ class SimulatedBroker:
     def _silently(self, command: Command) -> None:
         """Carry out a command whose answer is lost."""
         if type(command) is SubmitOrder:
-            self._submit(command)
+            self._note(self._submit(command))
         elif type(command) is CancelOrder:
             self._book.cancel(command)
 
@@ -117,17 +163,11 @@ class SimulatedBroker:
         changed while it was down (as GET /v2/positions and /v2/orders would)."""
         self._down_at = None
         changed = self._book.changed
-        orders = [
-            BrokerOrder(
-                oid, t.command.symbol, t.status, t.command.qty, t.filled, t.average, t.updated
-            )
-            for oid, t in self._book.orders.items()
-            if t.status == "open" or oid in changed
-        ]
+        whole = self.snapshot(ts)
+        orders = tuple(o for o in whole.orders if o.status == "open" or o.order_id in changed)
         changed.clear()
-        positions = tuple(sorted(self.positions.items()))
         self.reconnects += 1
-        return [Connectivity(ts, True), BrokerSnapshot(ts, positions, tuple(orders))]
+        return [Connectivity(ts, True), evolve(whole, orders=orders)]
 
     def _submit(self, order: SubmitOrder) -> list[Event]:
         ts = order.ts
@@ -145,7 +185,7 @@ class SimulatedBroker:
         if exiting:
             available = self._book.available(order.symbol, order.action)
             if order.qty > available:
-                return [_insufficient(order, available)]
+                return [_insufficient(order, available, self._holding(order.symbol))]
         self._ids.add(order.order_id)
         fill = self._book.place(order)
         answer: Event = OrderAccepted(ts, order.order_id)
@@ -167,7 +207,7 @@ class SimulatedBroker:
             reason = "HTTP 422 order parameters are invalid"
             return OrderRejected(ts, oid, reason, OrderRefusal.PERMANENT)
         if exiting and order.action is OrderAction.SELL and rng.random() < faults.locked:
-            return _insufficient(order, Decimal(0))
+            return _insufficient(order, Decimal(0), self._holding(order.symbol))
         return None
 
     def _split(self) -> bool:
@@ -211,10 +251,61 @@ class SimulatedBroker:
         is down they happen but are not told; the link comes back a second after it fell)."""
         if self._down_at is not None:
             if tick.ts - self._down_at < _RECONNECT:
-                self._book.match(tick)
+                self._note(self._book.match(tick))
                 return _NOTHING
-            return [*self._reconnect(tick.ts), *self._book.match(tick)]
-        return self._book.match(tick)
+            reconnected = self._reconnect(tick.ts)
+            matched = self._book.match(tick)
+            self._note(matched)
+            return [*reconnected, *matched]
+        matched = self._book.match(tick)
+        if matched:
+            self._note(matched)
+        return matched
+
+    # --- the account's owner, behind the engine's back ------------------------------------
+
+    def close_by_hand(self, symbol: str, qty: Decimal, ts: datetime) -> list[Event]:
+        """The account's owner sells (or buys back) `qty` shares of `symbol` by hand, as
+        Alpaca's close-position does: the symbol's open orders are canceled first (their
+        trade updates say so), then an order of the owner's fills at market, at the last
+        print, and its fill is reported like any other."""
+        held = self.positions.get(symbol, Decimal(0))
+        qty = min(qty, abs(held))
+        if qty <= 0 or self._down_at is not None:
+            return []
+        events: list[Event] = [
+            self._book.cancel(CancelOrder(ts, w.command.order_id, symbol))
+            for w in self._book.working(symbol)
+        ]
+        self._owner += 1
+        order = SubmitOrder(
+            ts, f"owner-{self._owner}", symbol,
+            OrderAction.SELL if held > 0 else OrderAction.BUY, OrderType.MARKET, qty,
+            purpose="owner",
+        )  # fmt: skip
+        self._ids.add(order.order_id)
+        fill = self._book.place(order, at_once=True)
+        if fill is not None:
+            events.append(fill)
+        self._note(events)
+        return events
+
+    def hold(self, symbol: str, qty: Decimal, average: Decimal) -> None:
+        """The account already holds `qty` shares of `symbol` (signed) bought at `average`
+        (positions ratchet did not open: the owner's bot's, or a previous run's)."""
+        self.positions[symbol] = qty
+        self._basis[symbol] = (qty, abs(qty) * average)
+
+    def place_for_owner(self, order: SubmitOrder) -> None:
+        """An order of the owner's works at the broker (its client id is not ratchet's)."""
+        self._ids.add(order.order_id)
+        self._book.place(order)
+
+    def forget(self, symbol: str) -> None:
+        """The broker no longer holds `symbol` or any order in it, and says nothing (an account
+        restored from long ago, a position moved to another account)."""
+        self._book.forget(symbol)
+        self._basis.pop(symbol, None)
 
     # --- views for tests and summaries -----------------------------------------------------
 
@@ -244,11 +335,18 @@ class SimulatedBroker:
         """Shares held by open orders of `action` in `symbol` (what is left of each)."""
         return self._book.held(symbol, action)
 
+    def _holding(self, symbol: str) -> Decimal:
+        """The whole position in `symbol`, unsigned (the 403 body's `existing_qty`)."""
+        return abs(self.positions.get(symbol, Decimal(0)))
 
-def _insufficient(order: SubmitOrder, available: Decimal) -> OrderRejected:
-    """Alpaca's 403: code 40310000, the shares are held by other orders."""
+
+def _insufficient(order: SubmitOrder, available: Decimal, existing: Decimal) -> OrderRejected:
+    """Alpaca's 403: code 40310000, the shares are held by other orders (its body tells the
+    shares free and the whole position)."""
     reason = (
         f"HTTP 403 code 40310000 insufficient qty available for order "
         f"(requested: {order.qty}, available: {available})"
     )
-    return OrderRejected(order.ts, order.order_id, reason, OrderRefusal.SHARES_LOCKED)
+    return OrderRejected(
+        order.ts, order.order_id, reason, OrderRefusal.SHARES_LOCKED, available, existing
+    )

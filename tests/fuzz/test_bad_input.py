@@ -251,7 +251,9 @@ _CONFIG_KEYS = [
     "protection.ladder", "protection.partials", "protection.levels", "goal.target",
     "goal.giveback", "goal.on_trigger", "session.timezone", "session.reset", "phase.enabled",
     "phase.equity", "phase.sizes", "orders.retry_delays", "orders.cancel_timeout",
-    "orders.breaker_failures", "simulation.market_fill", "performance.min_win_rate",
+    "orders.breaker_failures", "orders.max_requests_per_minute", "orders.protect_deadline",
+    "entries.max_qty", "entries.max_notional", "entries.max_open", "adopt.default_risk",
+    "adopt.foreign_orders", "simulation.market_fill", "performance.min_win_rate",
     "performance.timezone", "nonsense.key",
 ]  # fmt: skip
 

@@ -92,13 +92,18 @@ def test_p26_every_entry_while_offline_or_recovering_is_blocked_with_a_reason(
     assert blocked["reason"] == "recovery_mode"
 
 
-@given(histories(), configs(), market_fills(), st.integers(-2, 2), st.booleans())
+RECONCILED_KINDS = ("position.reconciled", "position.adopted")
+
+
+@given(histories(), configs(), market_fills(), st.integers(-2, 2), st.booleans(), st.booleans())
 def test_p27_normal_mode_resumes_only_when_a_snapshot_validates_every_position(
-    history, config, fill, off_by, extra_symbol
+    history, config, fill, off_by, extra_symbol, priced
 ):
-    """After a reconnect, a snapshot whose share counts differ from the engine's (by a few
-    shares, or a symbol the engine does not hold) keeps recovery on with an alert; the one
-    that agrees on every symbol returns to normal, with `mode.changed`."""
+    """After a reconnect, the broker's snapshot is the truth: share counts that differ from
+    the engine's (by a few shares, or a symbol the engine does not hold) are adopted, each
+    change journaled, and normal mode returns (`mode.changed`) with every symbol matching the
+    broker. Shares the engine cannot adopt (no price known to protect them from) keep recovery
+    on with a `position_mismatch` alert until a snapshot it can validate."""
     steps = trace(history.events, config, fill)
     state = steps[-1].after if steps else EngineState.empty(config)
     ts = history.events[-1].ts
@@ -112,13 +117,25 @@ def test_p27_normal_mode_resumes_only_when_a_snapshot_validates_every_position(
     wrong[history.symbol] = wrong.get(history.symbol, Decimal(0)) + off_by
     if extra_symbol:
         wrong["ZZZ"] = Decimal(5)
-    mismatched = wrong != {k: v for k, v in held.items() if v} and (off_by or extra_symbol)
-    t = step(state, BrokerSnapshot(ts, tuple(wrong.items())))
-    if mismatched:
+    prices = (("ZZZ", Decimal("50")),) if priced else ()
+    t = step(state, BrokerSnapshot(ts, tuple(wrong.items()), prices=prices))
+    changed_symbols = {
+        c["symbol"] for c in t.commands if getattr(c, "kind", "") in RECONCILED_KINDS
+    }
+    differing = {s for s in set(wrong) | set(held) if wrong.get(s, 0) != held.get(s, 0)}
+    # An unpriced symbol the engine never traded cannot be protected: it is not adopted.
+    unpriced = {"ZZZ"} if extra_symbol and not priced and history.symbol != "ZZZ" else set()
+    assert changed_symbols == differing - unpriced
+    if unpriced:
         assert t.state.link.mode is LinkMode.RECOVERY
-        assert [a.reason for a in t.commands if getattr(a, "reason", "") == "position_mismatch"]
+        [alert] = [a for a in t.commands if getattr(a, "reason", "") == "position_mismatch"]
+        assert [p["symbol"] for p in alert.context["positions"]] == ["ZZZ"]
         assert not [c for c in t.commands if getattr(c, "kind", "") == "mode.changed"]
-        t = step(t.state, BrokerSnapshot(ts, tuple(held.items())))
+        wrong.pop("ZZZ")
+        t = step(t.state, BrokerSnapshot(ts, tuple(wrong.items())))
     assert t.state.link.mode is LinkMode.NORMAL
+    for symbol in set(wrong) | set(t.state.books):
+        ours = sum((p.fills.remaining * p.side.sign for p in t.state.in_symbol(symbol)), Decimal(0))
+        assert ours == wrong.get(symbol, Decimal(0)), symbol
     [changed] = [c for c in t.commands if getattr(c, "kind", "") == "mode.changed"]
     assert (changed["from"], changed["to"]) == ("recovery", "normal")

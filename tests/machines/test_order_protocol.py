@@ -3,9 +3,10 @@ Hypothesis state machine: the invariants hold after every rule."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -18,6 +19,7 @@ from hypothesis.stateful import (
 
 from engine import (
     Alert,
+    BrokerSnapshot,
     CancelOrder,
     Clock,
     Config,
@@ -27,6 +29,8 @@ from engine import (
     Event,
     LinkMode,
     OrderAction,
+    OrderRefusal,
+    OrderRejected,
     OrderRole,
     OrderStatus,
     ProtectionConfig,
@@ -68,6 +72,14 @@ class OrderProtocol(RuleBasedStateMachine):
         # order covers, and when the engine last sent an order command for the symbol.
         self.bare_since: dict[str, datetime] = {}
         self.last_sent: dict[str, datetime] = {}
+        # Symbols the broker silently forgot, until a broker snapshot reaches the engine.
+        self.forgotten: set[str] = set()
+        # Symbols the owner or the broker changed behind ratchet's back, until a snapshot.
+        self.outside: set[str] = set()
+        # Per position, when its order requests went out, and which of them protection forced
+        # past the budget (a sale of bare shares at the deadline, cancels of orders for shares
+        # the broker no longer holds, the previous stop put back after a refusal).
+        self.requests: dict[str, deque[tuple[datetime, bool]]] = defaultdict(deque)
         for symbol in SYMBOLS:
             self.feed(Tick(self.ts, symbol, self.price[symbol]))
 
@@ -80,6 +92,9 @@ class OrderProtocol(RuleBasedStateMachine):
             self.state = t.state
             self.ledger.step(t.state, t.commands)
             self.journal.extend(c for c in t.commands if isinstance(c, Record | Alert))
+            if isinstance(current, BrokerSnapshot):
+                self.check_reconciled(current)
+            self.count_requests(current, t.commands)
             per_key: dict[str, int] = defaultdict(int)
             for command in t.commands:
                 if isinstance(command, SubmitOrder):
@@ -95,6 +110,42 @@ class OrderProtocol(RuleBasedStateMachine):
             self.commands_per_key.append(per_key)
             queue.extend(self.broker.execute(t.commands))
             self.observe_exposure(current.ts)
+
+    def check_reconciled(self, snap: BrokerSnapshot) -> None:
+        """Issue 19: one snapshot round trip reconciles: once applied, the engine counts in
+        every symbol what the broker said it holds, and no position still waits for it."""
+        self.forgotten.clear()
+        self.outside.clear()
+        told = dict(snap.positions)
+        for symbol, side in SYMBOLS.items():
+            engine = sum((p.fills.remaining for p in self.state.in_symbol(symbol)), Decimal(0))
+            assert engine * side.sign == told.get(symbol, Decimal(0)), (symbol, engine, told)
+        assert all(p.reconciling is None for p in self.state.positions.values())
+
+    def count_requests(self, event: Event, commands: Sequence[object]) -> None:
+        """Issue 19, the budget: no position sends more than `max_requests_per_minute` order
+        requests in any minute, beyond those protection forces (see `requests`)."""
+        budget = self.state.config.max_requests_per_minute
+        forced_keys = {
+            str(c["key"]) for c in commands
+            if isinstance(c, Record) and c.kind == "conflict.detected"
+            and c["type"] == "no_stop_in_time"
+        }  # fmt: skip
+        snapshot = isinstance(event, BrokerSnapshot)
+        rollback = isinstance(event, OrderRejected) and event.kind is OrderRefusal.PERMANENT
+        for command in commands:
+            if isinstance(command, SubmitOrder) and command.purpose == "entry":
+                continue
+            if not isinstance(command, SubmitOrder | CancelOrder):
+                continue
+            key = key_of(command.order_id)
+            forced = snapshot or rollback or key in forced_keys
+            window = self.requests[key]
+            window.append((event.ts, forced))
+            while window and event.ts - window[0][0] >= timedelta(seconds=60):
+                window.popleft()
+            free = sum(1 for _, f in window if not f)
+            assert free <= budget, (key, free, budget, list(window))
 
     def advance(self, to: datetime) -> None:
         """Time passes until `to`: whatever falls due meanwhile fires at its instant, as the
@@ -136,7 +187,16 @@ class OrderProtocol(RuleBasedStateMachine):
             return
         if self.broker.created(order.order_id):
             return  # a resend the broker refuses as a duplicate id: it can hold no shares
-        held = self.broker.held(order.symbol, order.action)
+        if order.symbol in self.outside:
+            return  # the owner changed it behind ratchet's back: the broker's refusal tells
+        # What ratchet's own orders hold (an order of the owner's is not ratchet's to know
+        # of before the broker says so: it refuses, and that is evidence).
+        held = sum(
+            (self.broker.working_qty(order.symbol, o.order_id)
+             for o in self.broker.open_orders(order.symbol)
+             if o.action is order.action and o.order_id.startswith("rt-")),
+            Decimal(0),
+        )  # fmt: skip
         assert held + order.qty <= abs(held_position), (order, held, held_position)
 
     @rule(symbol=st.sampled_from(list(SYMBOLS)), cents=st.integers(-150, 250))
@@ -162,6 +222,27 @@ class OrderProtocol(RuleBasedStateMachine):
         self.ts += timedelta(seconds=seconds)
         self.advance(self.ts)
         self.feed(Clock(self.ts))
+
+    @rule(symbol=st.sampled_from(list(SYMBOLS)), whole=st.booleans())
+    def closed_by_hand(self, symbol: str, whole: bool) -> None:
+        """The account's owner closes half or all of the symbol by hand, as Alpaca's
+        close-position does: ratchet's orders in it are canceled (their updates are told),
+        and the owner's market order fills like any other (a fill ratchet does not know)."""
+        held = abs(self.broker.positions.get(symbol, Decimal(0)))
+        qty = held if whole else (held / 2).to_integral_value(ROUND_FLOOR)
+        if qty > 0:
+            self.outside.add(symbol)
+        for event in self.broker.close_by_hand(symbol, qty, self.ts):
+            self.feed(event)
+
+    @rule(symbol=st.sampled_from(list(SYMBOLS)))
+    def forgotten_by_the_broker(self, symbol: str) -> None:
+        """The broker silently drops the symbol's shares and orders (an account restored from
+        long ago): nothing is told; the engine finds out when the broker next contradicts
+        it, and its snapshot settles the matter."""
+        self.broker.forget(symbol)
+        self.forgotten.add(symbol)
+        self.outside.add(symbol)
 
     @rule()
     def drop(self) -> None:
@@ -195,6 +276,8 @@ class OrderProtocol(RuleBasedStateMachine):
         if self.state.link.mode is not LinkMode.NORMAL:
             return  # fills are not told while the link is down; the snapshot catches up
         for symbol, side in SYMBOLS.items():
+            if symbol in self.forgotten:
+                continue  # not told: the engine cannot know before the broker contradicts it
             engine = (
                 sum((p.fills.remaining for p in self.state.in_symbol(symbol)), Decimal(0))
                 * side.sign

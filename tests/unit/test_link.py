@@ -7,6 +7,7 @@ from decimal import Decimal as D
 
 from engine import (
     BreakerState,
+    BrokerOrder,
     BrokerSnapshot,
     CancelOrder,
     Clock,
@@ -16,9 +17,11 @@ from engine import (
     EntryIntent,
     LinkMode,
     OrderAccepted,
+    OrderAction,
     OrderCanceled,
     OrderRefusal,
     OrderRejected,
+    OrderType,
     Side,
     SubmitOrder,
     Tick,
@@ -85,9 +88,11 @@ def test_an_outage_holds_both_stop_moves_and_sends_each_once_in_order_on_reconne
     assert sent == [D("99.00"), D("100.50")]
 
 
-def test_recovery_blocks_entries_until_a_snapshot_agrees_on_every_position():
-    """Reconnected with AAA long 10: a snapshot saying 7 keeps recovery (alert); entries are
-    refused `recovery_mode`; the snapshot saying 10 returns to normal and entries pass."""
+def test_a_snapshot_with_fewer_shares_shrinks_the_lot_and_rearms_its_stop():
+    """Reconnected with AAA long 10 (stop 99 for 10): entries are refused `recovery_mode`
+    until the snapshot; the broker says 7 (3 sold by hand), so the lot shrinks to 7
+    (`position.reconciled`), its stop is replaced by one for 7, normal mode returns and
+    entries pass."""
     state, _ = run_simulation(
         [Tick(T0, "AAA", D("100")), EntryIntent(T0, "AAA", Side.LONG, D("99"), D(10))],
         EngineState.empty(),
@@ -96,12 +101,18 @@ def test_recovery_blocks_entries_until_a_snapshot_agrees_on_every_position():
     state, _ = fold(state, [Connectivity(_sec(1), False), Connectivity(_sec(2), True)])
     intent = EntryIntent(_sec(2), "AAA", Side.LONG, D("99"), D(5))
     assert step(state, intent).commands[0]["reason"] == "recovery_mode"
-    t = step(state, BrokerSnapshot(_sec(2), (("AAA", D(7)),)))
-    [alert] = [c for c in t.commands if getattr(c, "reason", "") == "position_mismatch"]
-    assert alert.context["positions"] == [{"symbol": "AAA", "engine": D(10), "broker": D(7)}]
-    assert t.state.link.mode is LinkMode.RECOVERY
-    t = step(t.state, BrokerSnapshot(_sec(3), (("AAA", D(10)),)))
+    stop = state.positions["AAA-1"].orders.exit
+    broker_stop = BrokerOrder(stop.id, "AAA", "open", D(10), side=OrderAction.SELL,
+                              type=OrderType.STOP, stop_price=D("99"))  # fmt: skip
+    t = step(state, BrokerSnapshot(_sec(2), (("AAA", D(7)),), (broker_stop,)))
+    [change] = [c for c in t.commands if getattr(c, "kind", "") == "position.reconciled"]
+    assert (change["change"], change["from"], change["to"]) == ("shrunk", D(10), D(7))
+    assert t.state.positions["AAA-1"].fills.remaining == D(7)
+    assert [c.order_id for c in t.commands if isinstance(c, CancelOrder)] == [stop.id]
     assert t.state.link.mode is LinkMode.NORMAL
+    t = step(t.state, OrderCanceled(_sec(2), stop.id))
+    [rearmed] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    assert (rearmed.qty, rearmed.stop_price) == (D(7), D("99"))
     assert any(isinstance(c, SubmitOrder) for c in step(t.state, intent).commands)
 
 

@@ -1,0 +1,139 @@
+"""The request budget (issue 19 of the order protocol): however refusals arrive, one position
+never sends more than `max_requests_per_minute` order requests in any minute, and a position
+the broker disagreed about sends nothing until the broker's snapshot is applied.
+
+Protection comes first: a position whose every share is covered keeps `RESERVE` requests of
+its budget back, so that an operation it starts (a stop move, a tranche) can always put its
+stop back; only a position with bare shares spends the whole budget, and the sale of shares
+left bare past `protect_deadline` is never held. Alerts for the same cause are coalesced: the
+operator hears of it at its 1st, 2nd, 4th, 8th ... occurrence, with the count."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from attrs import evolve
+
+from engine.commands import Alert, CancelOrder, Command, OrderAction, SubmitOrder
+from engine.config import Config
+from engine.events import Side
+from engine.model import OrderStatus, Position
+from engine.orders import reconcile
+from engine.state import EngineState
+
+__all__ = ["RESERVE", "coalesce", "gate", "next_step", "requests", "spare"]
+
+_MINUTE = timedelta(seconds=60)
+RESERVE = 4  # requests a covered position leaves for the protection of an operation it starts
+
+
+def requests(commands: Sequence[Command]) -> int:
+    """The order requests among `commands` (submits and cancels)."""
+    return sum(1 for c in commands if isinstance(c, SubmitOrder | CancelOrder))
+
+
+def _limit(pos: Position, cfg: Config) -> int:
+    budget = cfg.max_requests_per_minute
+    return budget if pos.bare else max(1, budget - RESERVE)
+
+
+def _free_at(pos: Position, now: datetime, n: int, cfg: Config) -> datetime | None:
+    """When `n` more requests fit the position's budget (None: now)."""
+    recent = tuple(t for t in pos.sent if now - t < _MINUTE)
+    over = len(recent) + n - _limit(pos, cfg)
+    if over <= 0 or not recent:
+        return None
+    return recent[min(over, len(recent)) - 1] + _MINUTE
+
+
+def gate(
+    state: EngineState,
+    before: Position,
+    after: Position,
+    commands: list[Command],
+    now: datetime,
+    force: bool = False,
+) -> tuple[Position, list[Command]]:
+    """Let the step from `before` to `after` (with its `commands`) go, counting its requests,
+    or keep `before`, held until it may go:
+
+    - a position awaiting its broker snapshot sends nothing;
+    - an order that takes shares goes only when the other lots of its symbol leave them free
+      (P11 across lots: after the broker's snapshot closed one lot, its stop must be gone
+      before another takes the shares); it is tried again after the first retry delay;
+    - the requests must fit the budget, unless `force`d (a sale of bare shares)."""
+    n = requests(commands)
+    if not n:
+        return after, commands
+    if before.reconciling is not None:
+        return before, []
+    cfg = state.config
+    # (a forced sale is sized to what is spare already: `deadlines.unprotected`)
+    wanted = sum(
+        (c.qty for c in commands
+         if isinstance(c, SubmitOrder) and c.action is _EXIT[after.side]
+         and not (force and c.purpose == "exit")),
+        _ZERO,
+    )  # fmt: skip
+    if wanted:
+        # ...with what the position's own orders already hold at the broker
+        submitted = {c.order_id for c in commands if isinstance(c, SubmitOrder)}
+        wanted += sum(
+            (o.open_qty for o in (after.orders.exit, after.orders.sell)
+             if o is not None and o.id not in submitted and o.status is not OrderStatus.RETRY_WAIT),
+            _ZERO,
+        )  # fmt: skip
+    if wanted and wanted > spare(state, after):
+        return evolve(before, held_until=now + cfg.retry_delays[0]), []
+    free = None if force else _free_at(before, now, n, cfg)
+    if free is not None:
+        return evolve(before, held_until=free), []
+    sent = (*(t for t in after.sent if now - t < _MINUTE), *([now] * n))
+    return evolve(after, sent=sent, held_until=None), commands
+
+
+def next_step(
+    state: EngineState,
+    pos: Position,
+    price: Decimal | None,
+    now: datetime,
+    force: bool = False,
+) -> tuple[Position, list[Command]]:
+    """The position's next order step (`orders.reconcile`), through the `gate`."""
+    if pos.reconciling is not None:
+        return pos, []
+    after, commands = reconcile(pos, price, now, lambda: spare(state, pos))
+    return gate(state, pos, after, commands, now, force)
+
+
+_EXIT = {Side.LONG: OrderAction.SELL, Side.SHORT: OrderAction.BUY}
+_ZERO = Decimal(0)
+
+
+def spare(state: EngineState, pos: Position) -> Decimal:
+    """Shares of the position's symbol its own orders may take: what the lots hold, less what
+    the other lots' orders hold at the broker (or may: sent, cancel not confirmed)."""
+    spare = pos.fills.remaining
+    for lot in state.in_symbol(pos.symbol):
+        if lot.key == pos.key:
+            continue
+        spare += lot.fills.remaining
+        for order in (lot.orders.exit, lot.orders.sell):
+            if order is not None and order.status is not OrderStatus.RETRY_WAIT:
+                spare -= order.open_qty
+    return spare
+
+
+def coalesce(pos: Position, alert: Alert) -> tuple[Position, list[Command]]:
+    """An alert about the position, coalesced by reason within one refusal episode (until an
+    order step gets through): raised at its 1st, 2nd, 4th, 8th ... occurrence, with `count`;
+    the others are counted only."""
+    counts = dict(pos.alerted)
+    count = counts.get(alert.reason, 0) + 1
+    counts[alert.reason] = count
+    pos = evolve(pos, alerted=tuple(sorted(counts.items())))
+    if count & (count - 1):
+        return pos, []
+    return pos, [Alert(alert.ts, alert.reason, {**alert.context, "count": count})]
