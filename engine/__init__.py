@@ -35,6 +35,7 @@ from engine.events import (
     Tick,
 )
 from engine.goal import GoalConfig, OnTrigger
+from engine.metrics import MetricsView, PositionMetrics, metrics_view
 from engine.model import (
     NEXT_PROTECTION,
     Awaited,
@@ -81,6 +82,7 @@ __all__ = [
     "GoalConfig",
     "Ladder",
     "LinkMode",
+    "MetricsView",
     "OnTrigger",
     "Operation",
     "OperationKind",
@@ -98,6 +100,7 @@ __all__ = [
     "PhaseAdvance",
     "PhaseOverride",
     "Position",
+    "PositionMetrics",
     "PositionView",
     "PriceGrid",
     "Protection",
@@ -113,6 +116,7 @@ __all__ = [
     "Tranche",
     "Transition",
     "fold",
+    "metrics_view",
     "step",
     "validate_entry",
 ]
