@@ -487,7 +487,10 @@ class Metrics:
         self.conflicts[name] = self.conflicts.get(name, 0) + 1
 
     def _order_filled(self, record: Record) -> None:
-        left = _number(record.data.get("order_open"))
+        value = record.data.get("order_open")
+        # A Decimal from the engine (compared as it is: cheaper than a float), text from a
+        # journal read back.
+        left = value if type(value) is Decimal else _number(value)
         if left is not None and left <= 0:
             self.filled += 1
 

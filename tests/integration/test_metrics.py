@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ from pathlib import Path
 import prometheus_client
 import psycopg
 import pytest
+from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
 
@@ -41,6 +43,7 @@ from engine import (
 )
 from shell.alerts import AlertDispatcher
 from shell.broker.simulated import Faults, SimulatedBroker
+from shell.cli import main
 from shell.codec import event_to_json
 from shell.config import AlertSettings, StoreSettings, WebhookSink
 from shell.errors import UserError
@@ -494,3 +497,20 @@ def test_the_per_position_series_are_made_on_scrape(served):
     assert {dict(k)["key"] for k in scrape(url)["ratchet_position_r"]} == set(busiest.positions)
     metrics.update(EngineState.empty(), T0 + timedelta(minutes=2))
     assert "ratchet_position_r" not in scrape(url)
+
+
+def test_simulate_refuses_a_taken_port_and_a_hold_without_a_port():
+    """A port something else listens on: exit 1 with one line naming it; --metrics-hold
+    without --metrics-port: a usage error."""
+    sample = str(Path(__file__).resolve().parents[2] / "samples" / "synthetic.jsonl")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["simulate", sample, "--metrics-port", str(port)])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: metrics: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+    )
+    result = CliRunner().invoke(main, ["simulate", sample, "--metrics-hold", "5"])
+    assert result.exit_code == 2 and "--metrics-hold needs --metrics-port" in result.output
