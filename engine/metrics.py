@@ -63,7 +63,8 @@ class MetricsView:
     `by_protection` counts the open positions in each protection state, every state listed in
     ladder order (zeros included). The daily figures are the goal's (SPEC §7): the engine
     keeps them while a daily counter (the goal or the phases) is on. `goal_target` 0 means
-    the goal is off.
+    the goal is off; the day has given back too much once its P&L falls to peak × (1 −
+    goal_giveback) (with the peak above goal_giveback × goal_target).
     """
 
     positions: tuple[PositionMetrics, ...]
@@ -78,12 +79,6 @@ class MetricsView:
     goal_giveback: Decimal
     phase: Phase
     size: Decimal
-
-    @property
-    def giveback_floor(self) -> Decimal:
-        """The day's P&L at which the goal gives back too much of its peak: peak × (1 −
-        giveback)."""
-        return self.daily_peak * (1 - self.goal_giveback)
 
 
 def _position(state: EngineState, key: str) -> PositionMetrics:
