@@ -36,6 +36,15 @@ def _queries(*pairs: tuple[str, str]) -> list[dict[str, Any]]:
     return [_target(chr(ord("A") + i), e, legend) for i, (e, legend) in enumerate(pairs)]
 
 
+def _with_state(metric: str) -> str:
+    """A per-position metric with its position's `state` label, so that the rows of a table
+    of several such queries merge (one row per position)."""
+    return (
+        f"{metric}{{{ONE}}} + on (symbol, key) group_left (state) "
+        f"(0 * ratchet_position_state{{{ONE}}})"
+    )
+
+
 class _Board:
     """Panels, numbered in the order they are added."""
 
@@ -186,9 +195,9 @@ def _panels() -> list[dict[str, Any]]:
         (0, 21, 12, 8),
         targets=[
             _target("A", f"ratchet_position_state{{{ONE}}}", instant=True),
-            _target("B", f"ratchet_position_r{{{ONE}}}", instant=True),
-            _target("C", f"ratchet_position_unrealized_pnl{{{ONE}}}", instant=True),
-            _target("D", f"ratchet_position_price_age_seconds{{{ONE}}}", instant=True),
+            _target("B", _with_state("ratchet_position_r"), instant=True),
+            _target("C", _with_state("ratchet_position_unrealized_pnl"), instant=True),
+            _target("D", _with_state("ratchet_position_price_age_seconds"), instant=True),
         ],
         transformations=[
             {"id": "merge", "options": {}},
