@@ -177,10 +177,9 @@ def check_positions(s: Samples, expected: Expected, state: EngineState, now: dat
         pnl = (price - pos.ladder.entry) * pos.fills.remaining * pos.side.sign
         assert s["ratchet_position_unrealized_pnl"][labels] == float(pnl)
         assert s["ratchet_position_side"][labels] == (1.0 if pos.side.value == "long" else -1.0)
-        state_name = expected.state[key]
-        assert s["ratchet_position_state"][(("key", key), ("state", state_name),
-                                            ("symbol", symbol))] == LADDER.index(
-            Protection(state_name))  # fmt: skip
+        name = expected.state[key]
+        state_labels = (("key", key), ("state", name), ("symbol", symbol))
+        assert s["ratchet_position_state"][state_labels] == LADDER.index(Protection(name))
         working = s.get("ratchet_position_working_stop", {}).get(labels)
         if s["ratchet_position_bare"][labels] == 0:  # protected: the broker works a stop
             assert working is not None, key
@@ -293,7 +292,7 @@ def test_step_round_trip_and_unprotected_histograms(served):
     assert one(s, "ratchet_unprotected_window_seconds_sum") == pytest.approx(2.0125)
 
 
-def test_the_heartbeat_age_and_the_totals_of_the_state(served):
+def test_the_heartbeat_age_and_the_totals_of_the_state():
     """The heartbeat age grows on the loop's clock from the last update; the link, breaker,
     phase and goal series say the state's values."""
     clock = [1000.0]
