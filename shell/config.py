@@ -315,7 +315,7 @@ def _goal(table: Mapping[str, Any], env: Mapping[str, str]) -> GoalConfig:
     giveback = _decimal(giveback_key, giveback_raw, low=Decimal("0.10"), high=Decimal("0.90"),
                         allowed="0.10 to 0.90 (share of the peak)")  # fmt: skip
     on_trigger = table.get("on_trigger", _GOAL.on_trigger.value)
-    if on_trigger not in {t.value for t in OnTrigger}:
+    if not isinstance(on_trigger, str) or on_trigger not in {t.value for t in OnTrigger}:
         allowed = " or ".join(repr(t.value) for t in OnTrigger)
         raise ConfigError(f"goal.on_trigger = {on_trigger!r}: allowed {allowed}")
     return GoalConfig(target=target, giveback=giveback, on_trigger=OnTrigger(on_trigger))
