@@ -36,6 +36,7 @@ from engine.events import (
     Tick,
 )
 from engine.goal import GoalConfig, OnTrigger
+from engine.metrics import MetricsView, PositionMetrics, metrics_view
 from engine.model import (
     NEXT_PROTECTION,
     Awaited,
@@ -82,6 +83,7 @@ __all__ = [
     "GoalConfig",
     "Ladder",
     "LinkMode",
+    "MetricsView",
     "OnTrigger",
     "Operation",
     "OperationKind",
@@ -99,6 +101,7 @@ __all__ = [
     "PhaseAdvance",
     "PhaseOverride",
     "Position",
+    "PositionMetrics",
     "PositionView",
     "PriceGrid",
     "Protection",
@@ -115,6 +118,7 @@ __all__ = [
     "Tranche",
     "Transition",
     "fold",
+    "metrics_view",
     "step",
     "validate_entry",
 ]

@@ -35,6 +35,7 @@ from shell.codec import BadLine, format_ts, merge_by_ts, read_events
 from shell.config import ConfigError, Settings, load_settings
 from shell.errors import UserError, one_line
 from shell.journal import JournalWriter
+from shell.metrics import Metrics
 from shell.outputs import prepare_directory, prepare_file, refuse_inputs
 from shell.performance import ReportRequest, run_report
 from shell.plot import PlotUnavailable, PriceTrail, plot_simulation
@@ -179,6 +180,25 @@ def main(debug: bool) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Deliver alerts as the live loop does: to DIR/alerts.jsonl and the [alerts] sinks.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve Prometheus metrics on this port during the replay (0: any free port).",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="The address the metrics endpoint listens on.",
+)
+@click.option(
+    "--metrics-hold",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    metavar="SECONDS",
+    help="With --metrics-port: keep serving this long after the replay (Ctrl-C ends it).",
+)
 def simulate(
     events: Path,
     entries: Path | None,
@@ -190,9 +210,14 @@ def simulate(
     faults_text: str | None,
     plot_dir: Path | None,
     alerts_dir: Path | None,
+    metrics_port: int | None,
+    metrics_host: str,
+    metrics_hold: float,
 ) -> None:
     """Fold the engine over recorded EVENTS (JSONL, or CSV ticks) with the simulated broker.
     With --journal and a [store], the journal is then loaded into the store."""
+    if metrics_hold and metrics_port is None:
+        raise click.UsageError("--metrics-hold needs --metrics-port")
     inputs = [p for p in (events, entries, config_path) if p is not None]
     outputs: list[tuple[str, Path]] = []
     if journal is not None:
@@ -221,6 +246,12 @@ def simulate(
     kept: list[Record] = []
     writer = JournalWriter(journal) if journal is not None else None
     alerts = AlertDispatcher(settings.alerts, alerts_dir) if alerts_dir is not None else None
+    metrics = Metrics() if metrics_port is not None else None
+    if metrics is not None and metrics_port is not None:
+        host, port = metrics.serve(metrics_host, metrics_port)
+        click.echo(f"metrics: serving http://{host}:{port}/metrics", err=True)
+        if alerts is not None:
+            metrics.attach_alerts(alerts)
 
     def sink(command: Command) -> None:
         if writer is not None:
@@ -229,6 +260,8 @@ def simulate(
             kept.append(command)
         if alerts is not None:
             alerts.submit(command)
+        if metrics is not None:
+            metrics.observe(command)
 
     fill = market_fill or settings.market_fill
     broker = SimulatedBroker(market_fill=fill, faults=faults)  # type: ignore[arg-type]
@@ -239,7 +272,8 @@ def simulate(
                 stream,
                 EngineState.empty(settings.config),
                 broker,
-                sink if writer is not None or trail is not None or alerts is not None else None,
+                sink if any(o is not None for o in (writer, trail, alerts, metrics)) else None,
+                metrics.on_step if metrics is not None else None,
             )
         except BadLine as exc:
             raise click.ClickException(f"{exc} (use --skip-bad-lines to go on)") from None
@@ -264,6 +298,11 @@ def simulate(
             raise click.ClickException(str(exc)) from None
     if journal is not None and settings.store.url is not None:
         _backfill(settings, [journal], err=True)
+    if metrics is not None:
+        if metrics_hold:
+            click.echo(f"metrics: serving {metrics_hold:g} s more (Ctrl-C ends it)", err=True)
+            metrics.hold(metrics_hold)
+        metrics.close()
 
 
 @main.command()

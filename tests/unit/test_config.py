@@ -72,6 +72,7 @@ def test_orders_section_sets_timeouts_retries_and_breaker(tmp_path):
         ('[orders]\nretry_delays = [1, "x"]\n', "orders.retry_delays[1] = 'x': not a number"),
         ("[orders]\nbreaker_failures = 0\n", "orders.breaker_failures = 0: allowed a whole"),
         ("[orders]\ntimeout = 2\n", "unknown key(s) orders.timeout"),
+        ("[goal]\non_trigger = []\n", "goal.on_trigger = []: allowed 'block_entries'"),
     ],
 )  # fmt: skip
 def test_bad_values_are_refused_with_key_value_and_range(tmp_path, toml, message):
