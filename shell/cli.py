@@ -797,3 +797,7 @@ def sweep(
         + (f", {result.picture}" if result.picture else ""),
         err=True,
     )
+
+
+# The live commands (run, status, enter, replay, scan) register themselves on `main`.
+from shell import cli_live  # noqa: E402, F401
