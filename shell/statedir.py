@@ -36,6 +36,7 @@ from shell.files import fsync_dir, write_atomic
 from shell.statefile import state_from_json, state_to_json
 
 __all__ = [
+    "SNAPSHOT_VERSION",
     "Entry",
     "JournalLine",
     "Locked",
