@@ -800,4 +800,4 @@ def sweep(
 
 
 # The live commands (run, status, enter, replay, scan) register themselves on `main`.
-from shell import cli_live  # noqa: E402, F401
+from shell import cli_live, cli_run  # noqa: E402, F401

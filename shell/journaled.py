@@ -57,6 +57,10 @@ class Journaled:
         if intent.id is not None:
             self._entries[intent.id] = intent.id
 
+    def awaiting(self, id: str) -> bool:
+        """An entry with this inbox id was handed to the engine and is not answered yet."""
+        return id in self._entries
+
     def step_seen(self, event: Event, before: EngineState, t: Transition) -> None:
         """Journal `event` and what the engine made of it, fsync before any order goes out,
         hand records to the sinks, answer entries, and snapshot when it is time."""
@@ -95,6 +99,12 @@ class Journaled:
                 break
             if isinstance(command, Record) and command.kind == "entry.blocked":
                 data = command.data
+                key = self.state.intents.get(intent.id)
+                if data.get("reason") == "duplicate_entry" and key:
+                    # Sent again (a bot retrying): the answer is the first one's.
+                    reply = {"id": intent.id, "status": "accepted", "key": key,
+                             "symbol": intent.symbol, "repeated": True}  # fmt: skip
+                    break
                 reply = {"id": intent.id, "status": "blocked", "reason": data.get("reason"),
                          "detail": data.get("detail")}  # fmt: skip
                 break

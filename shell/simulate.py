@@ -34,6 +34,7 @@ __all__ = [
     "Sink",
     "StepObserver",
     "Summary",
+    "close_summary",
     "run_simulation",
 ]
 
@@ -336,20 +337,27 @@ def run_simulation(
             exposure.observe(broker.uncovered(), event.ts)
     if last_ts is not None:
         exposure.finish(last_ts)
-    count = ticks + others
-    summary.events = count
+    summary.events = ticks + others
     summary.ticks = ticks
     summary.oversells = broker.oversells
+    close_summary(summary, state, broker.working_qty)
+    return state, summary
+
+
+def close_summary(
+    summary: Summary, state: EngineState, working_qty: Callable[[str, str], Decimal]
+) -> None:
+    """The run's open positions, each with whether the broker works a stop for every share
+    left (`working_qty(symbol, order_id)`: the shares that order still works there)."""
     for key in sorted(state.positions):
         view = state.view(key)
         assert view is not None
         pos = view.position
-        # Protected: the broker works a stop of this position for every share left.
         order = pos.orders.exit
         protected = (
             order is not None
             and order.stop_price is not None
-            and broker.working_qty(pos.symbol, order.id) >= pos.fills.remaining
+            and working_qty(pos.symbol, order.id) >= pos.fills.remaining
         )
         summary.banked_open_pnl += pos.fills.realized
         summary.open_positions.append(
@@ -370,4 +378,3 @@ def run_simulation(
                 "halted": pos.halted,
             }
         )
-    return state, summary

@@ -1,0 +1,95 @@
+"""The paper exchange inside `ratchet run`'s own process: the simulated broker's matching
+(the same rules as `simulate` and `ratchet exchange`) played on a recorded feed, with the live
+loop's interface. Lock-step by default (`speed=0`: the next print only once the loop has
+stepped everything before it, so a paper run is deterministic and matches `simulate` on the
+same files); `speed > 0` plays the feed against the wall clock (1 = real time).
+
+Non-tick events of the feed (entry intents) reach the loop at their place in the feed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from decimal import Decimal
+
+from engine import BrokerSnapshot, Command, Event, Tick
+from shell.broker.simulated import SimulatedBroker
+
+__all__ = ["PaperBroker"]
+
+
+class PaperBroker:
+    """A `LiveBroker` (see shell.run) over a simulated broker and a recorded feed."""
+
+    def __init__(self, feed: Iterable[Event], *, speed: float = 0.0, market_fill: str = "next"):
+        if speed < 0:
+            raise ValueError(f"speed {speed}: allowed 0 (lock-step) or more")
+        self.events: asyncio.Queue[Event] = asyncio.Queue()
+        self.sim = SimulatedBroker(market_fill=market_fill)  # type: ignore[arg-type]
+        self.speed = speed
+        self.now: datetime | None = None  # the feed's time: the last print played
+        self.prints = 0
+        feed = iter(feed)
+        first = next(feed, None)
+        self._feed: Iterator[Event] = feed if first is None else itertools.chain([first], feed)
+        if first is not None:
+            self.now = first.ts  # the loop starts at the feed's first instant
+
+    async def start(self, symbols: Iterable[str]) -> None:
+        """Nothing to connect: the exchange is in this process."""
+
+    def subscribe(self, symbols: Iterable[str]) -> None:
+        """Every symbol of the feed is played: nothing to subscribe."""
+
+    def submit(self, commands: Sequence[Command]) -> None:
+        """Carry out the order commands; the answers queue up as events."""
+        for event in self.sim.execute(commands):
+            self.events.put_nowait(event)
+
+    async def snapshot(self, ts: datetime) -> BrokerSnapshot:
+        """The exchange's positions and open orders now."""
+        return self.sim.snapshot(ts)
+
+    def working_qty(self, symbol: str, order_id: str) -> Decimal:
+        """Shares the order still works at the exchange (0: not working)."""
+        return self.sim.working_qty(symbol, order_id)
+
+    def uncovered(self) -> dict[str, Decimal]:
+        """Per symbol held, the shares no working exit-side order covers."""
+        return self.sim.uncovered()
+
+    @property
+    def oversells(self) -> int:
+        """Exits that flipped a position (never allowed)."""
+        return self.sim.oversells
+
+    async def play(self, idle: asyncio.Event) -> None:
+        """Play the feed: each print first fills what rests at the exchange (the fills queue up
+        before the print itself, as `simulate` shows them), then goes out as a trade. In
+        lock-step a print waits until the loop is `idle`; at a speed, until its time."""
+        started = time.monotonic()
+        origin: datetime | None = None
+        for event in self._feed:
+            if self.speed:
+                origin = origin or event.ts
+                due = started + (event.ts - origin).total_seconds() / self.speed
+                delay = due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            else:
+                await idle.wait()
+                idle.clear()
+            if type(event) is Tick:
+                self.now = event.ts
+                self.prints += 1
+                for fill in self.sim.on_tick(event):
+                    self.events.put_nowait(fill)
+            self.events.put_nowait(event)
+            await asyncio.sleep(0)
+
+    async def close(self) -> None:
+        """Nothing to disconnect."""

@@ -1,0 +1,333 @@
+"""`ratchet run` and `ratchet scan`: the live loop on a state directory, against the paper
+exchange in this process or a broker speaking Alpaca's API (Alpaca, or a `ratchet exchange`)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import click
+
+from engine import (
+    Command,
+    EngineState,
+    Event,
+    Record,
+    RequestSnapshot,
+    SubmitOrder,
+    Transition,
+    metrics_view,
+)
+from shell.alerts import AlertDispatcher
+from shell.broker.paper import PaperBroker
+from shell.cli import _FILE, _STATE_DIR, _close_alerts, main
+from shell.codec import BadLine, merge_by_ts, read_events
+from shell.config import Settings, load_settings
+from shell.errors import UserError
+from shell.journaled import Journaled
+from shell.metrics import Metrics
+from shell.replay import recover
+from shell.report import render_summary, summary_to_json
+from shell.run import LiveBroker, Loop, LoopResult, finish_summary
+from shell.statedir import StateDir
+
+__all__ = ["SAMPLE", "run", "scan"]
+
+SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "synthetic.jsonl"
+_EARLIER = "earlier"  # where a paper run puts the state of the paper runs before it
+
+
+def _feed(feed: Path, entries: Path | None) -> Iterator[Event]:
+    stream: Iterator[Event] = read_events(feed)
+    if entries is not None:
+        stream = merge_by_ts(stream, read_events(entries))
+    return stream
+
+
+def _set_aside(sd: StateDir) -> Path | None:
+    """A paper run starts its feed over: the state of an earlier paper run in the directory
+    moves to `earlier/N/` (nothing is deleted)."""
+    parts = [p for p in (sd.journal_dir, sd.snapshot_path, sd.path / "alerts.jsonl")
+             if p.exists() and (p.is_file() or any(p.iterdir()))]  # fmt: skip
+    if not parts:
+        return None
+    earlier = sd.path / _EARLIER
+    n = 1
+    while (earlier / str(n)).exists():
+        n += 1
+    target = earlier / str(n)
+    target.mkdir(parents=True, mode=0o700)
+    for part in parts:
+        part.rename(target / part.name)
+    sd.create()
+    return target
+
+
+def _alpaca_broker(clock: Callable[[], datetime]) -> LiveBroker:
+    try:
+        adapter = importlib.import_module("shell.broker.alpaca")
+    except ImportError:
+        raise UserError("--broker alpaca: the Alpaca adapter is not available") from None
+    broker: LiveBroker = adapter.AlpacaBroker(adapter.settings_from_env(os.environ), clock=clock)
+    return broker
+
+
+def _wall() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Sinks:
+    """Where a run's records and alerts go besides the journal: alerts.jsonl and the [alerts]
+    sinks, the metrics endpoint."""
+
+    def __init__(self, settings: Settings, sd: StateDir, metrics_port: int | None, host: str):
+        self.alerts = AlertDispatcher(settings.alerts, sd.path)
+        self.metrics = Metrics() if metrics_port is not None else None
+        if self.metrics is not None and metrics_port is not None:
+            bound, port = self.metrics.serve(host, metrics_port)
+            click.echo(f"metrics: serving http://{bound}:{port}/metrics", err=True)
+            self.metrics.attach_alerts(self.alerts)
+
+    def sink(self, command: Command) -> None:
+        self.alerts.submit(command)
+        if self.metrics is not None:
+            self.metrics.observe(command)
+
+    def on_step(self, event: Event, before: EngineState, t: Transition) -> None:
+        if self.metrics is not None:
+            self.metrics.on_step(event, before, t)
+
+    def close(self) -> None:
+        _close_alerts(self.alerts)
+        if self.metrics is not None:
+            self.metrics.close()
+
+
+def _open(state_dir: Path, settings: Settings, paper: bool) -> tuple[StateDir, EngineState, bool]:
+    """Lock the state directory and recover the state to go on from (a paper run starts its
+    feed over, so it starts fresh and keeps the earlier run aside)."""
+    sd = StateDir(state_dir)
+    sd.lock()
+    if paper:
+        moved = _set_aside(sd)
+        if moved is not None:
+            click.echo(f"{state_dir}: an earlier paper run's state is kept in {moved}", err=True)
+    recovered = recover(sd, settings.config)
+    for note in recovered.notes:
+        click.echo(note, err=True)
+    if not recovered.fresh:
+        click.echo(f"{state_dir}: restarting from the snapshot and {recovered.events:,} "
+                   "journaled events after it", err=True)  # fmt: skip
+    return sd, recovered.state, not recovered.fresh
+
+
+def _make_broker(
+    broker_name: str, feed: Path | None, entries: Path | None, speed: float, clock_name: str,
+    settings: Settings, loops: list[Loop],
+) -> tuple[LiveBroker, Callable[[], datetime], float | None]:  # fmt: skip
+    """The broker, the loop's clock and its heartbeat (None: the feed's time moves the clock)."""
+    if broker_name == "paper":
+        try:
+            paper = PaperBroker(_feed(feed or SAMPLE, entries), speed=speed,
+                                market_fill=settings.market_fill)  # fmt: skip
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        epoch = datetime(1970, 1, 1, tzinfo=UTC)
+
+        def feed_clock() -> datetime:
+            return paper.now or epoch
+
+        return paper, feed_clock, (1.0 if speed else None)
+    if feed is not None or entries is not None:
+        raise click.UsageError("--feed and --entries are for --broker paper (a broker has its own)")
+
+    def market_clock() -> datetime:
+        """The last print's time (the loop's `last_ts`), once there is one."""
+        return (loops[0].last_ts if loops else None) or _wall()
+
+    clock = _wall if clock_name == "wall" else market_clock
+    return _alpaca_broker(clock), clock, 1.0
+
+
+def _print_result(result: LoopResult, paper: PaperBroker | None, as_json: bool) -> None:
+    summary = result.summary
+    if paper is not None:
+        finish_summary(summary, result.state, paper.working_qty, paper.oversells)
+    else:
+        finish_summary(summary, result.state, _believed_working(result.state))
+    if as_json:
+        click.echo(json.dumps(summary_to_json(summary, bad_lines=0), indent=2))
+    else:
+        click.echo(render_summary(summary))
+    rate = summary.events / result.elapsed if result.elapsed > 0 else 0.0
+    click.echo(f"{result.reason}: {summary.events:,} events in {result.elapsed:.2f} s "
+               f"({rate:,.0f} events/s)", err=True)  # fmt: skip
+
+
+def _believed_working(state: EngineState) -> Callable[[str, str], Decimal]:
+    """What the engine last heard the broker works, by order id (no broker to ask)."""
+    working: dict[str, Decimal] = {}
+    for pos in state.positions.values():
+        order = pos.orders.exit
+        if order is not None:
+            working[order.id] = order.open_qty
+
+    def qty(symbol: str, order_id: str) -> Decimal:
+        return working.get(order_id, Decimal(0))
+
+    return qty
+
+
+_BROKER = click.option("--broker", "broker_name", type=click.Choice(["paper", "alpaca"]),
+                       default="paper", show_default=True,
+                       help="paper: a local exchange in this process on --feed; alpaca: "
+                            "APCA_API_KEY_ID, APCA_API_SECRET_KEY, APCA_API_BASE_URL.")  # fmt: skip
+
+
+@main.command()
+@_BROKER
+@click.option("--feed", type=_FILE, help="Ticks for the paper exchange (default: the sample).")
+@click.option("--entries", type=_FILE, help="Entry intents for the paper run (JSONL).")
+@click.option("--speed", type=float, default=0.0, show_default=True,
+              help="Paper feed speed: 0 as fast as the loop keeps up, 1 real time.")  # fmt: skip
+@click.option("--clock", "clock_name", type=click.Choice(["wall", "feed"]), default="wall",
+              show_default=True,
+              help="--broker alpaca: the loop's time, the wall's or the last trade's (a "
+                   "`ratchet exchange` replaying a recorded feed).")  # fmt: skip
+@click.option("--config", "config_path", type=_FILE, help="ratchet.toml (defaults otherwise).")
+@_STATE_DIR
+@click.option("--dry-run", is_flag=True, help="Decide and journal, send nothing (shadow mode).")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), help="Serve Prometheus metrics.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+def run(
+    broker_name: str,
+    feed: Path | None,
+    entries: Path | None,
+    speed: float,
+    clock_name: str,
+    config_path: Path | None,
+    state_dir: Path,
+    dry_run: bool,
+    metrics_port: int | None,
+    metrics_host: str,
+    as_json: bool,
+) -> None:
+    """The live loop: protect every position on the broker, journaled in --state-dir, until
+    the feed ends (paper) or SIGINT/SIGTERM (the broker's stops stay working)."""
+    result, paper = _run_loop(
+        broker_name, feed, entries, speed, clock_name, config_path, state_dir, dry_run,
+        metrics_port, metrics_host, scan_only=False,
+    )  # fmt: skip
+    _print_result(result, paper, as_json)
+
+
+@main.command()
+@_BROKER
+@click.option("--clock", "clock_name", type=click.Choice(["wall", "feed"]), default="wall",
+              show_default=True, help="As for `run`.")  # fmt: skip
+@click.option("--config", "config_path", type=_FILE, help="ratchet.toml (defaults otherwise).")
+@_STATE_DIR
+@click.option("--dry-run", is_flag=True, help="Print the plan, send nothing.")
+def scan(
+    broker_name: str, clock_name: str, config_path: Path | None, state_dir: Path, dry_run: bool
+) -> None:
+    """Reconcile the broker's positions and orders now (SPEC §6): adopt what ratchet did not
+    open, correct missing or wrong exit orders, leave correct ones alone; print the plan."""
+    plan: list[str] = []
+
+    def note(event: Event, before: EngineState, commands: tuple[Command, ...]) -> None:
+        for command in commands:
+            if isinstance(command, SubmitOrder):
+                price = command.stop_price or command.limit_price or "market"
+                plan.append(f"  place {command.action.value} {command.qty} {command.symbol} "
+                            f"{command.type.value} @ {price} ({command.order_id})")  # fmt: skip
+            elif isinstance(command, Record) and command.kind.startswith(("adopt", "divergence",
+                                                                          "reconcil")):  # fmt: skip
+                plan.append(f"  {command.kind}: {json.dumps(command.data, default=str)}")
+            elif not isinstance(command, (Record, RequestSnapshot)) and hasattr(
+                command, "order_id"
+            ):
+                plan.append(f"  {type(command).__name__} {command.order_id}")
+
+    result, _ = _run_loop(broker_name, None, None, 0.0, clock_name, config_path, state_dir,
+                          dry_run, None, "127.0.0.1", scan_only=True, on_step=note)  # fmt: skip
+    held = len(result.state.positions)
+    click.echo(f"scan: {held} position(s) held; {'plan (not sent)' if dry_run else 'done'}:")
+    for line in plan or ["  nothing to do"]:
+        click.echo(line)
+
+
+def _run_loop(
+    broker_name: str, feed: Path | None, entries: Path | None, speed: float, clock_name: str,
+    config_path: Path | None, state_dir: Path, dry_run: bool, metrics_port: int | None,
+    metrics_host: str, *, scan_only: bool,
+    on_step: Callable[[Event, EngineState, tuple[Command, ...]], None] | None = None,
+) -> tuple[LoopResult, PaperBroker | None]:  # fmt: skip
+    settings = load_settings(config_path)
+    paper = broker_name == "paper"
+    loops: list[Loop] = []  # the loop, once made (a market clock reads its time)
+    broker, clock, heartbeat = _make_broker(broker_name, feed, entries, speed, clock_name,
+                                            settings, loops)  # fmt: skip
+    sd, state, restarted = _open(state_dir, settings, paper and not scan_only)
+    sinks = _Sinks(settings, sd, metrics_port, metrics_host)
+    journaled = Journaled(sd, state, sinks=[sinks.sink], dry_run=dry_run)
+
+    def observe(event: Event, before: EngineState, commands: tuple[Command, ...]) -> None:
+        sinks.on_step(event, before, Transition(journaled.state, commands))
+        if on_step is not None:
+            on_step(event, before, commands)
+
+    loop = Loop(journaled, broker, clock, heartbeat=heartbeat, inbox=not scan_only,
+                restarted=restarted, on_step=observe)  # fmt: skip
+    loops.append(loop)
+    status = _Status(loop) if sys.stderr.isatty() and not scan_only else None
+
+    async def main_task() -> LoopResult:
+        ticker = asyncio.create_task(status.show()) if status is not None else None
+        try:
+            return await loop.run(scan_only=scan_only)
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+            await broker.close()
+
+    try:
+        result = asyncio.run(main_task())
+    except BadLine as exc:
+        raise click.ClickException(f"--feed: {exc}") from None
+    finally:
+        journaled.close()
+        sinks.close()
+        if status is not None:
+            status.clear()
+    return result, broker if isinstance(broker, PaperBroker) else None
+
+
+class _Status:
+    """One line on a terminal: time, events, positions, P&L."""
+
+    def __init__(self, loop: Loop):
+        self.loop = loop
+
+    async def show(self) -> None:
+        while True:
+            state = self.loop.state
+            pnl = metrics_view(state).daily_pnl
+            line = (f"\r{self.loop.clock():%Y-%m-%d %H:%M:%S}Z  {self.loop.summary.events:,} "
+                    f"events  {len(state.positions)} open  day {pnl:+.2f}  "
+                    f"link {state.link.mode.value}")  # fmt: skip
+            sys.stderr.write(line[:120].ljust(80))
+            sys.stderr.flush()
+            await asyncio.sleep(0.5)
+
+    def clear(self) -> None:
+        sys.stderr.write("\r" + " " * 80 + "\r")
+        sys.stderr.flush()

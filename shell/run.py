@@ -1,0 +1,303 @@
+"""`ratchet run`: the live loop (SPEC §6b).
+
+Every source feeds one queue: the broker's prints, order answers and fills (its `events`
+queue), the clock's heartbeat, entry intents handed in by `ratchet enter`. One task takes them
+in order and steps the engine; before an event it gives the engine a clock event for whatever
+fell due earlier (a retry, an answer deadline), as `simulate` does. Each step is journaled
+ahead of its commands (shell.journaled) and its orders go to the broker, which never blocks
+the stepping: its answers come back through the queue.
+
+Start: the state is recovered from the state directory (snapshot + journal), a checkpoint
+opens the session's journal, and the engine sees the link go down and come back followed by
+the broker's snapshot: the engine's recovery, which verifies every position, adopts what the
+broker holds that ratchet did not open (SPEC §6, properties 35-38) and refuses entries until
+then. Stop (SIGINT/SIGTERM, the feed's end): no more entries, a last snapshot, the journal
+flushed, the broker's stops left working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+
+from attrs import define, evolve, field
+
+from engine import (
+    Alert,
+    BrokerSnapshot,
+    Clock,
+    Command,
+    Connectivity,
+    EngineState,
+    EntryIntent,
+    Event,
+    OrderFilled,
+    OrderStatus,
+    Record,
+    Tick,
+    step,
+)
+from shell.inbox import answer, pending
+from shell.journaled import Journaled
+from shell.simulate import Summary, close_summary
+
+__all__ = ["LiveBroker", "Loop", "LoopResult", "finish_summary"]
+
+_IN_FLIGHT = (OrderStatus.PENDING_NEW, OrderStatus.PENDING_CANCEL)
+_MAX_CATCH_UP = 10_000  # clock events before one event: more means the engine is not advancing
+
+
+class LiveBroker(Protocol):
+    """What the loop needs of a broker: the paper exchange in this process or the Alpaca
+    adapter (to Alpaca or to a `ratchet exchange`)."""
+
+    events: asyncio.Queue[Event]
+
+    async def start(self, symbols: Iterable[str]) -> None:
+        """Connect (streams, REST) and listen to `symbols`' trades."""
+        ...
+
+    def subscribe(self, symbols: Iterable[str]) -> None:
+        """Listen to more symbols' trades."""
+        ...
+
+    def submit(self, commands: Sequence[Command]) -> None:
+        """Send the order commands; never blocks: the answers come back as events."""
+        ...
+
+    async def snapshot(self, ts: datetime) -> BrokerSnapshot:
+        """The broker's positions and open orders now."""
+        ...
+
+    async def close(self) -> None:
+        """Disconnect; orders at the broker keep working."""
+        ...
+
+
+@define
+class LoopResult:
+    """How a run ended, and what it did."""
+
+    state: EngineState
+    summary: Summary
+    reason: str  # "feed ended", "signal SIGTERM", "scanned"
+    elapsed: float
+    step_seconds: list[float] = field(factory=list)  # per event, wall time to step + journal
+
+
+@define
+class Loop:
+    """One live run over `broker`, journaled by `journaled` (which holds the engine state)."""
+
+    journaled: Journaled
+    broker: LiveBroker
+    clock: Callable[[], datetime]  # the loop's time: the feed's (paper, exchange) or the wall's
+    heartbeat: float | None = 1.0  # seconds between clock events (None: only due events)
+    inbox: bool = True  # take entries handed in by `ratchet enter`
+    restarted: bool = False
+    on_step: Callable[[Event, EngineState, tuple[Command, ...]], None] | None = None
+    summary: Summary = field(factory=Summary)
+    _stopping: str | None = None
+    _subscribed: set[str] = field(factory=set)
+    last_ts: datetime | None = None  # the time of the last event stepped
+    _timings: list[float] = field(factory=list)
+    _uncovered: Callable[[], dict[str, Decimal]] | None = None  # the broker's bare shares
+    _exposed: bool = False  # orders or fills since the broker's bare shares were last measured
+
+    def __attrs_post_init__(self) -> None:
+        self._uncovered = getattr(self.broker, "uncovered", None)
+
+    @property
+    def state(self) -> EngineState:
+        """The engine's state now."""
+        return self.journaled.state
+
+    def stop(self, reason: str) -> None:
+        """End the run after the event being stepped (signal handlers call this)."""
+        if self._stopping is None:
+            self._stopping = reason
+
+    async def run(self, *, scan_only: bool = False, idle_grace: float = 0.5) -> LoopResult:
+        """Run until the feed ends, a signal, or (with `scan_only`) until the startup scan is
+        applied and answered."""
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop, f"signal {sig.name}")
+        symbols = sorted({pos.symbol for pos in self.state.positions.values()})
+        await self.broker.start(symbols)
+        self._subscribed.update(symbols)
+        idle = asyncio.Event()
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            await self._startup()
+            play = getattr(self.broker, "play", None)
+            feed = None
+            if play is not None and not scan_only:
+                feed = asyncio.create_task(play(idle))
+                tasks.append(feed)
+            if self.heartbeat is not None and not scan_only:
+                tasks.append(asyncio.create_task(self._beat(self.heartbeat)))
+            if self.inbox and not scan_only:
+                tasks.append(asyncio.create_task(self._poll_inbox()))
+            queue = self.broker.events
+            quiet_since: float | None = None
+            while self._stopping is None:
+                if queue.empty():
+                    self._measure()
+                    idle.set()
+                    if feed is not None and feed.done():
+                        feed.result()  # a feed that failed ends the run with its error
+                        if queue.empty():
+                            if self.last_ts is not None:
+                                self.summary.exposure.finish(self.last_ts)
+                            self._stopping = "feed ended"
+                            break
+                    if scan_only and not self._waiting():
+                        now = time.monotonic()
+                        quiet_since = quiet_since or now
+                        if now - quiet_since >= idle_grace:
+                            self._stopping = "scanned"
+                            break
+                try:
+                    event = await asyncio.wait_for(queue.get(), timeout=0.05)
+                except TimeoutError:
+                    continue
+                quiet_since = None
+                self.feed(event)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+        return LoopResult(
+            self.state,
+            self.summary,
+            self._stopping or "stopped",
+            time.perf_counter() - started,
+            self._timings,
+        )
+
+    async def _startup(self) -> None:
+        """A checkpoint, then the engine's recovery: the link down and back up, and the broker's
+        snapshot (every position verified and the broker's own adopted before any entry)."""
+        now = self.clock()
+        self.journaled.begin(now, "restart" if self.restarted else "start")
+        self.feed(Connectivity(now, up=False))
+        self.feed(Connectivity(now, up=True))
+        self.feed(await self.broker.snapshot(now))
+
+    def _measure(self) -> None:
+        """Once everything queued is stepped: the shares without a working stop now (a paper
+        broker can tell; the summary's exposure windows)."""
+        if self._exposed and self._uncovered is not None and self.last_ts is not None:
+            self.summary.exposure.observe(self._uncovered(), self.last_ts)
+        self._exposed = False
+
+    def _waiting(self) -> bool:
+        """Something the engine still waits for from the broker (an answer, a snapshot)."""
+        state = self.state
+        if state.link.recovering:
+            return True
+        for pos in state.positions.values():
+            if pos.reconciling is not None:
+                return True
+            for order in (pos.orders.entry, pos.orders.exit, pos.orders.sell):
+                if order is not None and order.status in _IN_FLIGHT:
+                    return True
+        return False
+
+    def feed(self, event: Event) -> None:
+        """Step `event` (after the clock events for what fell due before it)."""
+        last = self.last_ts
+        ts = event.ts
+        if last is not None and ts < last:
+            ts = last  # never backward: an answer stamped before the print that came first
+            event = _at(event, ts)
+        caught = 0
+        while self.state.due < ts and type(event) is not Clock:
+            when = max(self.state.due, last) if last is not None else self.state.due
+            before_due = self.state.due
+            self._step(Clock(when))
+            caught += 1
+            if self.state.due <= before_due or caught > _MAX_CATCH_UP:
+                break  # nothing could act (the link is down): the event goes on
+        self._step(event)
+        self.last_ts = ts
+
+    def _step(self, event: Event) -> None:
+        began = time.perf_counter()
+        before = self.state
+        t = step(before, event)
+        self.journaled.step_seen(event, before, t)
+        orders: list[Command] = []
+        for command in t.commands:
+            if type(command) is Record or type(command) is Alert:
+                self.summary.observe(command)
+            else:
+                orders.append(command)
+        sendable = self.journaled.sendable(orders)
+        if sendable:
+            self.broker.submit(sendable)
+        kind = type(event)
+        if kind is Tick or kind is EntryIntent:  # what a feed records (as `simulate` counts)
+            self.summary.ticks += kind is Tick
+            self.summary.events += 1
+        if orders or kind is OrderFilled:
+            self._exposed = True
+        if self.on_step is not None:
+            self.on_step(event, before, t.commands)
+        self._timings.append(time.perf_counter() - began)
+        new = {p.symbol for p in t.state.positions.values()} - self._subscribed
+        if new:
+            self._subscribed.update(new)
+            self.broker.subscribe(sorted(new))
+
+    async def _beat(self, every: float) -> None:
+        """The heartbeat (property 29): a clock event at least every `every` seconds."""
+        while True:
+            await asyncio.sleep(every)
+            self.broker.events.put_nowait(Clock(self.clock()))
+
+    async def _poll_inbox(self, every: float = 0.1) -> None:
+        """Entries handed in by `ratchet enter` join the queue; an unreadable one is answered
+        at once. After a stop begins, none is taken."""
+        path = self.journaled.sd.path
+        while self._stopping is None:
+            for id, item in pending(path, self.clock()):
+                if self.journaled.awaiting(id):
+                    continue
+                if isinstance(item, str):
+                    answer(path, id, {"id": id, "status": "blocked", "reason": item})
+                    continue
+                self.journaled.expect_answer(item)
+                self.broker.events.put_nowait(item)
+            await asyncio.sleep(every)
+
+
+def _at(event: Event, ts: datetime) -> Event:
+    """`event` stamped at `ts`."""
+    return evolve(event, ts=ts)
+
+
+def finish_summary(
+    summary: Summary,
+    state: EngineState,
+    working_qty: Callable[[str, str], Decimal],
+    oversells: int = 0,
+) -> Summary:
+    """The run's summary with its open positions, as `simulate` prints it."""
+    summary.oversells = oversells
+    close_summary(summary, state, working_qty)
+    return summary
