@@ -20,9 +20,9 @@ soak *args:
 bench *args:
     ./dev pytest benchmarks --benchmark-only --benchmark-columns=min,median,mean,max,rounds -p no:randomly {{args}}
 
-# The README's first command: simulate the bundled synthetic sample.
+# The README's first command: the live loop on the paper exchange (the bundled sample).
 demo:
-    ./dev ratchet simulate samples/synthetic.jsonl
+    ./dev ratchet run --state-dir ratchet-state/demo
 
 # The README's sweep: samples/grid.toml over the bundled sample; refreshes docs/sweep.png.
 sweep-demo:
