@@ -4,6 +4,7 @@ exchange in this process or a broker speaking Alpaca's API (Alpaca, or a `ratche
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import json
 import os
@@ -12,6 +13,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -90,10 +92,35 @@ class _Sinks:
     def __init__(self, settings: Settings, sd: StateDir, metrics_port: int | None, host: str):
         self.alerts = AlertDispatcher(settings.alerts, sd.path)
         self.metrics = Metrics() if metrics_port is not None else None
+        self.store: Any = None
+        if settings.store.url is not None:
+            try:
+                from shell.store import StoreWriter  # noqa: PLC0415 (the optional extra)
+            except ImportError:
+                why = "the store needs: pip install 'ratchet[postgres]'"
+                raise UserError(f"[store]: {why}") from None
+            self.store = StoreWriter(settings.store)
+            click.echo(f"store: writing to {self.store.where}", err=True)
         if self.metrics is not None and metrics_port is not None:
             bound, port = self.metrics.serve(host, metrics_port)
             click.echo(f"metrics: serving http://{bound}:{port}/metrics", err=True)
             self.metrics.attach_alerts(self.alerts)
+            if self.store is not None:
+                self.metrics.attach_store(self.store)
+
+    def line_sinks(self) -> list[Callable[[Command, str, int], None]]:
+        if self.store is None:
+            return []
+        store = self.store
+
+        @functools.cache
+        def named(source: str) -> str:
+            return os.path.realpath(source)  # as the store names a journal (journal_source)
+
+        def to_store(command: Command, source: str, line: int) -> None:
+            store.submit(command, named(source), line)
+
+        return [to_store]
 
     def sink(self, command: Command) -> None:
         self.alerts.submit(command)
@@ -106,6 +133,11 @@ class _Sinks:
 
     def close(self) -> None:
         _close_alerts(self.alerts)
+        if self.store is not None:
+            done = self.store.close(timeout=30.0)
+            rows = sum(self.store.written.values())
+            left = "" if done else " (some left out: see the warning)"
+            click.echo(f"store: {rows:,} rows written{left}", err=True)
         if self.metrics is not None:
             self.metrics.close()
 
@@ -278,7 +310,8 @@ def _run_loop(
                                             settings, loops)  # fmt: skip
     sd, state, restarted = _open(state_dir, settings, paper and not scan_only)
     sinks = _Sinks(settings, sd, metrics_port, metrics_host)
-    journaled = Journaled(sd, state, sinks=[sinks.sink], dry_run=dry_run)
+    journaled = Journaled(sd, state, sinks=[sinks.sink], line_sinks=sinks.line_sinks(),
+                          dry_run=dry_run)  # fmt: skip
 
     def observe(event: Event, before: EngineState, commands: tuple[Command, ...]) -> None:
         sinks.on_step(event, before, Transition(journaled.state, commands))

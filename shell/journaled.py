@@ -25,9 +25,10 @@ from engine import (
 from shell.inbox import answer
 from shell.statedir import StateDir
 
-__all__ = ["Journaled", "Sink"]
+__all__ = ["Journaled", "LineSink", "Sink"]
 
 Sink = Callable[[Command], None]
+LineSink = Callable[[Command, str, int], None]  # a command, its journal file and line
 _ORDERS = (SubmitOrder, CancelOrder, RequestSnapshot)
 
 
@@ -40,6 +41,7 @@ class Journaled:
     sd: StateDir
     state: EngineState
     sinks: Sequence[Sink] = ()
+    line_sinks: Sequence[LineSink] = ()  # told where each record is (the store reads back)
     snapshot_every: float = 5.0  # seconds of wall time between snapshots
     dry_run: bool = False
     events: int = 0
@@ -65,7 +67,7 @@ class Journaled:
         """Journal `event` and what the engine made of it, fsync before any order goes out,
         hand records to the sinks, answer entries, and snapshot when it is time."""
         self.sd.event(event, before)
-        self.sd.commands(t.commands)
+        lines = self.sd.commands(t.commands)
         self.events += 1
         orders = [c for c in t.commands if isinstance(c, _ORDERS)]
         if orders:
@@ -75,6 +77,12 @@ class Journaled:
         for command in t.commands:
             for sink in self.sinks:
                 sink(command)
+        if self.line_sinks and t.commands and self.sd.current is not None:
+            self.sd.flush()
+            source = str(self.sd.current)
+            for command, line in zip(t.commands, lines, strict=True):
+                for line_sink in self.line_sinks:
+                    line_sink(command, source, line)
         if self._entries and isinstance(event, EntryIntent) and event.id in self._entries:
             self._answer(event, t.commands)
         now = time.monotonic()

@@ -111,6 +111,7 @@ class StateDir:
     _file: Path | None = field(default=None, init=False)
     _session: object = field(default=None, init=False)
     _dirty: bool = field(default=False, init=False)
+    _lines: int = field(default=0, init=False)  # lines in the journal file being written
 
     # --- the directory -------------------------------------------------------------------
 
@@ -233,12 +234,15 @@ class StateDir:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._fh = os.fdopen(fd, "ab")
         self._file = path
+        with path.open("rb") as existing:  # lines already there (a restart on the same day)
+            self._lines = sum(1 for _ in existing)
         fsync_dir(self.journal_dir)
 
     def _write(self, data: dict[str, Any]) -> None:
         assert self._fh is not None
         self._fh.write(_dumps(data).encode("utf-8") + b"\n")
         self._dirty = True
+        self._lines += 1
 
     def checkpoint(self, state: EngineState, ts: datetime, reason: str) -> None:
         """Start (or restart) the journal from `state`: the line `replay` starts from."""
@@ -259,10 +263,24 @@ class StateDir:
                          "state": state_to_json(state)})  # fmt: skip
         self._write({"kind": "event", "event": event_to_json(event)})
 
-    def commands(self, commands: tuple[Command, ...] | list[Command]) -> None:
-        """Journal what a step produced, before any of it is carried out."""
+    def commands(self, commands: tuple[Command, ...] | list[Command]) -> list[int]:
+        """Journal what a step produced, before any of it is carried out; the line number
+        (1-based, in `current`) of each."""
+        lines = []
         for command in commands:
             self._write(command_to_json(command))
+            lines.append(self._lines)
+        return lines
+
+    @property
+    def current(self) -> Path | None:
+        """The journal file being written."""
+        return self._file
+
+    def flush(self) -> None:
+        """Hand what is written to the operating system (readers see it; not yet durable)."""
+        if self._fh is not None:
+            self._fh.flush()
 
     def sync(self) -> None:
         """Flush and fsync the journal: what it holds survives a crash from now on."""

@@ -50,6 +50,7 @@ from shell.errors import UserError
 from shell.metrics import Metrics
 from shell.secret import Secret
 from shell.simulate import run_simulation
+from shell.statedir import StateDir, read_journal
 from shell.store import StoreWriter, describe_url
 from tests import portfolio
 from tests.oracle import r_of
@@ -513,3 +514,51 @@ def test_simulate_refuses_a_taken_port_and_a_hold_without_a_port():
     )
     result = CliRunner().invoke(main, ["simulate", sample, "--metrics-hold", "5"])
     assert result.exit_code == 2 and "--metrics-hold needs --metrics-port" in result.output
+
+
+def test_run_serves_each_open_positions_r_and_state_and_totals_as_the_journal_says(tmp_path):
+    """`ratchet run --broker paper --metrics-port 0` at a speed that keeps positions open for a
+    while: a scrape finds exactly the journal's open positions, each with its R and its last
+    protection state, and the counters equal the journal's records at that moment."""
+    state = tmp_path / "s"
+    ratchet = Path(sys.executable).with_name("ratchet")
+    proc = subprocess.Popen(
+        [str(ratchet), "run", "--broker", "paper", "--speed", "20", "--metrics-port", "0",
+         "--state-dir", str(state)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    matched = None
+    try:
+        assert proc.stderr is not None
+        url = next(line.split()[-1] for line in proc.stderr
+                   if line.startswith("metrics: serving http://"))  # fmt: skip
+        deadline = time.monotonic() + 60
+        while matched is None and time.monotonic() < deadline:
+            s = scrape(url)
+            records = [line.data for path in StateDir(state).journal_files()
+                       for line in read_journal(path) if "kind" in line.data
+                       and line.data["kind"] not in ("event", "checkpoint")]  # fmt: skip
+            opened = {r["key"] for r in records if r["kind"] == "position.opened"}
+            closed = {r["key"] for r in records if r["kind"] == "position.closed"}
+            keys = {dict(labels)["key"] for labels in s.get("ratchet_position_r", {})}
+            moves = sum(1 for r in records if r["kind"] == "stop.moved")
+            if keys and keys == opened - closed and one(s, "ratchet_stop_moves_total") == moves:
+                matched = (s, records, keys)
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert matched is not None, "no scrape matched the journal's open positions"
+    s, records, keys = matched
+    last_state = {}
+    for r in records:
+        if r["kind"] == "position.state":
+            last_state[r["key"]] = r["new"]
+    for labels in s["ratchet_position_state"]:
+        label = dict(labels)
+        assert label["state"] == last_state.get(label["key"], "INITIAL_RISK"), label
+    assert {dict(labels)["key"] for labels in s["ratchet_position_state"]} == keys
+    assert all(isinstance(v, float) for v in s["ratchet_position_r"].values())

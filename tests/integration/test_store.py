@@ -402,3 +402,28 @@ def test_backfill_without_a_reachable_store_is_one_line(tmp_path):
     [line] = result.output.strip().splitlines()
     assert line.startswith(f"Error: store: cannot connect to 127.0.0.1:{port}/test: ")
     assert "pw-SeCrEt-42" not in result.output
+
+
+def test_a_paper_run_writes_its_records_to_the_store_as_its_journal_holds_them(tmp_path, pg,
+                                                                              schema):  # fmt: skip
+    """`ratchet run` with a [store]: while it runs, the tables receive every trade, partial
+    fill, stop move and state change of the journal, keyed by the journal's file and line
+    (so backfilling the live journal afterwards finds every row already stored)."""
+    config = _config(tmp_path, schema)
+    env = {"RATCHET_STORE_URL": pg}
+    state = tmp_path / "state"
+    ran = _run("run", "--state-dir", state, "--config", config, env=env)
+    assert ran.exit_code == 0, ran.output
+    [journal] = sorted((state / "journal").glob("*.jsonl"))
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    for table, (kind, fields) in FIELDS.items():
+        expected = [
+            {"source": str(journal.resolve()), "line": n, "ts": record["ts"],
+             **{column: record.get(field) for column, field in fields.items()}}
+            for n, record in enumerate(lines, start=1) if record.get("kind") == kind
+        ]  # fmt: skip
+        assert expected, table
+        assert _rows(pg, schema, table) == expected, table
+    again = _run("store", "backfill", journal, "--config", config, env=env)
+    assert again.exit_code == 0, again.output
+    assert "  trades                   0 new       6 already stored" in again.output
