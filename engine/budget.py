@@ -1,4 +1,4 @@
-"""The request budget (issue 19 of the order protocol): however refusals arrive, one position
+"""The request budget (SPEC §4): however refusals arrive, one position
 never sends more than `max_requests_per_minute` order requests in any minute, and a position
 the broker disagreed about sends nothing until the broker's snapshot is applied.
 

@@ -1,4 +1,4 @@
-"""Divergence (issue 19 of the order protocol): when the broker says something that
+"""Divergence (SPEC §4, §6): when the broker says something that
 contradicts what the engine believes — fewer shares free than nothing else should hold, no
 such order for one believed working, a fill of an order ratchet does not know — it is
 evidence, not a passing fault. It is journaled (`divergence.detected`: what ratchet believed,

@@ -1,4 +1,4 @@
-"""When the broker disagrees (issue 19 of the order protocol): evidence, one snapshot, the
+"""When the broker disagrees (SPEC §4, §6): evidence, one snapshot, the
 broker's truth adopted, and a bounded number of requests however the refusals come."""
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ def test_p24_when_retries_run_out_an_alert_carries_the_full_context(history, con
             if isinstance(c, Alert) and c.reason != "order_breaker_open"
         ]  # fmt: skip
         if used[event.order_id] == 3 and not step.records("order.retry"):
-            # Coalesced (issue 19): a position's operator hears of it at the 1st, 2nd, 4th
+            # Coalesced: a position's operator hears of it at the 1st, 2nd, 4th
             # ... exhaustion of one refusal episode, with the count; the others are counted.
             key = step.before.routes.get(event.order_id, "")
             pos = step.after.positions.get(key)

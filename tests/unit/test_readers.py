@@ -223,7 +223,7 @@ def test_trade_logs_get_the_same_readers(tmp_path):
 
 
 def test_first_straddle_case_by_hand(tmp_path):
-    """The issue's case: '€' split 2 + 1 across the first 64 KiB block of a CSV."""
+    """The case that was reported: '€' split 2 + 1 across the first 64 KiB block of a CSV."""
     head = "ts,symbol,price,size\n"
     filler = "".join(
         f"2024-03-04T14:30:00Z,F{i:05d},1.00,1\n" for i in range(2400)
