@@ -28,6 +28,7 @@ from engine import (
     metrics_view,
 )
 from shell.alerts import AlertDispatcher
+from shell.broker.faults import Faults
 from shell.broker.paper import PaperBroker
 from shell.cli import _FILE, _STATE_DIR, _close_alerts, main
 from shell.codec import BadLine, merge_by_ts, read_events
@@ -162,13 +163,14 @@ def _open(state_dir: Path, settings: Settings, paper: bool) -> tuple[StateDir, E
 
 def _make_broker(
     broker_name: str, feed: Path | None, entries: Path | None, speed: float, clock_name: str,
-    settings: Settings, loops: list[Loop],
+    settings: Settings, loops: list[Loop], faults: str | None,
 ) -> tuple[LiveBroker, Callable[[], datetime], float | None]:  # fmt: skip
     """The broker, the loop's clock and its heartbeat (None: the feed's time moves the clock)."""
     if broker_name == "paper":
         try:
+            profile = Faults.parse(faults) if faults else None
             paper = PaperBroker(_feed(feed or SAMPLE, entries), speed=speed,
-                                market_fill=settings.market_fill)  # fmt: skip
+                                market_fill=settings.market_fill, faults=profile)  # fmt: skip
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
         epoch = datetime(1970, 1, 1, tzinfo=UTC)
@@ -177,8 +179,9 @@ def _make_broker(
             return paper.now or epoch
 
         return paper, feed_clock, (1.0 if speed else None)
-    if feed is not None or entries is not None:
-        raise click.UsageError("--feed and --entries are for --broker paper (a broker has its own)")
+    if feed is not None or entries is not None or faults:
+        why = "--feed, --entries and --faults are for --broker paper (a broker has its own)"
+        raise click.UsageError(why)
 
     def market_clock() -> datetime:
         """The last print's time (the loop's `last_ts`), once there is one."""
@@ -229,6 +232,8 @@ _BROKER = click.option("--broker", "broker_name", type=click.Choice(["paper", "a
 @click.option("--entries", type=_FILE, help="Entry intents for the paper run (JSONL).")
 @click.option("--speed", type=float, default=0.0, show_default=True,
               help="Paper feed speed: 0 as fast as the loop keeps up, 1 real time.")  # fmt: skip
+@click.option("--faults", "faults", metavar="PROFILE",
+              help="Paper: the exchange's faults, as simulate's (high, permanent=1, ...).")  # fmt: skip
 @click.option("--clock", "clock_name", type=click.Choice(["wall", "feed"]), default="wall",
               show_default=True,
               help="--broker alpaca: the loop's time, the wall's or the last trade's (a "
@@ -244,6 +249,7 @@ def run(
     feed: Path | None,
     entries: Path | None,
     speed: float,
+    faults: str | None,
     clock_name: str,
     config_path: Path | None,
     state_dir: Path,
@@ -256,7 +262,7 @@ def run(
     the feed ends (paper) or SIGINT/SIGTERM (the broker's stops stay working)."""
     result, paper = _run_loop(
         broker_name, feed, entries, speed, clock_name, config_path, state_dir, dry_run,
-        metrics_port, metrics_host, scan_only=False,
+        metrics_port, metrics_host, scan_only=False, faults=faults,
     )  # fmt: skip
     _print_result(result, paper, as_json)
 
@@ -300,14 +306,14 @@ def scan(
 def _run_loop(
     broker_name: str, feed: Path | None, entries: Path | None, speed: float, clock_name: str,
     config_path: Path | None, state_dir: Path, dry_run: bool, metrics_port: int | None,
-    metrics_host: str, *, scan_only: bool,
+    metrics_host: str, *, scan_only: bool, faults: str | None = None,
     on_step: Callable[[Event, EngineState, tuple[Command, ...]], None] | None = None,
 ) -> tuple[LoopResult, PaperBroker | None]:  # fmt: skip
     settings = load_settings(config_path)
     paper = broker_name == "paper"
     loops: list[Loop] = []  # the loop, once made (a market clock reads its time)
     broker, clock, heartbeat = _make_broker(broker_name, feed, entries, speed, clock_name,
-                                            settings, loops)  # fmt: skip
+                                            settings, loops, faults)  # fmt: skip
     sd, state, restarted = _open(state_dir, settings, paper and not scan_only)
     sinks = _Sinks(settings, sd, metrics_port, metrics_host)
     journaled = Journaled(sd, state, sinks=[sinks.sink], line_sinks=sinks.line_sinks(),

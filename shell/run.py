@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import signal
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -67,8 +68,9 @@ class LiveBroker(Protocol):
         """Listen to more symbols' trades."""
         ...
 
-    def submit(self, commands: Sequence[Command]) -> None:
-        """Send the order commands; never blocks: the answers come back as events."""
+    def submit(self, commands: Sequence[Command]) -> Sequence[Event] | None:
+        """Send the order commands; never blocks: the answers come back as events on the
+        queue (a broker in this process may return them at once instead)."""
         ...
 
     async def snapshot(self, ts: datetime) -> BrokerSnapshot:
@@ -108,6 +110,7 @@ class Loop:
     last_ts: datetime | None = None  # the time of the last event stepped
     _timings: list[float] = field(factory=list)
     _uncovered: Callable[[], dict[str, Decimal]] | None = None  # the broker's bare shares
+    _answers: deque[Event] = field(factory=deque)  # given at once by the broker: next
     _exposed: bool = False  # orders or fills since the broker's bare shares were last measured
 
     def __attrs_post_init__(self) -> None:
@@ -141,7 +144,7 @@ class Loop:
             play = getattr(self.broker, "play", None)
             feed = None
             if play is not None and not scan_only:
-                feed = asyncio.create_task(play(idle))
+                feed = asyncio.create_task(play(idle, self.catch_up))
                 tasks.append(feed)
             if self.heartbeat is not None and not scan_only:
                 tasks.append(asyncio.create_task(self._beat(self.heartbeat)))
@@ -219,22 +222,63 @@ class Loop:
         return False
 
     def feed(self, event: Event) -> None:
-        """Step `event` (after the clock events for what fell due before it)."""
+        """Step `event`, after the clock events for what fell due before it."""
         last = self.last_ts
         ts = event.ts
         if last is not None and ts < last:
             ts = last  # never backward: an answer stamped before the print that came first
             event = _at(event, ts)
-        caught = 0
-        while self.state.due < ts and type(event) is not Clock:
-            when = max(self.state.due, last) if last is not None else self.state.due
-            before_due = self.state.due
-            self._step(Clock(when))
-            caught += 1
-            if self.state.due <= before_due or caught > _MAX_CATCH_UP:
-                break  # nothing could act (the link is down): the event goes on
+        if type(event) is not Clock:
+            self.catch_up(ts)
         self._step(event)
+        self._drain()
         self.last_ts = ts
+
+    def catch_up(self, until: datetime) -> None:
+        """Time passes from the last event until `until`: what falls due in between gets its
+        clock event at its instant, in order (at once, if it fell due while nothing could
+        act), and a broker whose link dropped comes back when due. A paper exchange calls
+        this before it matches a print, as `simulate` does."""
+        reconnect_at = getattr(self.broker, "reconnect_at", None)
+        back = reconnect_at() if reconnect_at is not None else None
+        if not (self.state.due < until or back is not None):
+            return
+        reached = self.last_ts
+        stalled: datetime | None = None  # an instant at which nothing could act
+        for _ in range(_MAX_CATCH_UP):
+            back = reconnect_at() if reconnect_at is not None else None
+            when = self.state.due
+            if reached is not None and when < reached:
+                when = reached
+            if back is not None and back < until and (back <= when or when == stalled):
+                if reached is not None and back < reached:
+                    back = reached
+                self._answers.extend(self.broker.reconnect(back))  # type: ignore[attr-defined]
+                self._drain()
+                self._observe(back)
+                reached = back
+                continue
+            if when >= until or when == stalled:
+                break
+            self._step(Clock(when))
+            self._drain()
+            self._observe(when)
+            reached = when
+            if self.state.due <= when:
+                stalled = when
+        if reached is not None:
+            self.last_ts = reached
+
+    def _observe(self, ts: datetime) -> None:
+        if self._uncovered is not None:
+            self.summary.exposure.observe(self._uncovered(), ts)
+        self._exposed = False
+
+    def _drain(self) -> None:
+        """Step the answers a broker gave at once, and theirs, before anything else (as
+        `simulate` does)."""
+        while self._answers:
+            self._step(self._answers.popleft())
 
     def _step(self, event: Event) -> None:
         began = time.perf_counter()
@@ -249,7 +293,7 @@ class Loop:
                 orders.append(command)
         sendable = self.journaled.sendable(orders)
         if sendable:
-            self.broker.submit(sendable)
+            self._answers.extend(self.broker.submit(sendable) or ())
         kind = type(event)
         if kind is Tick or kind is EntryIntent:  # what a feed records (as `simulate` counts)
             self.summary.ticks += kind is Tick

@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
 
 from engine import BrokerSnapshot, Command, Event, Tick
+from shell.broker.faults import Faults
 from shell.broker.simulated import SimulatedBroker
 
 __all__ = ["PaperBroker"]
@@ -25,11 +26,18 @@ __all__ = ["PaperBroker"]
 class PaperBroker:
     """A `LiveBroker` (see shell.run) over a simulated broker and a recorded feed."""
 
-    def __init__(self, feed: Iterable[Event], *, speed: float = 0.0, market_fill: str = "next"):
+    def __init__(
+        self,
+        feed: Iterable[Event],
+        *,
+        speed: float = 0.0,
+        market_fill: str = "next",
+        faults: Faults | None = None,
+    ):
         if speed < 0:
             raise ValueError(f"speed {speed}: allowed 0 (lock-step) or more")
         self.events: asyncio.Queue[Event] = asyncio.Queue()
-        self.sim = SimulatedBroker(market_fill=market_fill)  # type: ignore[arg-type]
+        self.sim = SimulatedBroker(market_fill=market_fill, faults=faults)  # type: ignore[arg-type]
         self.speed = speed
         self.now: datetime | None = None  # the feed's time: the last print played
         self.prints = 0
@@ -45,10 +53,10 @@ class PaperBroker:
     def subscribe(self, symbols: Iterable[str]) -> None:
         """Every symbol of the feed is played: nothing to subscribe."""
 
-    def submit(self, commands: Sequence[Command]) -> None:
-        """Carry out the order commands; the answers queue up as events."""
-        for event in self.sim.execute(commands):
-            self.events.put_nowait(event)
+    def submit(self, commands: Sequence[Command]) -> list[Event]:
+        """Carry out the order commands; the answers, at once (the loop steps them before
+        anything else, as `simulate` does)."""
+        return self.sim.execute(commands)
 
     async def snapshot(self, ts: datetime) -> BrokerSnapshot:
         """The exchange's positions and open orders now."""
@@ -57,6 +65,14 @@ class PaperBroker:
     def working_qty(self, symbol: str, order_id: str) -> Decimal:
         """Shares the order still works at the exchange (0: not working)."""
         return self.sim.working_qty(symbol, order_id)
+
+    def reconnect_at(self) -> datetime | None:
+        """When a link dropped by a fault comes back (None: it is up)."""
+        return self.sim.reconnect_at()
+
+    def reconnect(self, ts: datetime) -> list[Event]:
+        """The link is back at `ts`: the broker's reconnect events (its snapshot)."""
+        return self.sim.reconnect(ts)
 
     def uncovered(self) -> dict[str, Decimal]:
         """Per symbol held, the shares no working exit-side order covers."""
@@ -67,10 +83,12 @@ class PaperBroker:
         """Exits that flipped a position (never allowed)."""
         return self.sim.oversells
 
-    async def play(self, idle: asyncio.Event) -> None:
+    async def play(self, idle: asyncio.Event, catch_up: Callable[[datetime], None]) -> None:
         """Play the feed: each print first fills what rests at the exchange (the fills queue up
         before the print itself, as `simulate` shows them), then goes out as a trade. In
-        lock-step a print waits until the loop is `idle`; at a speed, until its time."""
+        lock-step a print waits until the loop is `idle`; at a speed, until its time. Before
+        the exchange matches a print, the loop `catch_up`s to its time (what fell due before
+        it reaches the exchange first)."""
         started = time.monotonic()
         origin: datetime | None = None
         for event in self._feed:
@@ -83,6 +101,7 @@ class PaperBroker:
             else:
                 await idle.wait()
                 idle.clear()
+            catch_up(event.ts)
             if type(event) is Tick:
                 self.now = event.ts
                 self.prints += 1
