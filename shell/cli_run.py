@@ -233,7 +233,7 @@ _BROKER = click.option("--broker", "broker_name", type=click.Choice(["paper", "a
 @click.option("--speed", type=float, default=0.0, show_default=True,
               help="Paper feed speed: 0 as fast as the loop keeps up, 1 real time.")  # fmt: skip
 @click.option("--faults", "faults", metavar="PROFILE",
-              help="Paper: the exchange's faults, as simulate's (high, permanent=1, ...).")  # fmt: skip
+              help="Paper: the exchange's faults, as simulate's (e.g. high).")  # fmt: skip
 @click.option("--clock", "clock_name", type=click.Choice(["wall", "feed"]), default="wall",
               show_default=True,
               help="--broker alpaca: the loop's time, the wall's or the last trade's (a "
