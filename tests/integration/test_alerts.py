@@ -360,3 +360,33 @@ def test_simulate_with_a_refusing_broker_delivers_each_distinct_alert_once(
     for secret in SECRETS:
         assert secret not in result.output
         assert secret not in (state / "alerts.jsonl").read_text()
+
+
+def test_run_with_a_refusing_exchange_delivers_each_distinct_alert_once(
+    tmp_path, hook, pager, smtp
+):
+    """`ratchet run --faults permanent=1` (the paper exchange refuses every exit): alerts.jsonl
+    in the state directory holds every alert; each distinct one reaches the webhook,
+    PagerDuty and email exactly once; neither the output nor the state directory holds a
+    secret."""
+    path = _config(tmp_path, pager=pager, smtp=smtp, extra="dedup_window = 86400\nrate_limit = 0")
+    state = tmp_path / "state"
+    result = CliRunner().invoke(
+        main,
+        ["run", "--faults", "permanent=1", "--config", str(path), "--state-dir", str(state)],
+        env=_env(hook.url(f"/services/{TOKEN}")),
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = _lines(state / "alerts.jsonl")
+    distinct = sorted({str(line["dedup_key"]) for line in lines})
+    assert len(lines) > len(distinct) >= 2
+    assert {"ratchet:order_rejected:SYNA-1", "ratchet:retries_exhausted:SYNA-1"} <= set(distinct)
+    assert sorted(b["dedup_key"] for b in hook.bodies()) == distinct
+    assert sorted(b["dedup_key"] for b in pager.bodies()) == distinct
+    assert len({m.message["Subject"] for m in smtp.mails}) == len(smtp.mails) == len(distinct)
+    everything = result.output + "".join(
+        p.read_text(errors="replace") for p in state.rglob("*") if p.is_file()
+    )
+    for secret in SECRETS:
+        assert secret not in everything
