@@ -52,6 +52,7 @@ __all__ = ["LiveBroker", "Loop", "LoopResult", "finish_summary"]
 
 _IN_FLIGHT = (OrderStatus.PENDING_NEW, OrderStatus.PENDING_CANCEL)
 _MAX_CATCH_UP = 10_000  # clock events before one event: more means the engine is not advancing
+_TIMINGS = 100_000  # the latest steps' wall times kept (memory stays flat all day)
 
 
 class LiveBroker(Protocol):
@@ -90,7 +91,7 @@ class LoopResult:
     summary: Summary
     reason: str  # "feed ended", "signal SIGTERM", "scanned"
     elapsed: float
-    step_seconds: list[float] = field(factory=list)  # per event, wall time to step + journal
+    step_seconds: Sequence[float] = ()  # the latest events' wall time to step and journal
 
 
 @define
@@ -108,7 +109,7 @@ class Loop:
     _stopping: str | None = None
     _subscribed: set[str] = field(factory=set)
     last_ts: datetime | None = None  # the time of the last event stepped
-    _timings: list[float] = field(factory=list)
+    _timings: deque[float] = field(factory=lambda: deque(maxlen=_TIMINGS))
     _uncovered: Callable[[], dict[str, Decimal]] | None = None  # the broker's bare shares
     _answers: deque[Event] = field(factory=deque)  # given at once by the broker: next
     _exposed: bool = False  # orders or fills since the broker's bare shares were last measured
@@ -144,7 +145,7 @@ class Loop:
             play = getattr(self.broker, "play", None)
             feed = None
             if play is not None and not scan_only:
-                feed = asyncio.create_task(play(idle, self.catch_up))
+                feed = asyncio.create_task(play(idle, self))
                 tasks.append(feed)
             if self.heartbeat is not None and not scan_only:
                 tasks.append(asyncio.create_task(self._beat(self.heartbeat)))
@@ -189,7 +190,7 @@ class Loop:
             self.summary,
             self._stopping or "stopped",
             time.perf_counter() - started,
-            self._timings,
+            tuple(self._timings),
         )
 
     async def _startup(self) -> None:
@@ -268,6 +269,13 @@ class Loop:
                 stalled = when
         if reached is not None:
             self.last_ts = reached
+
+    def deliver(self, events: Sequence[Event], ts: datetime) -> None:
+        """Step `events` now, ahead of the queue (a paper exchange's fills, before the print
+        that caused them), then measure the broker's bare shares at `ts`."""
+        for event in events:
+            self.feed(event)
+        self._observe(ts)
 
     def _observe(self, ts: datetime) -> None:
         if self._uncovered is not None:

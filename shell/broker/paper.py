@@ -12,15 +12,28 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import Protocol
 
 from engine import BrokerSnapshot, Command, Event, Tick
 from shell.broker.faults import Faults
 from shell.broker.simulated import SimulatedBroker
 
-__all__ = ["PaperBroker"]
+__all__ = ["PaperBroker", "Stepper"]
+
+
+class Stepper(Protocol):
+    """What the paper exchange needs of the loop that trades it."""
+
+    def catch_up(self, until: datetime) -> None:
+        """Step what falls due before `until`."""
+        ...
+
+    def deliver(self, events: Sequence[Event], ts: datetime) -> None:
+        """Step `events` now, ahead of the queue."""
+        ...
 
 
 class PaperBroker:
@@ -83,12 +96,13 @@ class PaperBroker:
         """Exits that flipped a position (never allowed)."""
         return self.sim.oversells
 
-    async def play(self, idle: asyncio.Event, catch_up: Callable[[datetime], None]) -> None:
+    async def play(self, idle: asyncio.Event, loop: Stepper) -> None:
         """Play the feed: each print first fills what rests at the exchange (the fills queue up
         before the print itself, as `simulate` shows them), then goes out as a trade. In
         lock-step a print waits until the loop is `idle`; at a speed, until its time. Before
         the exchange matches a print, the loop `catch_up`s to its time (what fell due before
-        it reaches the exchange first)."""
+        it reaches the exchange first); the print's fills are `deliver`ed to the loop before
+        the print itself."""
         started = time.monotonic()
         origin: datetime | None = None
         for event in self._feed:
@@ -101,12 +115,13 @@ class PaperBroker:
             else:
                 await idle.wait()
                 idle.clear()
-            catch_up(event.ts)
+            loop.catch_up(event.ts)
             if type(event) is Tick:
                 self.now = event.ts
                 self.prints += 1
-                for fill in self.sim.on_tick(event):
-                    self.events.put_nowait(fill)
+                fills = self.sim.on_tick(event)
+                if fills:
+                    loop.deliver(fills, event.ts)
             self.events.put_nowait(event)
             await asyncio.sleep(0)
 
