@@ -52,6 +52,7 @@ __all__ = ["LiveBroker", "Loop", "LoopResult", "finish_summary"]
 
 _IN_FLIGHT = (OrderStatus.PENDING_NEW, OrderStatus.PENDING_CANCEL)
 _MAX_CATCH_UP = 10_000  # clock events before one event: more means the engine is not advancing
+_YIELD_EVERY = 64  # events stepped back to back before the other tasks get a turn
 _TIMINGS = 100_000  # the latest steps' wall times kept (memory stays flat all day)
 
 
@@ -111,6 +112,7 @@ class Loop:
     last_ts: datetime | None = None  # the time of the last event stepped
     _timings: deque[float] = field(factory=lambda: deque(maxlen=_TIMINGS))
     _uncovered: Callable[[], dict[str, Decimal]] | None = None  # the broker's bare shares
+    _since_yield: int = 0
     _answers: deque[Event] = field(factory=deque)  # given at once by the broker: next
     _exposed: bool = False  # orders or fills since the broker's bare shares were last measured
 
@@ -138,14 +140,16 @@ class Loop:
         symbols = sorted({pos.symbol for pos in self.state.positions.values()})
         await self.broker.start(symbols)
         self._subscribed.update(symbols)
-        idle = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
         try:
             await self._startup()
             play = getattr(self.broker, "play", None)
+            pull = getattr(self.broker, "pull", None)
+            if not getattr(self.broker, "lockstep", False) or scan_only:
+                pull = None  # the broker's feed plays on its own (or there is none)
             feed = None
-            if play is not None and not scan_only:
-                feed = asyncio.create_task(play(idle, self))
+            if play is not None and pull is None and not scan_only:
+                feed = asyncio.create_task(play(self))
                 tasks.append(feed)
             if self.heartbeat is not None and not scan_only:
                 tasks.append(asyncio.create_task(self._beat(self.heartbeat)))
@@ -156,7 +160,12 @@ class Loop:
             while self._stopping is None:
                 if queue.empty():
                     self._measure()
-                    idle.set()
+                    if pull is not None:
+                        if pull(self):  # lock-step: the next print, now that all is stepped
+                            continue
+                        self.summary.exposure.finish(self.last_ts or self.clock())
+                        self._stopping = "feed ended"
+                        break
                     if feed is not None and feed.done():
                         feed.result()  # a feed that failed ends the run with its error
                         if queue.empty():
@@ -170,10 +179,16 @@ class Loop:
                         if now - quiet_since >= idle_grace:
                             self._stopping = "scanned"
                             break
-                try:
-                    event = await asyncio.wait_for(queue.get(), timeout=0.05)
-                except TimeoutError:
-                    continue
+                    try:
+                        event = await asyncio.wait_for(queue.get(), timeout=0.05)
+                    except TimeoutError:
+                        continue
+                else:
+                    event = queue.get_nowait()
+                    if self._since_yield >= _YIELD_EVERY:  # let the other tasks run
+                        self._since_yield = 0
+                        await asyncio.sleep(0)
+                    self._since_yield += 1
                 quiet_since = None
                 self.feed(event)
         finally:

@@ -96,34 +96,44 @@ class PaperBroker:
         """Exits that flipped a position (never allowed)."""
         return self.sim.oversells
 
-    async def play(self, idle: asyncio.Event, loop: Stepper) -> None:
-        """Play the feed: each print first fills what rests at the exchange (the fills queue up
-        before the print itself, as `simulate` shows them), then goes out as a trade. In
-        lock-step a print waits until the loop is `idle`; at a speed, until its time. Before
-        the exchange matches a print, the loop `catch_up`s to its time (what fell due before
-        it reaches the exchange first); the print's fills are `deliver`ed to the loop before
-        the print itself."""
+    @property
+    def lockstep(self) -> bool:
+        """The loop pulls the next print when it is done with the last (`pull`)."""
+        return not self.speed
+
+    def pull(self, loop: Stepper) -> bool:
+        """Lock-step: play the feed's next event now (False: the feed has ended)."""
+        event = next(self._feed, None)
+        if event is None:
+            return False
+        self._play(event, loop)
+        return True
+
+    async def play(self, loop: Stepper) -> None:
+        """At a speed: play the feed against the wall clock, each event at its time."""
         started = time.monotonic()
         origin: datetime | None = None
         for event in self._feed:
-            if self.speed:
-                origin = origin or event.ts
-                due = started + (event.ts - origin).total_seconds() / self.speed
-                delay = due - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            else:
-                await idle.wait()
-                idle.clear()
-            loop.catch_up(event.ts)
-            if type(event) is Tick:
-                self.now = event.ts
-                self.prints += 1
-                fills = self.sim.on_tick(event)
-                if fills:
-                    loop.deliver(fills, event.ts)
-            self.events.put_nowait(event)
+            origin = origin or event.ts
+            due = started + (event.ts - origin).total_seconds() / self.speed
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self._play(event, loop)
             await asyncio.sleep(0)
+
+    def _play(self, event: Event, loop: Stepper) -> None:
+        """One event of the feed. Before the exchange matches a print, the loop `catch_up`s to
+        its time (what fell due before it reaches the exchange first); the print's fills are
+        `deliver`ed to the loop before the print itself, which joins the loop's queue."""
+        loop.catch_up(event.ts)
+        if type(event) is Tick:
+            self.now = event.ts
+            self.prints += 1
+            fills = self.sim.on_tick(event)
+            if fills:
+                loop.deliver(fills, event.ts)
+        self.events.put_nowait(event)
 
     async def close(self) -> None:
         """Nothing to disconnect."""
