@@ -21,7 +21,6 @@ from engine.config import Config
 from engine.events import Side
 from engine.model import OrderStatus, PendingEntry, Position
 from engine.orders import Extended, reconcile
-from engine.records import conflict
 from engine.state import EngineState
 
 __all__ = ["RESERVE", "coalesce", "extended_rules", "gate", "next_step", "requests", "spare"]
@@ -88,18 +87,12 @@ def gate(
         )  # fmt: skip
     if wanted and wanted > spare(state, after):
         return evolve(before, held_until=now + cfg.retry_delays[0]), []
-    crossing = _entries_in_the_way(state, after, commands)
-    if crossing:
+    if not force and _entries_in_the_way(state, after, commands):
         # Issue 18: the sale could trade against an entry of another lot still working at the
-        # broker (Alpaca would refuse it as a potential wash trade): protection first, the
-        # entry is canceled and the sale goes once its cancel is confirmed.
-        ids = [e.order.id for e in crossing]
-        told: list[Command] = [
-            conflict(now, after.key, "wash_trade_risk", ids, "entry_canceled_sale_held",
-                     "a sale could trade against an entry of the symbol working at the broker"),
-            *(CancelOrder(now, e.order.id, e.symbol) for e in crossing),
-        ]  # fmt: skip
-        return evolve(before, held_until=now + cfg.retry_delays[0]), told
+        # broker (Alpaca would refuse it as a potential wash trade). Entries go only in the
+        # regular session, where a market entry fills at the next print: the sale waits that
+        # long (a sale of bare shares past their deadline does not wait).
+        return evolve(before, held_until=now + cfg.retry_delays[0]), []
     free = None if force else _free_at(before, now, n, cfg)
     if free is not None:
         return evolve(before, held_until=free), []

@@ -21,6 +21,7 @@ from engine.state import BreakerState, EngineState, Transition
 
 __all__ = ["Refusal", "on_entry", "resting_exits", "validate_entry"]
 
+
 def resting_exits(state: EngineState, symbol: str) -> tuple[list[Decimal], list[str]]:
     """Ratchet's exit orders in `symbol` an entry could trade against, as the limit prices
     among them and all their ids: a take-profit or a limit sale (at the broker or on its way
@@ -108,6 +109,14 @@ def validate_entry(state: EngineState, intent: EntryIntent) -> Result[Decimal, R
         )
     # The gate, in order: breaker, daily goal, open-position cap, inputs, trade limit, size.
     phases = state.config.phase
+    if not state.market.regular:
+        return Failure(
+            Refusal(
+                "market_closed",
+                "outside the regular session an entry would wait for the open, unprotected "
+                "by any stop until it fills",
+            )
+        )
     if state.config.wash_trade == "refuse" and resting_exits(state, symbol)[1]:
         return Failure(
             Refusal(

@@ -271,7 +271,12 @@ def simulate(
         config, stream = with_hours(settings.config, settings.hours, stream)
     except BadLine as exc:
         raise click.ClickException(f"{exc} (use --skip-bad-lines to go on)") from None
-    broker = SimulatedBroker(market_fill=fill, faults=faults, hours=config.hours)  # type: ignore[arg-type]
+    broker = SimulatedBroker(
+        market_fill=fill,  # type: ignore[arg-type]
+        faults=faults,
+        hours=config.hours,
+        wash_check=True,
+    )
     started = time.perf_counter()
     with writer if writer is not None else contextlib.nullcontext():
         try:
