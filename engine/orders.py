@@ -157,12 +157,13 @@ def reconcile(
     if so is not None:
         if so.type is OrderType.LIMIT and so.status is OrderStatus.LIVE:
             # A limit sale (an extended-hours exit) is sent again when it cannot fill where
-            # it is: the market left its price, or the regular session opened (then at market).
-            away = (
-                price is not None
-                and so.limit_price is not None
-                and (price < so.limit_price if pos.long else price > so.limit_price)
-            )
+            # it is: the market left it by a whole offset more (not at every print: the request
+            # budget is the protection's too), or the regular session opened (then at market).
+            limit = so.limit_price
+            away = False
+            if extended is not None and price is not None and limit is not None:
+                slack = limit * extended.offset
+                away = price < limit - slack if pos.long else price > limit + slack
             if extended is None or away:
                 return _cancel_sale(pos, so, ts)
         waited = pos.awaited

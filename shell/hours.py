@@ -4,6 +4,7 @@ closes and DST; the engine never imports it, and never reads a clock."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from itertools import chain
@@ -37,12 +38,16 @@ def market_hours(name: str, start: date, end: date) -> MarketHours | None:
     import exchange_calendars  # noqa: PLC0415 (pandas is heavy: only when a calendar is asked for)
 
     try:
-        calendar: Any = exchange_calendars.get_calendar(
-            code, start=start.isoformat(), end=end.isoformat()
-        )
+        with warnings.catch_warnings():
+            # pandas 3.1 deprecates an idiom the library uses inside; nothing of ours.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            calendar: Any = exchange_calendars.get_calendar(
+                code, start=start.isoformat(), end=end.isoformat()
+            )
+            schedule = calendar.schedule
     except ValueError as exc:  # the library's own bounds (its DateOutOfBounds is one)
         raise UserError(f"hours = {name!r}: no calendar from {start} to {end}: {exc}") from None
-    schedule = calendar.schedule
     days = tuple(
         TradingDay(_utc(opened), _utc(closed))
         for opened, closed in zip(schedule["open"], schedule["close"], strict=True)
