@@ -3,6 +3,7 @@
 No I/O, no clock, no randomness, no logging: time enters only as the `ts` of events.
 """
 
+from engine.calendar import MarketHours, TradingDay
 from engine.commands import (
     RECORD_KINDS,
     Alert,
@@ -83,6 +84,7 @@ __all__ = [
     "GoalConfig",
     "Ladder",
     "LinkMode",
+    "MarketHours",
     "MetricsView",
     "OnTrigger",
     "Operation",
@@ -115,6 +117,7 @@ __all__ = [
     "Slot",
     "SubmitOrder",
     "Tick",
+    "TradingDay",
     "Tranche",
     "Transition",
     "fold",

@@ -11,7 +11,7 @@ from typing import assert_never
 from attrs import evolve
 
 from engine.books import finish
-from engine.budget import coalesce
+from engine.budget import coalesce, extended_rules
 from engine.commands import Alert, Command
 from engine.divergence import diverged
 from engine.events import (
@@ -136,7 +136,14 @@ def on_canceled(state: EngineState, ack: OrderCanceled) -> Transition:
 
 
 # Refusals answered by sending the same request again after the backoff.
-_SEND_AGAIN = frozenset({OrderRefusal.TRANSIENT, OrderRefusal.UNKNOWN, OrderRefusal.SHARES_LOCKED})
+_SEND_AGAIN = frozenset(
+    {
+        OrderRefusal.TRANSIENT,
+        OrderRefusal.UNKNOWN,
+        OrderRefusal.SHARES_LOCKED,
+        OrderRefusal.WASH_TRADE,
+    }
+)
 
 
 def _locked_evidence(
@@ -225,6 +232,33 @@ def on_rejected(state: EngineState, ack: OrderRejected) -> Transition:
             resolution = "new_operation_after_alert" if spent else "retry_after_backoff"
             ids = [ack.order_id, *holders]
             conflicts.append(conflict(ack.ts, key, "shares_locked", ids, resolution, ack.reason))
+        if ack.kind is OrderRefusal.WASH_TRADE:
+            # Market hours: an open opposite-side order in the symbol that ratchet does not know
+            # of (its own never stand in the way: the entry guard and the gate see to that)
+            # is the user's: the operator is told (coalesced) and the same order is sent
+            # again on the backoff, then as a new operation after the alert, until the
+            # user's order is gone.
+            spent = attempts(pos) >= len(state.config.retry_delays)
+            resolution = "new_operation_after_alert" if spent else "retry_after_backoff"
+            conflicts.append(
+                conflict(ack.ts, key, "wash_trade", [ack.order_id], resolution, ack.reason)
+            )
+            pos, alerts = coalesce(
+                pos,
+                Alert(
+                    ack.ts,
+                    "wash_trade",
+                    {
+                        "symbol": pos.symbol,
+                        "key": pos.key,
+                        "order_id": ack.order_id,
+                        "reason": ack.reason,
+                        "resolution": resolution,
+                    },
+                ),
+            )
+            state = state.evolve(positions=state.positions.set(pos.key, pos))
+            conflicts.extend(alerts)
         retried = schedule_retry(state, pos, ack)
         lost = ack.kind is OrderRefusal.UNKNOWN or (pos.retry is not None and pos.retry.uncertain)
         if retried is None and pos.retry is not None and lost:
@@ -339,11 +373,11 @@ def on_rejected(state: EngineState, ack: OrderRejected) -> Transition:
         if exiting and slot is Slot.EXIT:
             resolution = "exit_in_progress"
         elif refused.role is OrderRole.RESTORE:
-            pos, sent = exit_unprotectable(pos, price, ack.ts)
+            pos, sent = exit_unprotectable(pos, price, ack.ts, extended_rules(state))
             out.extend(sent)
             resolution = "exit_at_market"
         else:
-            pos, sent = roll_back(pos, price, ack.ts)
+            pos, sent = roll_back(pos, price, ack.ts, extended_rules(state))
             out.extend(sent)
             eo = pos.orders.exit
             restored = eo is not None and eo.role is OrderRole.RESTORE

@@ -102,6 +102,7 @@ def store(state: EngineState, pos: Position, ts: datetime) -> tuple[EngineState,
         due,
         link,
         state.intents,
+        state.market,
     )
     return new, out
 
@@ -138,7 +139,8 @@ def _rebook(
     if keys:
         lots = tuple(positions[k] for k in keys)
         mark = state.last_price(symbol)
-        books = state.books.set(symbol, Book.of(lots, mark, state.config.goal.enabled))
+        book = Book.of(lots, mark, state.config.goal.enabled, state.watching)
+        books = state.books.set(symbol, book)
     else:
         books = state.books.delete(symbol) if symbol in state.books else state.books
     return positions, books

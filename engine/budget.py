@@ -16,14 +16,14 @@ from decimal import Decimal
 
 from attrs import evolve
 
-from engine.commands import Alert, CancelOrder, Command, OrderAction, SubmitOrder
+from engine.commands import Alert, CancelOrder, Command, OrderAction, OrderType, SubmitOrder
 from engine.config import Config
 from engine.events import Side
-from engine.model import OrderStatus, Position
-from engine.orders import reconcile
+from engine.model import OrderStatus, PendingEntry, Position
+from engine.orders import Extended, reconcile
 from engine.state import EngineState
 
-__all__ = ["RESERVE", "coalesce", "gate", "next_step", "requests", "spare"]
+__all__ = ["RESERVE", "coalesce", "extended_rules", "gate", "next_step", "requests", "spare"]
 
 _MINUTE = timedelta(seconds=60)
 RESERVE = 4  # requests a covered position leaves for the protection of an operation it starts
@@ -87,6 +87,12 @@ def gate(
         )  # fmt: skip
     if wanted and wanted > spare(state, after):
         return evolve(before, held_until=now + cfg.retry_delays[0]), []
+    if not force and _entries_in_the_way(state, after, commands):
+        # Market hours: the sale could trade against an entry of another lot still working at the
+        # broker (Alpaca would refuse it as a potential wash trade). Entries go only in the
+        # regular session, where a market entry fills at the next print: the sale waits that
+        # long (a sale of bare shares past their deadline does not wait).
+        return evolve(before, held_until=now + cfg.retry_delays[0]), []
     free = None if force else _free_at(before, now, n, cfg)
     if free is not None:
         return evolve(before, held_until=free), []
@@ -104,12 +110,57 @@ def next_step(
     """The position's next order step (`orders.reconcile`), through the `gate`."""
     if pos.reconciling is not None:
         return pos, []
-    after, commands = reconcile(pos, price, now, lambda: spare(state, pos))
+    after, commands = reconcile(pos, price, now, lambda: spare(state, pos), extended_rules(state))
     return gate(state, pos, after, commands, now, force)
+
+
+def extended_rules(state: EngineState) -> Extended | None:
+    """How sales go out now: None in the regular session (at market), else as extended-hours
+    limits (market hours: a market order outside it would wait for the open)."""
+    if state.market.regular:
+        return None
+    cfg = state.config
+    return Extended(cfg.extended_offset, cfg.protection.grid, cfg.extended_partials == "open")
 
 
 _EXIT = {Side.LONG: OrderAction.SELL, Side.SHORT: OrderAction.BUY}
 _ZERO = Decimal(0)
+_WORKING = frozenset({OrderStatus.LIVE, OrderStatus.PENDING_NEW})
+
+
+def _entries_in_the_way(
+    state: EngineState, pos: Position, commands: list[Command]
+) -> list[PendingEntry]:
+    """Entries of the symbol working at the broker that a sale among `commands` could trade
+    against (a market order on either side crosses anything; limits when they overlap)."""
+    if not state.entries:
+        return []
+    exit_action = _EXIT[pos.side]
+    sales = [
+        c for c in commands
+        if isinstance(c, SubmitOrder) and c.action is exit_action
+        and c.type in (OrderType.MARKET, OrderType.LIMIT)
+    ]  # fmt: skip
+    if not sales:
+        return []
+    found: list[PendingEntry] = []
+    for entry in sorted(state.entries.values(), key=lambda e: e.key):
+        order = entry.order
+        if entry.symbol != pos.symbol or order.status not in _WORKING:
+            continue
+        for sale in sales:
+            if _could_cross(sale.limit_price, order.limit_price, pos.long):
+                found.append(entry)
+                break
+    return found
+
+
+def _could_cross(sale: Decimal | None, entry: Decimal | None, long: bool) -> bool:
+    """A sale (of a long; a buy back of a short) priced `sale` and an entry priced `entry`
+    could trade against each other (None: at market, any price)."""
+    if sale is None or entry is None:
+        return True
+    return entry >= sale if long else entry <= sale
 
 
 def spare(state: EngineState, pos: Position) -> Decimal:

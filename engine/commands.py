@@ -53,6 +53,8 @@ class SubmitOrder:
     limit_price: Decimal | None = None
     purpose: str = ""
     paper: bool = False  # Experience-phase orders: the shell routes them to the paper broker
+    # A limit that may trade outside the regular session (Alpaca's `extended_hours`, limit only)
+    extended_hours: bool = False
 
 
 @frozen
@@ -86,6 +88,8 @@ class Alert:
 RECORD_KINDS = frozenset(
     {
         "position.opened",
+        "protection.mode",
+        "protection.triggered",
         "position.state",
         "stop.moved",
         "partial.ordered",

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from attrs import field, frozen
 
+from engine.calendar import MarketHours
 from engine.goal import GoalConfig
 from engine.phase import PhaseConfig
 
@@ -134,3 +135,18 @@ class Config:
     # ("cancel") or left, and the position reported unprotectable ("leave").
     default_risk: Decimal = Decimal("0.02")
     foreign_orders: str = "cancel"
+    # The market's regular sessions (None: always regular, as crypto and the tests).
+    # Outside them a broker stop waits for the open, so the engine watches each position's stop
+    # itself ("watch") and exits through it with an extended-hours limit `extended_offset` (a
+    # share of the print) through the print, re-priced on later prints until filled; or lets
+    # the broker stop wait ("wait"). Tranches reached outside go as extended-hours limits
+    # ("limit") or wait for the open ("open").
+    hours: MarketHours | None = None
+    extended_exit: str = "watch"
+    extended_offset: Decimal = Decimal("0.002")
+    extended_partials: str = "limit"
+    # Alpaca refuses an order that could trade against an open opposite-side order of the
+    # account in its symbol (a wash trade): an entry while exits rest goes as a limit priced
+    # below (above, for a short) every resting exit limit ("limit"), or is refused
+    # `wash_trade_risk` ("refuse").
+    wash_trade: str = "limit"

@@ -21,7 +21,7 @@ __all__ = ["arm", "awaited", "next_due", "protect_due", "timed_out", "unprotecte
 
 def awaited(pos: Position) -> tuple[AwaitedKind, str] | None:
     """The broker answer the position waits for and times: a cancel's confirmation or a
-    market sell's fill, with the order's id; None for none."""
+    sale's fill (at market, or an extended-hours limit), with the order's id; None for none."""
     orders = pos.orders
     for order in (orders.exit, orders.sell):
         if order is not None and order.status is OrderStatus.PENDING_CANCEL:
@@ -29,7 +29,9 @@ def awaited(pos: Position) -> tuple[AwaitedKind, str] | None:
     sell = orders.sell
     if (
         sell is not None
-        and sell.type is OrderType.MARKET
+        # an extended-hours limit sale too: the shares it does not sell get their
+        # stop back when it has not filled in time
+        and (sell.type is OrderType.MARKET or sell.extended)
         and sell.status in (OrderStatus.PENDING_NEW, OrderStatus.LIVE)
     ):
         return AwaitedKind.FILL, sell.id

@@ -9,17 +9,62 @@ from decimal import Decimal
 from attrs import evolve, frozen
 from returns.result import Failure, Result, Success
 
-from engine.commands import OrderAction, OrderType
+from engine.commands import Command, OrderAction, OrderType
 from engine.events import EntryIntent, Side
 from engine.ids import entry_order_id, position_key
 from engine.ladder import floor_to_lot
 from engine.model import Order, OrderRole, PendingEntry
 from engine.orders import submit_command
 from engine.phase import Phase, position_qty
-from engine.records import entry_accepted, entry_blocked
+from engine.records import conflict, entry_accepted, entry_blocked
 from engine.state import BreakerState, EngineState, Transition
 
-__all__ = ["Refusal", "on_entry", "validate_entry"]
+__all__ = ["Refusal", "on_entry", "resting_exits", "validate_entry"]
+
+
+def resting_exits(state: EngineState, symbol: str) -> tuple[list[Decimal], list[str]]:
+    """Ratchet's exit orders in `symbol` an entry could trade against, as the limit prices
+    among them and all their ids: a take-profit or a limit sale (at the broker or on its way
+    there), and any sale at market in flight, waiting for its retry or queued (it could trade
+    at any price; a queued one is named by its position's key). What Alpaca's wash-trade rule
+    compares a new entry with; stops rest off the book until triggered."""
+    prices: list[Decimal] = []
+    ids: list[str] = []
+    for pos in state.in_symbol(symbol):
+        orders = pos.orders
+        for order in (orders.exit, orders.sell):
+            if order is None:
+                continue
+            if order.limit_price is not None or order.type is OrderType.MARKET:
+                ids.append(order.id)
+                if order.limit_price is not None:
+                    prices.append(order.limit_price)
+        if orders.to_sell > 0 and orders.sell is None:
+            ids.append(pos.key)  # a sale about to go, at market or at a price not known yet
+    return prices, ids
+
+
+def _wash_price(
+    state: EngineState, symbol: str, side: Side, limit: Decimal | None
+) -> tuple[Decimal | None, list[str], bool]:
+    """The entry's limit so that it cannot trade against ratchet's own exit orders
+    resting in the symbol (Alpaca would refuse it as a potential wash trade), the ids of the
+    orders in the way, and whether no price avoids them (a sale is in flight or queued)."""
+    prices, ids = resting_exits(state, symbol)
+    if not ids:
+        return limit, [], False
+    if len(prices) < len(ids):
+        return limit, ids, True  # a market exit could trade at any price
+    cfg = state.config.protection.grid
+    if side is Side.LONG:
+        lowest = min(prices)
+        safe = lowest - cfg.increment(lowest)
+        crosses = limit is None or limit >= lowest
+        return (safe if limit is None else min(limit, safe)), ids if crosses else [], safe <= 0
+    highest = max(prices)
+    safe = highest + cfg.increment(highest)
+    crosses = limit is None or limit <= highest
+    return (safe if limit is None else max(limit, safe)), ids if crosses else [], False
 
 
 @frozen
@@ -64,6 +109,21 @@ def validate_entry(state: EngineState, intent: EntryIntent) -> Result[Decimal, R
         )
     # The gate, in order: breaker, daily goal, open-position cap, inputs, trade limit, size.
     phases = state.config.phase
+    if not state.market.regular:
+        return Failure(
+            Refusal(
+                "market_closed",
+                "outside the regular session an entry would wait for the open, unprotected "
+                "by any stop until it fills",
+            )
+        )
+    if state.config.wash_trade == "refuse" and resting_exits(state, symbol)[1]:
+        return Failure(
+            Refusal(
+                "wash_trade_risk",
+                f"exit orders of {symbol} rest at the broker; an entry could trade against them",
+            )
+        )
     if phases.enabled and state.phase.breaker_open:
         return Failure(
             Refusal("phase_breaker", "downgraded; an operator must acknowledge the breaker")
@@ -147,18 +207,36 @@ def on_entry(state: EngineState, intent: EntryIntent) -> Transition:
         case Success(qty):
             pass
     symbol = intent.symbol
+    limit, in_the_way, unpriceable = _wash_price(state, symbol, intent.side, intent.entry)
+    if unpriceable:
+        if intent.id is not None:
+            state = state.evolve(intents=state.intents.set(intent.id, ""))
+        detail = f"an exit of {symbol} is selling; an entry could trade against it"
+        return Transition(state, (entry_blocked(symbol, "wash_trade_risk", detail, ts, intent.id),))
     count = state.counts.get(symbol, 0) + 1
     key = position_key(symbol, count)
     action = OrderAction.BUY if intent.side is Side.LONG else OrderAction.SELL
-    kind = OrderType.MARKET if intent.entry is None else OrderType.LIMIT
+    kind = OrderType.MARKET if limit is None else OrderType.LIMIT
     order = Order(
         id=entry_order_id(key),
         role=OrderRole.ENTRY,
         action=action,
         type=kind,
         qty=qty,
-        limit_price=intent.entry,
+        limit_price=limit,
     )
+    guarded: list[Command] = []
+    if in_the_way:
+        # Alpaca refuses an order that could trade against the account's own opposite orders
+        # (a wash trade): the entry goes as a limit that cannot reach them.
+        guarded.append(
+            conflict(
+                ts, key, "wash_trade_risk", in_the_way, "entry_as_limit",
+                f"exit orders rest in {symbol}: the entry buys no higher than {limit}"
+                if intent.side is Side.LONG
+                else f"exit orders rest in {symbol}: the entry sells no lower than {limit}",
+            )
+        )  # fmt: skip
     paper = state.config.phase.enabled and state.phase.phase is Phase.EXPERIENCE
     pending = PendingEntry(
         key, symbol, intent.side, intent.stop, qty, order, ts, paper, client_id=intent.id
@@ -174,4 +252,4 @@ def on_entry(state: EngineState, intent: EntryIntent) -> Transition:
         routes=state.routes.set(order.id, key),
         daily=evolve(state.daily, trades=state.daily.trades + 1),
     )
-    return Transition(new, (accepted, *submit_command(key, symbol, order, ts, paper)))
+    return Transition(new, (accepted, *guarded, *submit_command(key, symbol, order, ts, paper)))

@@ -56,6 +56,9 @@ class OrderRefusal(Enum):
     PERMANENT = "permanent"  # the order as asked will never be taken (422 parameters ...)
     SHARES_LOCKED = "shares_locked"  # 403 insufficient qty: other orders hold the shares
     DUPLICATE = "duplicate"  # 422 client_order_id must be unique: an earlier send landed
+    # 403 "potential wash trade detected": an open opposite-side order of the account in the
+    # symbol could trade against it (the code is insufficient qty's: told by the message)
+    WASH_TRADE = "wash_trade"
 
 
 class CancelRefusal(Enum):

@@ -101,6 +101,9 @@ class CloseReason(Enum):
     PROTECTION_REFUSED = "protection_refused"
     INITIAL_RISK_NOT_POSITIVE = "initial_risk_not_positive"
     FLATTEN = "flatten"
+    # Outside the regular session a print went through the stop the engine watches (the broker
+    # stop waits for the open): sold with an extended-hours limit.
+    WATCHED_STOP = "watched_stop"
     PROTECT_DEADLINE = "protect_deadline"  # no stop could be placed in time: sold at market
     CLOSED_OUTSIDE = "closed_outside"  # the broker holds no shares of it any more
 
@@ -110,6 +113,7 @@ class CloseReason(Enum):
         return self.market_exit or self in (
             CloseReason.FLATTEN,
             CloseReason.INITIAL_RISK_NOT_POSITIVE,
+            CloseReason.WATCHED_STOP,
         )
 
     @property
@@ -151,6 +155,7 @@ class Order:
     limit_price: Decimal | None = None
     status: OrderStatus = OrderStatus.PENDING_NEW
     filled: Decimal = _ZERO
+    extended: bool = False  # a limit that trades outside the regular session too
 
     @property
     def open_qty(self) -> Decimal:

@@ -15,9 +15,10 @@ from engine.commands import Alert, Command
 from engine.config import ProtectionConfig
 from engine.events import Clock, Tick
 from engine.goal import check_goal
+from engine.hours import watched_exit
 from engine.ladder import round_in_favour, tranche_sizes
 from engine.model import Position
-from engine.orders import is_better_stop
+from engine.orders import is_better_stop, is_through
 from engine.records import partial_ordered, position_state, stop_moved
 from engine.state import EngineState, Transition
 
@@ -45,13 +46,26 @@ def on_tick(state: EngineState, tick: Tick) -> Transition:
         out.extend(goal_records)
         state = state.evolve(books=state.books.set(symbol, evolve(book, u=u)), daily=daily)
     cfg = state.config.protection
+    watch = state.watching
     for key in book.keys:
         pos = state.positions[key]
         trigger = pos.ladder.trigger
-        if trigger is None or (price < trigger if pos.long else price > trigger):
+        long = pos.long
+        climbs = trigger is not None and (price >= trigger if long else price <= trigger)
+        # Market hours: outside the regular session the engine watches the stop itself, and a
+        # limit sale the market left behind is priced again.
+        watched = watch and pos.close_reason is None and is_through(price, pos.ladder.stop, long)
+        sale = pos.orders.sell
+        limit = sale.limit_price if sale is not None else None
+        away = limit is not None and (price < limit if long else price > limit)
+        if not (climbs or watched or away):
             continue
-        pos, records = climb(pos, price, tick.ts, cfg)
-        out.extend(records)
+        if climbs:
+            pos, records = climb(pos, price, tick.ts, cfg)
+            out.extend(records)
+        if watched:
+            pos, records = watched_exit(pos, price, tick.ts)
+            out.extend(records)
         if state.link.open_for(pos):
             pos, sent = next_step(state, pos, price, tick.ts)
             out.extend(sent)

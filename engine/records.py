@@ -254,6 +254,7 @@ def order_record(kind: str, key: str, symbol: str, order: Order, ts: datetime) -
             "stop_price": order.stop_price,
             "limit_price": order.limit_price,
             "purpose": order.role.value,
+            **({"extended_hours": True} if order.extended else {}),
         },
     )
 

@@ -25,6 +25,7 @@ __all__ = [
     "EngineState",
     "Link",
     "LinkMode",
+    "Market",
     "PositionView",
     "Transition",
     "tracks_days",
@@ -73,8 +74,16 @@ class Book:
     tracked: bool = False
 
     @classmethod
-    def of(cls, positions: tuple[Position, ...], mark: Decimal | None, tracked: bool) -> Book:
-        """The book of these positions (all in one symbol), valued at `mark`."""
+    def of(
+        cls,
+        positions: tuple[Position, ...],
+        mark: Decimal | None,
+        tracked: bool,
+        watch: bool = False,
+    ) -> Book:
+        """The book of these positions (all in one symbol), valued at `mark`. With `watch`
+        (outside the regular session) each position's stop bounds the band too, and
+        so does a limit sale's price at all times (it is re-priced when the market leaves it)."""
         lo, hi = _NEG_INF, _POS_INF
         q = c = _ZERO
         for pos in positions:
@@ -83,6 +92,16 @@ class Book:
             c += pos.ladder.entry * signed
         u = mark * q - c if mark is not None else _ZERO
         for pos in positions:
+            sell = pos.orders.sell
+            limit = sell.limit_price if sell is not None else None
+            stop = pos.ladder.stop if watch and pos.close_reason is None else None
+            for level in (limit, stop):
+                if level is None:
+                    continue
+                if pos.long:
+                    lo = max(lo, level)
+                else:
+                    hi = min(hi, level)
             trigger = pos.ladder.trigger
             if trigger is None:
                 continue
@@ -177,6 +196,22 @@ class Link:
 _LINK = Link()
 
 
+@frozen
+class Market:
+    """Where the market's sessions stand: inside a regular session or not, and the
+    next boundary, at or after which the first event rolls it. `known` turns False once events
+    run past the calendar the shell gave (the session rules are then off, and an operator is
+    told)."""
+
+    regular: bool = True
+    until: datetime = _FAR
+    known: bool = True
+
+
+_MARKET = Market()
+_UNROLLED = Market(until=datetime(1, 1, 1, tzinfo=UTC))  # the first event rolls it
+
+
 class EngineState(NamedTuple):
     """All the engine knows; immutable. Maps are persistent (HAMT), so recording a tick is
     O(1) in the number of symbols. A NamedTuple rather than an attrs class because one is
@@ -199,6 +234,13 @@ class EngineState(NamedTuple):
     due: datetime = _FAR  # the earliest retry or deadline due (may be early: then none is)
     link: Link = _LINK
     intents: Map[str, str] = _EMPTY_INTENTS  # a client's entry id -> its key ("" if refused)
+    market: Market = _MARKET  # the regular session, when `config.hours` gives one
+
+    @property
+    def watching(self) -> bool:
+        """The engine watches every position's stop itself: the regular session is closed
+        (a broker stop waits for the open) and `extended_exit` is "watch"."""
+        return not self.market.regular and self.config.extended_exit == "watch"
 
     @classmethod
     def empty(cls, config: Config | None = None) -> EngineState:
@@ -209,6 +251,7 @@ class EngineState(NamedTuple):
             config=config,
             daily=Daily() if tracks_days(config) else _NO_SESSIONS,
             phase=PhaseState(phase=start, size=size_for(start, config.phase)),
+            market=_MARKET if config.hours is None else _UNROLLED,
         )
 
     def in_symbol(self, symbol: str) -> tuple[Position, ...]:
@@ -253,6 +296,7 @@ class EngineState(NamedTuple):
         due: datetime | None = None,
         link: Link | None = None,
         intents: Map[str, str] | None = None,
+        market: Market | None = None,
     ) -> EngineState:
         """This state with the given fields replaced (typed; every field is never None)."""
         return EngineState(
@@ -269,6 +313,7 @@ class EngineState(NamedTuple):
             self.due if due is None else due,
             self.link if link is None else link,
             self.intents if intents is None else intents,
+            self.market if market is None else market,
         )
 
 

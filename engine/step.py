@@ -32,6 +32,7 @@ from engine.events import (
 )
 from engine.fills import on_fill
 from engine.goal import OnTrigger
+from engine.hours import roll_market
 from engine.ids import key_of, symbol_of
 from engine.link import failed, fire_due, on_connectivity, succeeded
 from engine.operator import on_breaker_ack, on_phase_advance, on_phase_override
@@ -45,6 +46,9 @@ from engine.state import EngineState, Transition
 __all__ = ["Refusal", "Transition", "fold", "step", "validate_entry"]
 
 _NO_COMMANDS: tuple[Command, ...] = ()
+# Refusals about order sequencing (held shares, an opposite order in the way), not a failing
+# broker: the circuit breaker does not count them.
+_SEQUENCING = frozenset({OrderRefusal.SHARES_LOCKED, OrderRefusal.WASH_TRADE})
 # NamedTuple construction without its Python-level __new__ frame (the per-tick fast path).
 _tuple_new = tuple.__new__
 
@@ -62,16 +66,22 @@ def step(state: EngineState, event: Event) -> Transition:
             and reset_at is not None
             and event.ts < reset_at
             and event.ts < state.due
+            and event.ts < state.market.until
         ):
             marks = state.marks.set(event.symbol, event)
             (config, positions, books, _, entries, counts, routes, _, phase, stale, due, link,
-             intents) = state  # fmt: skip
+             intents, market) = state  # fmt: skip
             fields = (
                 config, positions, books, marks, entries, counts, routes, daily, phase, stale,
-                due, link, intents,
+                due, link, intents, market,
             )  # fmt: skip
             new = _tuple_new(EngineState, fields)
             return _tuple_new(Transition, (new, _NO_COMMANDS))
+    if event.ts >= state.market.until:
+        # A session boundary passed: the market rolls, protection changes mode.
+        state, rolled = roll_market(state, event.ts)
+        t = step(state, event)
+        return Transition(t.state, (*rolled, *t.commands))
     reset_at = state.daily.reset_at
     if reset_at is None or event.ts >= reset_at:
         state, records = roll(state, event.ts)
@@ -110,7 +120,7 @@ def _dispatch(state: EngineState, event: Event) -> Transition:
         case OrderRejected():
             t = on_rejected(state, event)
             # Held shares are an answer about sequencing, not a failing broker: not counted.
-            counted = event.kind is not OrderRefusal.SHARES_LOCKED and retryable(state, event)
+            counted = event.kind not in _SEQUENCING and retryable(state, event)
             return failed(t, event.ts) if counted else t
         case CancelRejected():
             t = on_cancel_rejected(state, event)

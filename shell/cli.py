@@ -34,6 +34,7 @@ from shell.broker.simulated import Faults, SimulatedBroker
 from shell.codec import BadLine, format_ts, merge_by_ts, read_events
 from shell.config import ConfigError, Settings, load_settings
 from shell.errors import UserError, one_line
+from shell.hours import with_hours
 from shell.journal import JournalWriter
 from shell.metrics import Metrics
 from shell.outputs import prepare_directory, prepare_file, refuse_inputs
@@ -264,13 +265,24 @@ def simulate(
             metrics.observe(command)
 
     fill = market_fill or settings.market_fill
-    broker = SimulatedBroker(market_fill=fill, faults=faults)  # type: ignore[arg-type]
+    # `[broker] hours`: the market's sessions around the first event, for the engine and the
+    # broker alike.
+    try:
+        config, stream = with_hours(settings.config, settings.hours, stream)
+    except BadLine as exc:
+        raise click.ClickException(f"{exc} (use --skip-bad-lines to go on)") from None
+    broker = SimulatedBroker(
+        market_fill=fill,  # type: ignore[arg-type]
+        faults=faults,
+        hours=config.hours,
+        wash_check=True,
+    )
     started = time.perf_counter()
     with writer if writer is not None else contextlib.nullcontext():
         try:
             _, summary = run_simulation(
                 stream,
-                EngineState.empty(settings.config),
+                EngineState.empty(config),
                 broker,
                 sink if any(o is not None for o in (writer, trail, alerts, metrics)) else None,
                 metrics.on_step if metrics is not None else None,
@@ -619,6 +631,14 @@ def _backfill(settings: Settings, journals: list[Path], *, err: bool = False) ->
     show_default=True,
     help="Requests a minute before HTTP 429.",
 )
+@click.option(
+    "--hours",
+    type=click.Choice(["us_equity", "always"]),
+    default="us_equity",
+    show_default=True,
+    help="Market hours: stops and market orders trade only in NYSE's regular session "
+    "(us_equity), or at every print (always).",
+)
 def exchange(
     feed: Path | None,
     speed: float,
@@ -626,6 +646,7 @@ def exchange(
     faults_text: str | None,
     quiet: float,
     rate_limit: int,
+    hours: str,
 ) -> None:
     """A local Alpaca-compatible exchange on 127.0.0.1: Trading API, trade_updates and stock
     trades, filling orders by simulate's rules against the feed. Prints the exports a client
@@ -649,8 +670,9 @@ def exchange(
             rate_limit=rate_limit,
             on_bad_line=lambda line: click.echo(line, err=True),
             on_error=lambda line: click.echo(f"ratchet exchange: {line}", err=True),
+            hours=hours,
         )
-    except (BadLine, ValueError, OSError) as exc:
+    except (BadLine, ValueError, OSError, UserError) as exc:
         raise click.ClickException(str(exc)) from None
 
     def ready(endpoints: Endpoints) -> None:

@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import click
+from attrs import evolve
 
 from engine import (
     Command,
+    Config,
     EngineState,
     Event,
     Record,
@@ -34,11 +36,13 @@ from shell.cli import _FILE, _STATE_DIR, _close_alerts, main
 from shell.codec import BadLine, merge_by_ts, read_events
 from shell.config import Settings, load_settings
 from shell.errors import UserError
+from shell.hours import around, with_hours
 from shell.journaled import Journaled
 from shell.metrics import Metrics
 from shell.replay import recover
 from shell.report import render_summary, summary_to_json
-from shell.run import LiveBroker, Loop, LoopResult, finish_summary
+from shell.run import LiveBroker, Loop, LoopResult
+from shell.simulate import close_summary
 from shell.statedir import StateDir
 
 __all__ = ["SAMPLE", "run", "scan"]
@@ -73,13 +77,15 @@ def _set_aside(sd: StateDir) -> Path | None:
     return target
 
 
-def _alpaca_broker(clock: Callable[[], datetime]) -> LiveBroker:
+def _alpaca_broker(clock: Callable[[], datetime], feed_clock: bool) -> tuple[LiveBroker, datetime]:
+    """The Alpaca adapter on the environment's account, and the market's time now (the
+    exchange's clock when it replays a feed)."""
     try:
         adapter = importlib.import_module("shell.broker.alpaca")
     except ImportError:
         raise UserError("--broker alpaca: the Alpaca adapter is not available") from None
     broker: LiveBroker = adapter.AlpacaBroker(adapter.settings_from_env(os.environ), clock=clock)
-    return broker
+    return broker, _wall()
 
 
 def _wall() -> datetime:
@@ -143,7 +149,7 @@ class _Sinks:
             self.metrics.close()
 
 
-def _open(state_dir: Path, settings: Settings, paper: bool) -> tuple[StateDir, EngineState, bool]:
+def _open(state_dir: Path, config: Config, paper: bool) -> tuple[StateDir, EngineState, bool]:
     """Lock the state directory and recover the state to go on from (a paper run starts its
     feed over, so it starts fresh and keeps the earlier run aside)."""
     sd = StateDir(state_dir)
@@ -152,7 +158,7 @@ def _open(state_dir: Path, settings: Settings, paper: bool) -> tuple[StateDir, E
         moved = _set_aside(sd)
         if moved is not None:
             click.echo(f"{state_dir}: an earlier paper run's state is kept in {moved}", err=True)
-    recovered = recover(sd, settings.config)
+    recovered = recover(sd, config)
     for note in recovered.notes:
         click.echo(note, err=True)
     if not recovered.fresh:
@@ -164,21 +170,23 @@ def _open(state_dir: Path, settings: Settings, paper: bool) -> tuple[StateDir, E
 def _make_broker(
     broker_name: str, feed: Path | None, entries: Path | None, speed: float, clock_name: str,
     settings: Settings, loops: list[Loop], faults: str | None,
-) -> tuple[LiveBroker, Callable[[], datetime], float | None]:  # fmt: skip
-    """The broker, the loop's clock and its heartbeat (None: the feed's time moves the clock)."""
+) -> tuple[LiveBroker, Callable[[], datetime], float | None, Config]:  # fmt: skip
+    """The broker, the loop's clock, its heartbeat (None: the feed's time moves the clock) and
+    the engine's configuration with the market's sessions (`[broker] hours`) around now."""
     if broker_name == "paper":
         try:
             profile = Faults.parse(faults) if faults else None
-            paper = PaperBroker(_feed(feed or SAMPLE, entries), speed=speed,
-                                market_fill=settings.market_fill, faults=profile)  # fmt: skip
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
+        config, stream = with_hours(settings.config, settings.hours, _feed(feed or SAMPLE, entries))
+        paper = PaperBroker(stream, speed=speed, market_fill=settings.market_fill,
+                            faults=profile, hours=config.hours)  # fmt: skip
         epoch = datetime(1970, 1, 1, tzinfo=UTC)
 
         def feed_clock() -> datetime:
             return paper.now or epoch
 
-        return paper, feed_clock, (1.0 if speed else None)
+        return paper, feed_clock, (1.0 if speed else None), config
     if feed is not None or entries is not None or faults:
         why = "--feed, --entries and --faults are for --broker paper (a broker has its own)"
         raise click.UsageError(why)
@@ -188,15 +196,17 @@ def _make_broker(
         return (loops[0].last_ts if loops else None) or _wall()
 
     clock = _wall if clock_name == "wall" else market_clock
-    return _alpaca_broker(clock), clock, 1.0
+    broker, now = _alpaca_broker(clock, clock_name == "feed")
+    return broker, clock, 1.0, evolve(settings.config, hours=around(settings.hours, now))
 
 
 def _print_result(result: LoopResult, paper: PaperBroker | None, as_json: bool) -> None:
     summary = result.summary
     if paper is not None:
-        finish_summary(summary, result.state, paper.working_qty, paper.oversells)
+        summary.oversells = paper.oversells
+        close_summary(summary, result.state, paper.working_qty, paper.sim)
     else:
-        finish_summary(summary, result.state, _believed_working(result.state))
+        close_summary(summary, result.state, _believed_working(result.state))
     if as_json:
         click.echo(json.dumps(summary_to_json(summary, bad_lines=0), indent=2))
     else:
@@ -312,9 +322,10 @@ def _run_loop(
     settings = load_settings(config_path)
     paper = broker_name == "paper"
     loops: list[Loop] = []  # the loop, once made (a market clock reads its time)
-    broker, clock, heartbeat = _make_broker(broker_name, feed, entries, speed, clock_name,
-                                            settings, loops, faults)  # fmt: skip
-    sd, state, restarted = _open(state_dir, settings, paper and not scan_only)
+    broker, clock, heartbeat, config = _make_broker(
+        broker_name, feed, entries, speed, clock_name, settings, loops, faults
+    )
+    sd, state, restarted = _open(state_dir, config, paper and not scan_only)
     sinks = _Sinks(settings, sd, metrics_port, metrics_host)
     journaled = Journaled(sd, state, sinks=[sinks.sink], line_sinks=sinks.line_sinks(),
                           dry_run=dry_run)  # fmt: skip

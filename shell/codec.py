@@ -259,6 +259,8 @@ def command_to_json(command: Command) -> dict[str, Any]:
     else:
         name = "submit_order" if isinstance(command, SubmitOrder) else "cancel_order"
     body = converter.unstructure(command)
+    if body.get("extended_hours") is False:
+        del body["extended_hours"]  # only an extended-hours limit says so: older lines stay
     return {"command": name, **{k: to_jsonable(v) for k, v in body.items() if v is not None}}
 
 

@@ -134,6 +134,8 @@ class Settings:
     targets: Targets = field(factory=Targets)
     alerts: AlertSettings = field(factory=AlertSettings)
     store: StoreSettings = field(factory=StoreSettings)
+    # `[broker] hours`: the market calendar a run builds `Config.hours` from.
+    hours: str = "us_equity"
 
 
 _PROTECTION_KEYS = {
@@ -145,6 +147,9 @@ _PROTECTION_KEYS = {
     "take_profit",
     "price_increment",
     "sub_dollar_increment",
+    "extended_exit",
+    "extended_offset",
+    "extended_partials",
 }
 _SIMULATION_KEYS = {"market_fill"}
 _GOAL_KEYS = {"target", "giveback", "on_trigger"}
@@ -195,7 +200,7 @@ def parse_settings(data: Mapping[str, Any], env: Mapping[str, str] | None = None
     """Validate a parsed TOML document (and the environment, which wins)."""
     env = {} if env is None else env
     known = {"protection", "orders", "simulation", "performance", "goal", "session", "phase"}
-    known |= {"alerts", "store", "entries", "adopt"}
+    known |= {"alerts", "store", "entries", "adopt", "broker"}
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"unknown section(s): {', '.join(sorted(unknown))}")
@@ -213,6 +218,7 @@ def parse_settings(data: Mapping[str, Any], env: Mapping[str, str] | None = None
     orders = _orders(_table(data, "orders", _ORDERS_KEYS))
     entries = _entries(_table(data, "entries", _ENTRIES_KEYS))
     adopt = _adopt(_table(data, "adopt", _ADOPT_KEYS))
+    hours = _hours(_table(data, "broker", _BROKER_KEYS))
     config = Config(
         protection=_protection(protection),
         goal=goal,
@@ -221,6 +227,7 @@ def parse_settings(data: Mapping[str, Any], env: Mapping[str, str] | None = None
         **orders,
         **entries,
         **adopt,
+        **_extended(protection),
     )
     return Settings(
         config,
@@ -229,10 +236,42 @@ def parse_settings(data: Mapping[str, Any], env: Mapping[str, str] | None = None
         _targets(performance),
         alerts=_alerts(data, env),
         store=_store(data, env),
+        hours=hours,
     )
 
 
-_ENTRIES_KEYS = {"max_notional", "max_qty", "max_open"}
+_BROKER_KEYS = {"hours"}
+
+
+def _hours(table: Mapping[str, Any]) -> str:
+    """`[broker] hours`: "us_equity" (NYSE sessions: stops and market orders only in the
+    regular session) or "always" (crypto, tests)."""
+    raw = table.get("hours", "us_equity")
+    if raw not in ("us_equity", "always"):
+        raise ConfigError(f"broker.hours = {_shown(raw)}: allowed 'us_equity' or 'always'")
+    return str(raw)
+
+
+def _extended(table: Mapping[str, Any]) -> dict[str, Any]:
+    """`[protection]`'s keys for outside the regular session."""
+    out: dict[str, Any] = {}
+    for key, allowed in (("extended_exit", ("watch", "wait")),
+                         ("extended_partials", ("limit", "open"))):  # fmt: skip
+        if key in table:
+            raw = table[key]
+            if raw not in allowed:
+                words = " or ".join(repr(a) for a in allowed)
+                raise ConfigError(f"protection.{key} = {_shown(raw)}: allowed {words}")
+            out[key] = raw
+    if "extended_offset" in table:
+        out["extended_offset"] = _decimal(
+            "protection.extended_offset", table["extended_offset"], low=Decimal(0),
+            high=Decimal("0.05"), allowed="0 to 0.05 (share of the print, e.g. 0.002)",
+        )  # fmt: skip
+    return out
+
+
+_ENTRIES_KEYS = {"max_notional", "max_qty", "max_open", "wash_trade"}
 
 
 def _entries(table: Mapping[str, Any]) -> dict[str, Any]:
@@ -249,6 +288,11 @@ def _entries(table: Mapping[str, Any]) -> dict[str, Any]:
                 f"entries.max_open = {_shown(raw)}: allowed a whole number 0 (off) to 100000"
             )
         out["max_open"] = raw
+    if "wash_trade" in table:
+        raw = table["wash_trade"]
+        if raw not in ("limit", "refuse"):
+            raise ConfigError(f"entries.wash_trade = {_shown(raw)}: allowed 'limit' or 'refuse'")
+        out["wash_trade"] = raw
     return out
 
 

@@ -73,6 +73,15 @@ def summary_to_json(summary: Summary, *, bad_lines: int = 0) -> dict[str, Any]:
             "longest": s.exposure.worst,
         },
         "goal": {"triggered": s.goal_triggers, "session_resets": s.session_resets},
+        "hours": {
+            "calendar": s.hours,
+            "stops_waited_for_open": s.stops_waited,
+            "orders_waited_for_open": s.orders_waited,
+            "watched_stop_triggers": s.watched_triggers,
+            "protection_mode_changes": s.mode_changes,
+            "exits_by_mode": s.exits_by_mode,
+            "wash_trades_refused": s.wash_trades_refused,
+        },
         "realized_pnl": s.realized_total,
         "realized": {
             "closed_trades": s.realized_pnl,
@@ -158,6 +167,14 @@ def render_summary(summary: Summary, *, bad_lines: int = 0) -> str:
         )
     if s.session_resets:
         lines.append(f"sessions      {s.session_resets} reset(s)")
+    if s.hours != "always" or s.wash_trades_refused:
+        modes = s.exits_by_mode
+        lines.append(
+            f"hours         {s.hours}: {s.stops_waited} stop triggers and {s.orders_waited} "
+            f"orders waited for the open, {s.watched_triggers} watched stops triggered; exits "
+            f"by broker stop {modes['broker_stop']}, watched {modes['watched']}, other "
+            f"{modes['other']}; {s.wash_trades_refused} wash trades refused"
+        )
     if s.trades:
         lines.append("")
         lines.append("trades")

@@ -46,9 +46,9 @@ from engine import (
 )
 from shell.inbox import answer, pending
 from shell.journaled import Journaled
-from shell.simulate import Summary, close_summary
+from shell.simulate import Summary
 
-__all__ = ["LiveBroker", "Loop", "LoopResult", "finish_summary"]
+__all__ = ["LiveBroker", "Loop", "LoopResult"]
 
 _IN_FLIGHT = (OrderStatus.PENDING_NEW, OrderStatus.PENDING_CANCEL)
 _MAX_CATCH_UP = 10_000  # clock events before one event: more means the engine is not advancing
@@ -257,13 +257,16 @@ class Loop:
         this before it matches a print, as `simulate` does."""
         reconnect_at = getattr(self.broker, "reconnect_at", None)
         back = reconnect_at() if reconnect_at is not None else None
-        if not (self.state.due < until or back is not None):
+        # A session boundary of the market gets its clock event too, at its instant (once
+        # the first event has rolled the market to the session it starts in).
+        boundary = self.last_ts is not None and self.state.market.until < until
+        if not (self.state.due < until or boundary or back is not None):
             return
         reached = self.last_ts
         stalled: datetime | None = None  # an instant at which nothing could act
         for _ in range(_MAX_CATCH_UP):
             back = reconnect_at() if reconnect_at is not None else None
-            when = self.state.due
+            when = min(self.state.due, self.state.market.until)
             if reached is not None and when < reached:
                 when = reached
             if back is not None and back < until and (back <= when or when == stalled):
@@ -356,15 +359,3 @@ class Loop:
 def _at(event: Event, ts: datetime) -> Event:
     """`event` stamped at `ts`."""
     return evolve(event, ts=ts)
-
-
-def finish_summary(
-    summary: Summary,
-    state: EngineState,
-    working_qty: Callable[[str, str], Decimal],
-    oversells: int = 0,
-) -> Summary:
-    """The run's summary with its open positions, as `simulate` prints it."""
-    summary.oversells = oversells
-    close_summary(summary, state, working_qty)
-    return summary

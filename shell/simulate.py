@@ -117,6 +117,15 @@ class Summary:
     goal_triggers: list[dict[str, Any]] = field(factory=list)
     session_resets: int = 0
     exposure: Exposure = field(factory=Exposure)
+    # The market calendar the run used ("always": none), the broker's orders that
+    # waited for the regular session (stops an extended-hours print went through; market and
+    # plain limit orders), what the engine watched itself, and the wash trades refused.
+    hours: str = "always"
+    stops_waited: int = 0
+    orders_waited: int = 0
+    watched_triggers: int = 0
+    mode_changes: int = 0
+    wash_trades_refused: int = 0
 
     @property
     def entries_refused(self) -> int:
@@ -142,6 +151,20 @@ class Summary:
     def tranches_by_take_profit(self) -> int:
         """Tranches filled by the take-profit order without a market order of their own."""
         return len(self.tranches_filled - self.tranches_ordered)
+
+    @property
+    def exits_by_mode(self) -> dict[str, int]:
+        """Closed trades by the protection that ended them: the broker's stop (or take-profit),
+        the engine's watched stop outside the regular session, or anything else."""
+        counts = {"broker_stop": 0, "watched": 0, "other": 0}
+        for trade in self.trades:
+            if trade.reason in ("stop", "take_profit"):
+                counts["broker_stop"] += 1
+            elif trade.reason == "watched_stop":
+                counts["watched"] += 1
+            else:
+                counts["other"] += 1
+        return counts
 
     @property
     def realized_total(self) -> Decimal:
@@ -184,6 +207,10 @@ class Summary:
             self.goal_triggers.append({"ts": command.ts, **command.data})
         elif kind == "goal.reset":
             self.session_resets += 1
+        elif kind == "protection.triggered":
+            self.watched_triggers += 1
+        elif kind == "protection.mode":
+            self.mode_changes += 1
         elif kind == "trade.closed":
             d = command.data
             pnl = _dec(d["pnl"])
@@ -278,7 +305,7 @@ def run_simulation(
         stalled: datetime | None = None  # an instant at which nothing could act
         while True:
             back = broker.reconnect_at()
-            when = current.due if heartbeat else until
+            when = min(current.due, current.market.until) if heartbeat else until
             if reached is not None and when < reached:
                 when = reached
             if back is not None and back < until and (back <= when or when == stalled):
@@ -310,7 +337,10 @@ def run_simulation(
     exposure = summary.exposure
     last_ts: datetime | None = None
     for event in events:
-        if state.due < event.ts or broker.reconnect_at() is not None:
+        # A session boundary of the market gets its clock event too, at its instant
+        # (once the first event has rolled the market to the session it starts in).
+        boundary = last_ts is not None and state.market.until < event.ts
+        if state.due < event.ts or boundary or broker.reconnect_at() is not None:
             state = beat(state, last_ts, event.ts)
         last_ts = event.ts
         if type(event) is Tick:
@@ -340,15 +370,25 @@ def run_simulation(
     summary.events = ticks + others
     summary.ticks = ticks
     summary.oversells = broker.oversells
-    close_summary(summary, state, broker.working_qty)
+    close_summary(summary, state, broker.working_qty, broker)
     return state, summary
 
 
 def close_summary(
-    summary: Summary, state: EngineState, working_qty: Callable[[str, str], Decimal]
+    summary: Summary,
+    state: EngineState,
+    working_qty: Callable[[str, str], Decimal],
+    broker: object = None,
 ) -> None:
     """The run's open positions, each with whether the broker works a stop for every share
-    left (`working_qty(symbol, order_id)`: the shares that order still works there)."""
+    left (`working_qty(symbol, order_id)`: the shares that order still works there), and the
+    session figures of a `broker` that models market hours."""
+    hours = state.config.hours
+    summary.hours = hours.name if hours is not None else "always"
+    # Counted by brokers that model them (the simulated one; the exchange tells its own).
+    summary.stops_waited = int(getattr(broker, "stops_waited", 0))
+    summary.orders_waited = int(getattr(broker, "orders_waited", 0))
+    summary.wash_trades_refused = int(getattr(broker, "wash_trades", 0))
     for key in sorted(state.positions):
         view = state.view(key)
         assert view is not None

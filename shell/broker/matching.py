@@ -9,14 +9,20 @@ one quantity, and whichever triggers first fills it. Shares held by working orde
 are not available to another order of that side. Each symbol keeps a price band (the nearest
 trigger on either side), so a print inside it is matched in one comparison.
 
-The book decides fills; it refuses nothing. Who may place what (duplicates, faults, the
-shares available) is the caller's business: `SimulatedBroker` and the exchange's venue.
+Given the market's regular sessions (`hours`; None: always regular), stops trigger, market
+orders fill and plain limits trade only inside them, as at Alpaca (ALPACA.md §1.11, §7): orders
+that a print outside would have traded wait for the first regular print, gaps included (counted
+in `waited`); only limits flagged `extended_hours` trade outside.
+
+The book decides fills; it refuses nothing itself. Who may place what (duplicates, faults, the
+shares available, a potential wash trade that `crosses` finds) is the caller's business:
+`SimulatedBroker` and the exchange's venue.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Literal
 
@@ -27,6 +33,7 @@ from engine import (
     CancelRefusal,
     CancelRejected,
     Event,
+    MarketHours,
     OrderAction,
     OrderCanceled,
     OrderFilled,
@@ -35,10 +42,15 @@ from engine import (
     Tick,
 )
 
-__all__ = ["Book", "Track", "Working", "trigger_price"]
+__all__ = ["WASH_TRADE", "Book", "Track", "Working", "trigger_price"]
 
 _NOTHING: tuple[Event, ...] = ()
 _INF = Decimal("Infinity")
+_DAWN = datetime(1, 1, 1, tzinfo=UTC)
+_FAR = datetime(9999, 12, 31, tzinfo=UTC)
+# Alpaca's words for an order that could trade against an open opposite order of the account
+# (403, code 40310000, the code of insufficient qty too: told apart by the message).
+WASH_TRADE = "potential wash trade detected. use complex orders"
 
 
 @define
@@ -75,6 +87,11 @@ class Book:
     market_fill: Literal["next", "same"] = "next"
     positions: dict[str, Decimal] = field(factory=dict)
     split: Callable[[], bool] | None = None
+    hours: MarketHours | None = None
+    # Orders a print outside the regular session would have traded, which waited for the open:
+    # stops it went through, and market (or plain limit) orders it found waiting.
+    stops_waited: set[str] = field(factory=set)
+    orders_waited: set[str] = field(factory=set)
     orders: dict[str, Track] = field(factory=dict)
     changed: set[str] = field(factory=set)  # orders whose status changed (cleared by callers)
     oversells: int = 0
@@ -86,9 +103,25 @@ class Book:
     _cancels: dict[str, list[CancelOrder]] = field(factory=dict)  # due at the next print
     _filled: set[str] = field(factory=set)
     _same: bool = field(init=False, default=False)
+    _regular: bool = field(init=False, default=True)
+    _since: datetime = field(init=False, default=_DAWN)
+    _until: datetime = field(init=False, default=_FAR)
 
     def __attrs_post_init__(self) -> None:
         self._same = self.market_fill == "same"
+        if self.hours is not None:
+            self._until = _DAWN
+
+    def regular(self, ts: datetime) -> bool:
+        """Whether `ts` is inside a regular session (always, without `hours`); past the end of
+        the calendar the session rules are off."""
+        if self._since <= ts < self._until:
+            return self._regular
+        assert self.hours is not None
+        regular, until = self.hours.at(ts)
+        self._regular = regular or until is None
+        self._since, self._until = ts, until if until is not None else _FAR
+        return self._regular
 
     # --- orders ----------------------------------------------------------------------------
 
@@ -107,9 +140,12 @@ class Book:
             and trigger_price(order, last) is not None
         )
         if order.type is OrderType.MARKET or marketable:
-            if at_once and last is not None:
+            now = at_once or self._same
+            if now and not order.extended_hours and not self.regular(order.ts):
+                now = False  # outside the regular session it waits for the open
+            if now and at_once and last is not None:
                 return self._fill(working, last, order.ts)  # whole, at the last print
-            if self._same and last is not None:
+            if now and last is not None:
                 return self._market_fill(working, last, order.ts)
             self._markets.setdefault(order.symbol, []).append(working)
         else:
@@ -168,24 +204,39 @@ class Book:
         if not self._markets and not self._cancels and (band is None or band[0] < price < band[1]):
             return _NOTHING
         fills: list[Event] = []
+        regular = self.regular(tick.ts)
         markets = self._markets.pop(symbol, None)
+        waiting: list[Working] = []
         for working in markets or ():
-            limit = working.command.limit_price
-            if limit is None or trigger_price(working.command, price) is not None:
+            command = working.command
+            if not regular and not command.extended_hours:
+                waiting.append(working)  # queued for the next regular session
+                self.orders_waited.add(command.order_id)
+                continue
+            limit = command.limit_price
+            if limit is None or trigger_price(command, price) is not None:
                 fills.append(self._market_fill(working, price, tick.ts))
             else:  # a limit the market moved away from: it rests at its price
-                self._resting.setdefault(symbol, {})[working.command.order_id] = working
+                self._resting.setdefault(symbol, {})[command.order_id] = working
                 self._rebuild_band(symbol)
+        if waiting:
+            self._markets[symbol] = [*waiting, *self._markets.get(symbol, ())]
         book = self._resting.get(symbol)
         if book and band is not None and not band[0] < price < band[1]:
             for oid, working in list(book.items()):
-                fill_price = trigger_price(working.command, price)
-                if fill_price is not None:
-                    del book[oid]
-                    fills.append(self._fill(working, fill_price, tick.ts))
+                command = working.command
+                fill_price = trigger_price(command, price)
+                if fill_price is None:
+                    continue
+                if not regular and not command.extended_hours:
+                    if _stop_hit(command, price):
+                        self.stops_waited.add(oid)  # a broker stop sleeps until the open
+                    continue
+                del book[oid]
+                fills.append(self._fill(working, fill_price, tick.ts))
             self._rebuild_band(symbol)
-        for command in self._cancels.pop(symbol, ()):
-            fills.append(self.cancel(evolve(command, ts=tick.ts)))
+        for late in self._cancels.pop(symbol, ()):
+            fills.append(self.cancel(evolve(late, ts=tick.ts)))
         return fills
 
     def _market_fill(self, working: Working, price: Decimal, ts: datetime) -> OrderFilled:
@@ -271,6 +322,30 @@ class Book:
         self._cancels.pop(symbol, None)
         self._bands.pop(symbol, None)
 
+    def crosses(self, order: SubmitOrder) -> list[str]:
+        """The working orders of the other side in `order`'s symbol that it could trade
+        against (a market order against any priced order or waiting market order, a limit
+        against those it overlaps): Alpaca refuses such an order as a potential wash trade.
+        Stops rest off the book until triggered, and a complex order (OCO) is exempt."""
+        if order.type in (OrderType.STOP, OrderType.OCO):
+            return []
+        buy = order.action is OrderAction.BUY
+        found: list[str] = []
+        for working in self.working(order.symbol):
+            other = working.command
+            if other.action is order.action:
+                continue
+            theirs = other.limit_price
+            if other.type is OrderType.MARKET or (
+                theirs is not None
+                and (
+                    order.limit_price is None
+                    or (order.limit_price >= theirs if buy else order.limit_price <= theirs)
+                )
+            ):
+                found.append(other.order_id)
+        return found
+
     # --- views -----------------------------------------------------------------------------
 
     def last(self, symbol: str) -> Decimal | None:
@@ -302,6 +377,14 @@ class Book:
         """Shares an order of `action` may still take out of the position in `symbol`: its
         size less what working orders of that side hold (Alpaca's qty_available)."""
         return abs(self.positions.get(symbol, Decimal(0))) - self.held(symbol, action)
+
+
+def _stop_hit(order: SubmitOrder, price: Decimal) -> bool:
+    """`price` is at or through `order`'s stop."""
+    stop = order.stop_price
+    if stop is None:
+        return False
+    return price <= stop if order.action is OrderAction.SELL else price >= stop
 
 
 def trigger_price(order: SubmitOrder, price: Decimal) -> Decimal | None:

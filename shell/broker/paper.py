@@ -17,7 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
-from engine import BrokerSnapshot, Command, Event, Tick
+from engine import BrokerSnapshot, Command, Event, MarketHours, Tick
 from shell.broker.faults import Faults
 from shell.broker.simulated import SimulatedBroker
 
@@ -46,11 +46,17 @@ class PaperBroker:
         speed: float = 0.0,
         market_fill: str = "next",
         faults: Faults | None = None,
+        hours: MarketHours | None = None,
     ):
         if speed < 0:
             raise ValueError(f"speed {speed}: allowed 0 (lock-step) or more")
         self.events: asyncio.Queue[Event] = asyncio.Queue()
-        self.sim = SimulatedBroker(market_fill=market_fill, faults=faults)  # type: ignore[arg-type]
+        self.sim = SimulatedBroker(
+            market_fill=market_fill,  # type: ignore[arg-type]
+            faults=faults,
+            hours=hours,
+            wash_check=True,  # as Alpaca and `simulate`
+        )
         self.speed = speed
         self.now: datetime | None = None  # the feed's time: the last print played
         self.prints = 0

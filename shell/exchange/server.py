@@ -42,6 +42,7 @@ from shell.codec import BadLine, read_events
 from shell.exchange.http import Request, Response, WebSocket, serve
 from shell.exchange.venue import Reply, Venue
 from shell.exchange.wire import ts
+from shell.hours import around
 
 __all__ = ["KEY_ID", "SECRET_KEY", "Endpoints", "Exchange", "feed_symbols"]
 
@@ -153,6 +154,7 @@ class Exchange:
         secret_key: str = SECRET_KEY,
         on_bad_line: Callable[[str], None] | None = None,
         on_error: Callable[[str], None] | None = None,
+        hours: str = "always",
     ) -> None:
         if speed is not None and speed < 0:
             raise ValueError(f"speed {speed}: allowed 0 (lock-step) or more")
@@ -177,7 +179,12 @@ class Exchange:
         self._report_bad()
         if first is None:
             raise ValueError(f"{feed}: no ticks to trade" if isinstance(feed, Path) else "no ticks")
-        self.venue = Venue(start=first.ts, symbols=symbols, cash=cash, faults=faults)
+        # `hours` ("us_equity" or "always"): the regular sessions around the feed's first
+        # print, for the shared fill rules.
+        self.venue = Venue(
+            start=first.ts, symbols=symbols, cash=cash, faults=faults,
+            hours=around(hours, first.ts),
+        )  # fmt: skip
         self._window = _Window(rate_limit)
         self._trade_streams: list[_Stream] = []
         self._data_streams: list[_Stream] = []

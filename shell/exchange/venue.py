@@ -28,6 +28,7 @@ from engine import (
     CancelOrder,
     CancelRejected,
     Event,
+    MarketHours,
     OrderAction,
     OrderCanceled,
     OrderFilled,
@@ -36,7 +37,7 @@ from engine import (
     Tick,
 )
 from shell.broker.faults import Faults
-from shell.broker.matching import Book
+from shell.broker.matching import WASH_TRADE, Book
 from shell.exchange.wire import (
     NOT_FOUND,
     Refused,
@@ -143,6 +144,7 @@ class Venue:
     symbols: frozenset[str] = frozenset()
     cash: Decimal = Decimal(100_000)
     faults: Faults | None = None
+    hours: MarketHours | None = None  # regular sessions; None: always regular
     clock: datetime = field(init=False)
     prints: int = 0
     outbox: list[dict[str, Any]] = field(factory=list)
@@ -167,7 +169,7 @@ class Venue:
         self.clock = self.start
         self._rng = random.Random(self.faults.seed if self.faults else 0)
         split = self._split if self.faults is not None else None
-        self._book = Book(market_fill="next", split=split)
+        self._book = Book(market_fill="next", split=split, hours=self.hours)
 
     # --- the feed --------------------------------------------------------------------------
 
@@ -315,6 +317,14 @@ class Venue:
                 doomed = True  # answered `accepted`, rejected on the stream when routed
             elif request["side"] == "sell" and self._rng.random() < faults.locked:
                 raise Refused(403, self._insufficient(request["symbol"], request["qty"], _ZERO))
+        if request["order_class"] != "oco":
+            probe = SubmitOrder(
+                self.clock, "", request["symbol"], _SIDES[request["side"]],
+                _TYPES[request["type"]], request["qty"], request["stop_price"],
+                request["limit_price"], extended_hours=request["extended_hours"],
+            )  # fmt: skip
+            if self._book.crosses(probe):
+                raise refuse(403, 40310000, WASH_TRADE)
         if reducing:
             self._check_available(request["symbol"], request["side"], request["qty"])
         order = self._place(request, doomed)
@@ -385,6 +395,9 @@ class Venue:
                 raise refuse(422, 40010001, f"limit_price is not allowed for {kind}")
             if kind != "stop" and stop is not None:
                 raise refuse(422, 40010001, f"stop_price is not allowed for {kind}")
+        extended = body.get("extended_hours") or False
+        if extended and (kind != "limit" or order_class or tif not in ("day", "gtc")):
+            raise refuse(422, 42210000, "extended hours order must be DAY limit orders")
         client_id = body.get("client_order_id")
         if client_id is not None:
             if not isinstance(client_id, str) or not client_id:
@@ -484,6 +497,7 @@ class Venue:
             order.qty - order.filled_qty,
             stop,
             order.limit_price,
+            extended_hours=order.extended_hours,
         )
 
     # --- positions and what sells may take -------------------------------------------------

@@ -112,7 +112,7 @@ class OrderProtocol(RuleBasedStateMachine):
             self.observe_exposure(current.ts)
 
     def check_reconciled(self, snap: BrokerSnapshot) -> None:
-        """Issue 19: one snapshot round trip reconciles: once applied, the engine counts in
+        """Divergence: one snapshot round trip reconciles: once applied, the engine counts in
         every symbol what the broker said it holds, and no position still waits for it."""
         self.forgotten.clear()
         self.outside.clear()
@@ -123,7 +123,7 @@ class OrderProtocol(RuleBasedStateMachine):
         assert all(p.reconciling is None for p in self.state.positions.values())
 
     def count_requests(self, event: Event, commands: Sequence[object]) -> None:
-        """Issue 19, the budget: no position sends more than `max_requests_per_minute` order
+        """The request budget: no position sends more than `max_requests_per_minute` order
         requests in any minute, beyond those protection forces (see `requests`)."""
         budget = self.state.config.max_requests_per_minute
         forced_keys = {

@@ -134,13 +134,18 @@ def test_simulate_with_the_environment_set(tmp_path):
     """ratchet simulate honours PROFIT_TARGET_DAILY and shows the trigger in its summary."""
     path = tmp_path / "events.jsonl"
     path.write_text("\n".join(json.dumps(event_to_json(e)) for e in scenario()) + "\n")
+    # About the goal, not market hours: every print of the scenario is a regular one.
+    always = tmp_path / "ratchet.toml"
+    always.write_text('[broker]\nhours = "always"\n')
     env = {"PROFIT_TARGET_DAILY": "500", "PROFIT_GIVEBACK_THRESHOLD": "0.5"}
-    result = CliRunner(env=env).invoke(main, ["simulate", str(path), "--json",
-                                              "--market-fill", "same"])  # fmt: skip
+    result = CliRunner(env=env).invoke(main, ["simulate", str(path), "--json", "--config",
+                                              str(always), "--market-fill", "same"])  # fmt: skip
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     [trigger] = summary["goal"]["triggered"]
     assert trigger["ts"] == "2024-03-04T14:33:00Z" and trigger["peak"] == "600.00"
     assert summary["entries"]["blocked_reasons"] == {"daily_profit_protection": 2}
-    text = CliRunner(env=env).invoke(main, ["simulate", str(path), "--market-fill", "same"])
+    text = CliRunner(env=env).invoke(
+        main, ["simulate", str(path), "--config", str(always), "--market-fill", "same"]
+    )
     assert "goal          protection at 2024-03-04 14:33:00Z: peak +$600.00" in text.stdout
