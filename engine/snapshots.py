@@ -203,7 +203,12 @@ def _match_symbol(
     price = _price(state, symbol, snap)
     same_side = ours * theirs > 0
     excess = abs(ours) - abs(theirs) if same_side else abs(ours)
-    for lot in reversed(lots):  # the newest lots give way first
+    # The lots whose exit orders the broker still works keep their shares (those orders hold
+    # them); of the rest, the newest give way first.
+    working = {o.order_id for o in snap.orders if o.symbol == symbol and o.status == "open"}
+    held = {lot.key for lot in lots if _works(lot, working)}
+    newest = lots[::-1]
+    for lot in [*(p for p in newest if p.key not in held), *(p for p in newest if p.key in held)]:
         if excess <= 0:
             break
         take = min(lot.fills.remaining, excess)
@@ -218,6 +223,12 @@ def _match_symbol(
         state, records = _adopt(state, symbol, theirs - left, snap, price)
         out.extend(records)
     return state, out
+
+
+def _works(lot: Position, working: set[str]) -> bool:
+    """The broker works one of the lot's exit-side orders (by the snapshot)."""
+    orders = lot.orders
+    return any(o is not None and o.id in working for o in (orders.exit, orders.sell))
 
 
 def _shrink(

@@ -117,3 +117,23 @@ def test_answers_replayed_from_a_snapshot_do_not_open_the_breaker():
     later = back + timedelta(seconds=1)
     state, resent = fold(state, [Clock(later)])
     assert sorted(c.order_id for c in resent if isinstance(c, CancelOrder)) == sorted(cancels)
+
+
+def test_a_shrunk_symbol_keeps_the_lot_whose_stop_the_broker_still_works():
+    """The broker forgot a 2-share lot (orders too); a new 1-share lot opened with its own
+    stop. The next stop move finds 1 share where ratchet counts 3: the snapshot closes the
+    lot whose stop is gone (AAA-1) and keeps the one the broker's working stop holds (AAA-2),
+    instead of closing the newest and sending a stop for shares that stop still holds."""
+    no_faults_but_late = Faults(late=0.5)
+    machine = replay(no_faults_but_late, False, "same", [
+        ("entry", {"qty": 2, "risk": 20, "symbol": "AAA"}),
+        ("tick", {"cents": 0, "symbol": "AAA"}),
+        ("forgotten_by_the_broker", {"symbol": "AAA"}),
+        *[("clock", {"seconds": 1})] * 4,
+        ("entry", {"qty": 1, "risk": 20, "symbol": "AAA"}),
+        ("tick", {"cents": 20, "symbol": "AAA"}),
+    ])  # fmt: skip
+    closed = [r.data["key"] for r in machine.journal
+              if isinstance(r, Record) and r.kind == "position.reconciled"]  # fmt: skip
+    assert closed == ["AAA-1"]
+    assert list(machine.state.positions) == ["AAA-2"]
