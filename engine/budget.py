@@ -87,7 +87,8 @@ def gate(
         )  # fmt: skip
     if wanted and wanted > spare(state, after):
         return evolve(before, held_until=now + cfg.retry_delays[0]), []
-    if not force and _entries_in_the_way(state, after, commands):
+    overdue = after.exposed_since is not None and now >= after.exposed_since + cfg.protect_deadline
+    if not force and not overdue and _entries_in_the_way(state, after, commands):
         # Market hours: the sale could trade against an entry of another lot still working at the
         # broker (Alpaca would refuse it as a potential wash trade). Entries go only in the
         # regular session, where a market entry fills at the next print: the sale waits that

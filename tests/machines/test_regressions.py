@@ -137,3 +137,20 @@ def test_a_shrunk_symbol_keeps_the_lot_whose_stop_the_broker_still_works():
               if isinstance(r, Record) and r.kind == "position.reconciled"]  # fmt: skip
     assert closed == ["AAA-1"]
     assert list(machine.state.positions) == ["AAA-2"]
+
+
+def test_a_sale_of_bare_shares_stops_waiting_for_an_entry_in_its_way_at_the_deadline():
+    """The broker forgot a short lot's entry, which ratchet still believes working; a second
+    lot fills at its stop (risk not positive: sold at once). Its cover could trade against the
+    first lot's entry (a wash trade), so it waits — but not past the protection deadline: bare
+    shares are bought back then, whatever is in the way."""
+    machine = replay(Faults(), False, "next", [
+        ("entry", {"qty": 1, "risk": 20, "symbol": "BBB"}),
+        ("forgotten_by_the_broker", {"symbol": "BBB"}),
+        *[("clock", {"seconds": 1})] * 4,
+        ("entry", {"qty": 1, "risk": 20, "symbol": "BBB"}),
+        ("tick", {"cents": -20, "symbol": "BBB"}),
+        ("clock", {"seconds": 14}),
+    ])  # fmt: skip
+    covers = [c for c in machine.orders.values() if c.symbol == "BBB" and c.purpose == "exit"]
+    assert [(c.action.value, c.qty) for c in covers] == [("buy", D(1))]
