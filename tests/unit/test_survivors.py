@@ -36,6 +36,7 @@ from engine import (
     step,
 )
 from engine.goal import GoalConfig, OnTrigger
+from engine.phase import Phase, PhaseConfig, PhaseState
 from tests.strategies import T0
 
 BUSY = "HTTP 503 service unavailable"
@@ -273,3 +274,42 @@ def test_an_operation_is_not_done_while_its_sale_is_still_open():
     state, out = fold(state, [OrderCanceled(at(9), "rt-AAA-1-2-partial")])
     assert [r["outcome"] for r in _records(out, "operation.done")] == ["closed"]
     assert "AAA-1" not in state.positions
+
+
+def test_losing_trades_closed_by_the_engine_downgrade_with_their_records():
+    """phase.record_trade (every mutant of it once had no test: the laws call after_trade, and
+    no engine history closed a trade with phases on). Input: Trial at $200, three positions
+    of 1 share each stopped out one after the other through `step`: the third close journals
+    `phase.changed` (trial -> proof_of_concept, downgrade, the reason, $200 -> $100) and
+    `breaker.opened` with the same reason, and entries are then refused by the phase breaker."""
+    cfg = Config(phase=PhaseConfig(enabled=True))
+    state = EngineState.empty(cfg).evolve(phase=PhaseState(Phase.TRIAL, D(200)))
+    journal: list[Command] = []
+    for n in range(1, 4):
+        at = T0 + timedelta(minutes=n)
+        state, out = fold(
+            state,
+            [
+                Tick(at, "AAA", D("100")),
+                EntryIntent(at, "AAA", Side.LONG, D("99"), D(1)),
+                OrderAccepted(at, f"rt-AAA-{n}-entry"),
+                OrderFilled(at, f"rt-AAA-{n}-entry", D(1), D("100")),
+                OrderAccepted(at, f"rt-AAA-{n}-1-stop"),
+                OrderFilled(at, f"rt-AAA-{n}-1-stop", D(1), D("99")),
+            ],
+        )
+        journal += out
+    [changed] = _records(journal, "phase.changed")
+    assert (changed["from"], changed["to"], changed["trigger"]) == (
+        "trial",
+        "proof_of_concept",
+        "downgrade",
+    )
+    assert changed["reason"] == "3 losing trades in a row"
+    [opened] = _records(journal, "breaker.opened")
+    assert opened["reason"] == changed["reason"] and opened["phase"] == "proof_of_concept"
+    assert (state.phase.phase, state.phase.size, state.phase.breaker_open) == (
+        Phase.PROOF_OF_CONCEPT,
+        D(100),
+        True,
+    )
