@@ -1,4 +1,5 @@
-"""Hypothesis profiles, picked once by RATCHET_PROFILE (dev by default; ci in CI; soak by hand)."""
+"""Hypothesis profiles, picked once by RATCHET_PROFILE (dev by default; ci in CI; soak, mutate by
+hand)."""
 
 from __future__ import annotations
 
@@ -10,4 +11,6 @@ _COMMON = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
 settings.register_profile("dev", max_examples=40, **_COMMON)
 settings.register_profile("ci", max_examples=200, **_COMMON)
 settings.register_profile("soak", max_examples=10_000, **_COMMON)
+# `just mutate`: few, repeatable examples per law (every mutant runs the laws that reach it).
+settings.register_profile("mutate", max_examples=15, derandomize=True, database=None, **_COMMON)
 settings.load_profile(os.environ.get("RATCHET_PROFILE", "dev"))

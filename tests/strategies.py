@@ -8,7 +8,7 @@ from decimal import Decimal
 from attrs import frozen
 from hypothesis import strategies as st
 
-from engine import Config, EntryIntent, Event, ProtectionConfig, Side, Tick
+from engine import Config, EntryIntent, Event, ProtectionConfig, Rung, Side, Tick, Tranche
 from shell.broker.simulated import Faults
 
 T0 = datetime(2024, 3, 1, 14, 30, tzinfo=UTC)
@@ -170,4 +170,30 @@ def fault_models() -> st.SearchStrategy[Faults]:
         lost=st.sampled_from([0.0, 0.3]),
         stuck=st.sampled_from([0.0, 0.3]),
         seed=st.integers(0, 10_000),
+    )
+
+
+@st.composite
+def schedules(draw: st.DrawFn) -> Config:
+    """Ladders and partial schedules other than SPEC's: 1 to 4 rungs and 1 to 3 tranches at
+    R levels from 0.5 to 5, fractions that sum to the whole position or fall short of it,
+    with and without take-profit and trailing."""
+    rs = st.integers(1, 10).map(lambda n: Decimal(n) / 2)
+    at = sorted(draw(st.sets(rs, min_size=1, max_size=4)))
+    ladder = tuple(Rung(r, r * Decimal(draw(st.sampled_from([0, 25, 50, 75]))) / 100) for r in at)
+    points = sorted(draw(st.sets(rs, min_size=1, max_size=3)))
+    cents = draw(st.lists(st.integers(5, 60), min_size=len(points), max_size=len(points)))
+    if draw(st.booleans()):  # the whole position: the last tranche takes the rest
+        cents[-1] = 100 - sum(cents[:-1]) if sum(cents[:-1]) < 100 else cents[-1]
+    fractions = [Decimal(c) / 100 for c in cents]
+    if sum(fractions) > 1:
+        fractions = [f / sum(fractions) for f in fractions]
+    partials = tuple(Tranche(r, f) for r, f in zip(points, fractions, strict=True))
+    return Config(
+        ProtectionConfig(
+            ladder=ladder,
+            partials=partials,
+            take_profit=draw(st.booleans()),
+            trail=draw(st.booleans()),
+        )
     )
