@@ -9,7 +9,9 @@ Speeds: `speed > 0` plays the feed against the wall clock (1 = real time), and a
 routed (`new`) as soon as it is answered. `speed = 0` is lock-step (outside Alpaca's API): the
 next print goes out only once every request has been answered, every stream message written,
 and the clients have been quiet for `quiet` seconds (or a data-stream client has sent
-`{"action": "ack"}` for the last print it was sent). `speed = None` (tests) moves only when
+`{"action": "ack"}` for the last print it was sent, or `POST /_ratchet/ack`). An ack also
+ends the wait after a print's trade updates (below), and lets the first print out. `speed =
+None` (tests) moves only when
 told, by `advance()` or `POST /_ratchet/advance`. In these two an order stays `accepted` until
 the next print, so nothing hangs on timing; and a print that fills orders is played in two
 halves: the trade updates first, then (once the client is quiet again) the trade on the data
@@ -52,6 +54,7 @@ KEY_ID = "ratchet-test-key"
 SECRET_KEY = "ratchet-test-secret"
 
 _ROUTE_EVERY = 0.05  # seconds: how often orders are routed once the feed is over
+_RETURN_WAIT = 10.0  # seconds lock-step waits for clients a dropped link cut off
 _YIELD_EVERY = 1024  # prints played in a row before requests get a turn
 
 
@@ -198,6 +201,8 @@ class Exchange:
         self._contact: asyncio.Event | None = None
         self._advance: asyncio.Queue[tuple[int, asyncio.Future[list[Tick]]]] | None = None
         self._acks: list[tuple[_Stream, int]] = []  # lock-step: who was sent the last print
+        self._acks_told = 0  # lock-step: acks received so far, on either path
+        self._lost: tuple[int, int] | None = None  # clients cut by a drop (trade, data)
         self._thread: threading.Thread | None = None
         self._done = threading.Event()
         self.endpoints: Endpoints | None = None
@@ -371,17 +376,38 @@ class Exchange:
     async def _play_lock_step(self) -> None:
         assert self._contact is not None
         await self._contact.wait()  # nothing moves before a client is there
-        mark, played = -1, 0
+        mark, told, played = -1, self._acks_told, 0
         while (tick := self._next_tick()) is not None:
             played += 1
             if not played % _YIELD_EVERY:
                 await asyncio.sleep(0)  # prints nobody is sent pass at once, but not all at once
-            await self._settle(mark, acks=True)
-            mark = self._activity
+            await self._settle(mark, told, acks=True)
+            if self._lost is not None and self.venue.reopens(tick):
+                await self._await_return()  # the link is back: wait for who it cut off
+            mark, told = self._activity, self._acks_told
             if self._print_trades(tick):
-                await self._settle(mark, acks=False)
-                mark = self._activity
+                await self._settle(mark, told, acks=False)
+                mark, told = self._activity, self._acks_told
             self._publish(tick)
+
+    async def _await_return(self) -> None:
+        """Lock-step after a dropped link: the print that ends the outage waits (up to
+        `_RETURN_WAIT` s) until the clients it cut off are listening and subscribed again,
+        so that the feed does not run on without them."""
+        assert self._poke is not None and self._lost is not None
+        listeners, subscribers = self._lost
+        self._lost = None
+        self.venue.down_since = None  # reconnecting is allowed from now on
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _RETURN_WAIT
+        while loop.time() < deadline:
+            listening = sum(1 for s in self._trade_streams if s.listening)
+            subscribed = sum(1 for s in self._data_streams if s.trades)
+            if listening >= listeners and subscribed >= subscribers:
+                return
+            self._poke.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poke.wait(), deadline - loop.time())
 
     async def _play_by_hand(self) -> None:
         assert self._advance is not None
@@ -400,8 +426,10 @@ class Exchange:
             if not future.done():
                 future.set_result(played)
 
-    async def _settle(self, mark: int, acks: bool) -> None:
-        """Wait until the client is done with what it was sent (see the module docstring)."""
+    async def _settle(self, mark: int, told: int, acks: bool) -> None:
+        """Wait until the client is done with what it was sent (see the module docstring):
+        an ack received since `told` says so too, for the trade updates of a print that
+        filled orders (`acks=False`) as for the print before."""
         assert self._poke is not None
         loop = asyncio.get_running_loop()
         while True:
@@ -411,6 +439,8 @@ class Exchange:
                     return  # nothing was sent and nothing asked since the last print
                 if acks and self._acks and all(s.acked_print >= n for s, n in self._acks):
                     return  # every client sent the print has said it is done with it
+                if self._acks_told > told:
+                    return  # a client said it is done with everything it was sent
                 idle = loop.time() - self._last_activity
                 if idle >= self.quiet:
                     return
@@ -525,6 +555,10 @@ class Exchange:
     def _drop_streams(self) -> None:
         """The `drop` fault: every stream connection goes down with the link."""
         self.venue.take_outbox()
+        listeners = sum(1 for s in self._trade_streams if s.listening)
+        subscribers = sum(1 for s in self._data_streams if s.trades)
+        if self._lost is None:
+            self._lost = (listeners, subscribers)
         for stream in [*self._trade_streams, *self._data_streams]:
             stream.stop()
             stream.socket.abort()
@@ -560,6 +594,7 @@ class Exchange:
         return _json_response(404, {"message": "not found"})
 
     def _ack_all(self) -> None:
+        self._acks_told += 1
         for stream in self._data_streams:
             stream.acked_print = stream.sent_print
         if self._poke is not None:
@@ -636,6 +671,7 @@ class Exchange:
                 action = message.get("action") if isinstance(message, dict) else None
                 if action == "ack":  # lock-step, outside Alpaca's API: done with the last print
                     stream.acked_print = stream.sent_print
+                    self._acks_told += 1
                     if self._poke is not None:
                         self._poke.set()
                     continue

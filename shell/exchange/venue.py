@@ -194,6 +194,10 @@ class Venue:
             self._oversold.append({"ts": ts(tick.ts), "symbol": tick.symbol})
         return back
 
+    def reopens(self, tick: Tick) -> bool:
+        """Does `tick` end the outage of a dropped link (a second or more after it fell)?"""
+        return self.down_since is not None and tick.ts - self.down_since >= _RECONNECT
+
     def route(self) -> None:
         """Orders accepted so far reach the market: `new` (or `rejected`, for a doomed one)."""
         if not self._unrouted:
