@@ -12,9 +12,11 @@ lint:
     ./dev ruff format --check .
     ./dev mypy --strict engine shell
 
-# The order-protocol state machine and every law at 10,000 examples each (long; not in CI).
+# The order-protocol state machine and every law at 10,000 examples each, and `ratchet run`
+# killed 200 times against the exchange (long; not in CI).
 soak *args:
     RATCHET_PROFILE=soak ./dev pytest tests/machines tests/laws {{args}}
+    RATCHET_KILLS=200 ./dev pytest tests/integration/test_crash.py {{args}}
 
 # Benchmarks (pytest-benchmark): step latency, simulate throughput on the SPY week, baseline ratio.
 bench *args:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import importlib
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import requests
 from attrs import evolve
 
 from engine import (
@@ -35,13 +36,14 @@ from shell.broker.paper import PaperBroker
 from shell.cli import _FILE, _STATE_DIR, _close_alerts, main
 from shell.codec import BadLine, merge_by_ts, read_events
 from shell.config import Settings, load_settings
-from shell.errors import UserError
+from shell.errors import UserError, one_line
 from shell.hours import around, with_hours
 from shell.journaled import Journaled
 from shell.metrics import Metrics
 from shell.replay import recover
 from shell.report import render_summary, summary_to_json
 from shell.run import LiveBroker, Loop, LoopResult
+from shell.secret import redact
 from shell.simulate import close_summary
 from shell.statedir import StateDir
 
@@ -78,14 +80,32 @@ def _set_aside(sd: StateDir) -> Path | None:
 
 
 def _alpaca_broker(clock: Callable[[], datetime], feed_clock: bool) -> tuple[LiveBroker, datetime]:
-    """The Alpaca adapter on the environment's account, and the market's time now (the
-    exchange's clock when it replays a feed)."""
+    """The Alpaca adapter on the environment's account (and its paper twin for Experience
+    orders, when set), and the market's time now: the broker's clock when the loop keeps the
+    feed's time (a `ratchet exchange` replaying a recorded day), else the wall's."""
+    # alpaca-py loads only for a run that uses it (other commands start faster).
+    from shell.broker.alpaca import AlpacaSettings  # noqa: PLC0415
+    from shell.broker.alpaca.live import AlpacaBroker  # noqa: PLC0415
+
+    settings = AlpacaSettings.from_env(os.environ)
+    broker = AlpacaBroker(settings, clock=clock, paper_settings=AlpacaSettings.paper_from_env())
+    if not feed_clock:
+        return broker, _wall()
     try:
-        adapter = importlib.import_module("shell.broker.alpaca")
-    except ImportError:
-        raise UserError("--broker alpaca: the Alpaca adapter is not available") from None
-    broker: LiveBroker = adapter.AlpacaBroker(adapter.settings_from_env(os.environ), clock=clock)
-    return broker, _wall()
+        answer = requests.get(
+            settings.base_url.rstrip("/") + "/v2/clock",
+            headers={"APCA-API-KEY-ID": settings.key_id.reveal(),
+                     "APCA-API-SECRET-KEY": settings.secret_key.reveal()},
+            timeout=settings.timeout,
+        )  # fmt: skip
+        answer.raise_for_status()
+        now = datetime.fromisoformat(str(answer.json()["timestamp"]).replace("Z", "+00:00"))
+    except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+        why = redact(one_line(str(exc), 200), settings.secrets())
+        raise UserError(
+            f"{settings.base_url}/v2/clock: cannot read the market's time: {why}"
+        ) from None
+    return broker, now.astimezone(UTC)
 
 
 def _wall() -> datetime:
@@ -190,13 +210,16 @@ def _make_broker(
     if feed is not None or entries is not None or faults:
         why = "--feed, --entries and --faults are for --broker paper (a broker has its own)"
         raise click.UsageError(why)
+    started: list[datetime] = []  # the broker's time at the start
 
     def market_clock() -> datetime:
-        """The last print's time (the loop's `last_ts`), once there is one."""
-        return (loops[0].last_ts if loops else None) or _wall()
+        """The time of the last event the loop stepped (the feed's), or the broker's clock
+        at the start before there is one."""
+        return (loops[0].last_ts if loops else None) or started[0]
 
     clock = _wall if clock_name == "wall" else market_clock
     broker, now = _alpaca_broker(clock, clock_name == "feed")
+    started.append(now)
     return broker, clock, 1.0, evolve(settings.config, hours=around(settings.hours, now))
 
 
@@ -319,9 +342,21 @@ def _run_loop(
     metrics_host: str, *, scan_only: bool, faults: str | None = None,
     on_step: Callable[[Event, EngineState, tuple[Command, ...]], None] | None = None,
 ) -> tuple[LoopResult, PaperBroker | None]:  # fmt: skip
+    # A signal from now on ends the run gracefully, even one that comes before the loop runs
+    # (the loop's own handlers take over once it does).
+    early: list[str] = []
+    loops: list[Loop] = []  # the loop, once made (a market clock reads its time)
+
+    def stop_early(signum: int, _frame: object) -> None:
+        reason = f"signal {signal.Signals(signum).name}"
+        early.append(reason)
+        for made in loops:
+            made.stop(reason)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop_early)
     settings = load_settings(config_path)
     paper = broker_name == "paper"
-    loops: list[Loop] = []  # the loop, once made (a market clock reads its time)
     broker, clock, heartbeat, config = _make_broker(
         broker_name, feed, entries, speed, clock_name, settings, loops, faults
     )
@@ -335,9 +370,17 @@ def _run_loop(
         if on_step is not None:
             on_step(event, before, commands)
 
+    def ready(state: EngineState) -> None:
+        view = metrics_view(state)
+        click.echo(f"ratchet run: {'restarted' if restarted else 'started'}: "
+                   f"{len(view.positions)} position(s) verified with the broker, link "
+                   f"{view.mode.value}", err=True)  # fmt: skip
+
     loop = Loop(journaled, broker, clock, heartbeat=heartbeat, inbox=not scan_only,
-                restarted=restarted, on_step=observe)  # fmt: skip
+                restarted=restarted, on_step=observe, on_ready=ready)  # fmt: skip
     loops.append(loop)
+    for reason in early:
+        loop.stop(reason)
     status = _Status(loop) if sys.stderr.isatty() and not scan_only else None
 
     async def main_task() -> LoopResult:

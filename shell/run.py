@@ -52,6 +52,7 @@ __all__ = ["LiveBroker", "Loop", "LoopResult"]
 
 _IN_FLIGHT = (OrderStatus.PENDING_NEW, OrderStatus.PENDING_CANCEL)
 _MAX_CATCH_UP = 10_000  # clock events before one event: more means the engine is not advancing
+_FLUSH_EVERY = 0.05  # seconds: an idle loop hands its journal to the OS at least this often
 _YIELD_EVERY = 64  # events stepped back to back before the other tasks get a turn
 _TIMINGS = 100_000  # the latest steps' wall times kept (memory stays flat all day)
 
@@ -106,6 +107,7 @@ class Loop:
     inbox: bool = True  # take entries handed in by `ratchet enter`
     restarted: bool = False
     on_step: Callable[[Event, EngineState, tuple[Command, ...]], None] | None = None
+    on_ready: Callable[[EngineState], None] | None = None  # after the startup reconciliation
     summary: Summary = field(factory=Summary)
     _stopping: str | None = None
     _subscribed: set[str] = field(factory=set)
@@ -113,6 +115,7 @@ class Loop:
     _timings: deque[float] = field(factory=lambda: deque(maxlen=_TIMINGS))
     _uncovered: Callable[[], dict[str, Decimal]] | None = None  # the broker's bare shares
     _since_yield: int = 0
+    _flushed: float = 0.0  # when the journal was last handed to the operating system
     _answers: deque[Event] = field(factory=deque)  # given at once by the broker: next
     _exposed: bool = False  # orders or fills since the broker's bare shares were last measured
 
@@ -160,6 +163,10 @@ class Loop:
             while self._stopping is None:
                 if queue.empty():
                     self._measure()
+                    now = time.monotonic()
+                    if now - self._flushed >= _FLUSH_EVERY:  # readers (status) see it
+                        self.journaled.sd.flush()
+                        self._flushed = now
                     if pull is not None:
                         if pull(self):  # lock-step: the next print, now that all is stepped
                             continue
@@ -216,6 +223,8 @@ class Loop:
         self.feed(Connectivity(now, up=False))
         self.feed(Connectivity(now, up=True))
         self.feed(await self.broker.snapshot(now))
+        if self.on_ready is not None:
+            self.on_ready(self.state)
 
     def _measure(self) -> None:
         """Once everything queued is stepped: the shares without a working stop now (a paper
