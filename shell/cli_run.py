@@ -20,12 +20,12 @@ import requests
 from attrs import evolve
 
 from engine import (
+    CancelOrder,
     Command,
     Config,
     EngineState,
     Event,
     Record,
-    RequestSnapshot,
     SubmitOrder,
     Transition,
     metrics_view,
@@ -34,7 +34,7 @@ from shell.alerts import AlertDispatcher
 from shell.broker.faults import Faults
 from shell.broker.paper import PaperBroker
 from shell.cli import _FILE, _STATE_DIR, _close_alerts, main
-from shell.codec import BadLine, merge_by_ts, read_events
+from shell.codec import BadLine, merge_by_ts, read_events, to_jsonable
 from shell.config import Settings, load_settings
 from shell.errors import UserError, one_line
 from shell.hours import around, with_hours
@@ -253,6 +253,10 @@ def _believed_working(state: EngineState) -> Callable[[str, str], Decimal]:
     return qty
 
 
+# What a scan's plan shows besides the orders it places and cancels.
+_PLAN_RECORDS = frozenset({"position.adopted", "position.reconciled", "divergence.detected",
+                           "conflict.detected", "position.closed"})  # fmt: skip
+
 _BROKER = click.option("--broker", "broker_name", type=click.Choice(["paper", "alpaca"]),
                        default="paper", show_default=True,
                        help="paper: a local exchange in this process on --feed; alpaca: "
@@ -320,13 +324,10 @@ def scan(
                 price = command.stop_price or command.limit_price or "market"
                 plan.append(f"  place {command.action.value} {command.qty} {command.symbol} "
                             f"{command.type.value} @ {price} ({command.order_id})")  # fmt: skip
-            elif isinstance(command, Record) and command.kind.startswith(("adopt", "divergence",
-                                                                          "reconcil")):  # fmt: skip
-                plan.append(f"  {command.kind}: {json.dumps(command.data, default=str)}")
-            elif not isinstance(command, (Record, RequestSnapshot)) and hasattr(
-                command, "order_id"
-            ):
-                plan.append(f"  {type(command).__name__} {command.order_id}")
+            elif isinstance(command, Record) and command.kind in _PLAN_RECORDS:
+                plan.append(f"  {command.kind}: {json.dumps(to_jsonable(command.data))}")
+            elif isinstance(command, CancelOrder):
+                plan.append(f"  cancel {command.order_id}")
 
     result, _ = _run_loop(broker_name, None, None, 0.0, clock_name, config_path, state_dir,
                           dry_run, None, "127.0.0.1", scan_only=True, on_step=note)  # fmt: skip

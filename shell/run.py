@@ -132,7 +132,9 @@ class Loop:
         if self._stopping is None:
             self._stopping = reason
 
-    async def run(self, *, scan_only: bool = False, idle_grace: float = 0.5) -> LoopResult:
+    async def run(
+        self, *, scan_only: bool = False, idle_grace: float = 0.5, scan_timeout: float = 15.0
+    ) -> LoopResult:
         """Run until the feed ends, a signal, or (with `scan_only`) until the startup scan is
         applied and answered."""
         started = time.perf_counter()
@@ -159,8 +161,23 @@ class Loop:
             if self.inbox and not scan_only:
                 tasks.append(asyncio.create_task(self._poll_inbox()))
             queue = self.broker.events
-            quiet_since: float | None = None
+            settled: float | None = None  # since when a scan has waited for nothing
+            began = time.monotonic()
             while self._stopping is None:
+                if scan_only:
+                    # A scan ends once nothing it sent waits for an answer (for `idle_grace`
+                    # seconds, prints aside), at once when it sends nothing, or at its timeout.
+                    now = time.monotonic()
+                    if self._waiting() and not self.journaled.dry_run:
+                        settled = None
+                    else:
+                        settled = settled or now
+                    if self.journaled.dry_run or (settled and now - settled >= idle_grace):
+                        self._stopping = "scanned"
+                        break
+                    if now - began >= scan_timeout:
+                        self._stopping = "scan ended with answers outstanding"
+                        break
                 if queue.empty():
                     self._measure()
                     now = time.monotonic()
@@ -180,12 +197,6 @@ class Loop:
                                 self.summary.exposure.finish(self.last_ts)
                             self._stopping = "feed ended"
                             break
-                    if scan_only and not self._waiting():
-                        now = time.monotonic()
-                        quiet_since = quiet_since or now
-                        if now - quiet_since >= idle_grace:
-                            self._stopping = "scanned"
-                            break
                     try:
                         event = await asyncio.wait_for(queue.get(), timeout=0.05)
                     except TimeoutError:
@@ -196,7 +207,6 @@ class Loop:
                         self._since_yield = 0
                         await asyncio.sleep(0)
                     self._since_yield += 1
-                quiet_since = None
                 self.feed(event)
         finally:
             for task in tasks:

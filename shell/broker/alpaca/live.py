@@ -29,6 +29,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
+import msgpack
+
 from engine import (
     BrokerSnapshot,
     CancelOrder,
@@ -56,6 +58,21 @@ _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 _SNAPSHOT_LANE = "*"
 _SNAPSHOT_TRIES = (1.0, 2.0, 4.0)  # seconds between tries of a snapshot that failed
+
+
+def _trade_time(value: object) -> datetime | None:
+    """A trade's own time (`t`: a MsgPack Timestamp, or RFC 3339 text in JSON), in UTC."""
+    try:
+        if isinstance(value, msgpack.Timestamp):
+            stamped: datetime = value.to_datetime()
+            return stamped.astimezone(UTC)
+        if isinstance(value, datetime):
+            return value.astimezone(UTC)
+        if isinstance(value, str):
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+    return None
 
 
 def _utc_now() -> datetime:
@@ -300,7 +317,8 @@ class AlpacaBroker:
         except (KeyError, ArithmeticError, ValueError):
             _log.warning("a trade without symbol or price was skipped")
             return
-        self.events.put_nowait(Tick(self.clock(), symbol, price, size))
+        when = _trade_time(msg.get("t")) or self.clock()
+        self.events.put_nowait(Tick(when, symbol, price, size))
 
     def _on_link(self, up: bool) -> None:
         if self._closed:
