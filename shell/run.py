@@ -52,6 +52,7 @@ __all__ = ["LiveBroker", "Loop", "LoopResult"]
 
 _IN_FLIGHT = (OrderStatus.PENDING_NEW, OrderStatus.PENDING_CANCEL)
 _MAX_CATCH_UP = 10_000  # clock events before one event: more means the engine is not advancing
+_PRICE_WAIT = 10.0  # seconds an entry waits for its symbol's first print
 _FLUSH_EVERY = 0.05  # seconds: an idle loop hands its journal to the OS at least this often
 _YIELD_EVERY = 64  # events stepped back to back before the other tasks get a turn
 _TIMINGS = 100_000  # the latest steps' wall times kept (memory stays flat all day)
@@ -111,9 +112,12 @@ class Loop:
     summary: Summary = field(factory=Summary)
     _stopping: str | None = None
     _subscribed: set[str] = field(factory=set)
+    _held: dict[str, list[EntryIntent]] = field(factory=dict)  # entries waiting for a price
+    _held_since: dict[str, float] = field(factory=dict)
     last_ts: datetime | None = None  # the time of the last event stepped
     _timings: deque[float] = field(factory=lambda: deque(maxlen=_TIMINGS))
     _uncovered: Callable[[], dict[str, Decimal]] | None = None  # the broker's bare shares
+    plays_every_symbol: bool = False  # a paper feed: no symbol to subscribe to, ever
     _since_yield: int = 0
     _flushed: float = 0.0  # when the journal was last handed to the operating system
     _answers: deque[Event] = field(factory=deque)  # given at once by the broker: next
@@ -121,6 +125,7 @@ class Loop:
 
     def __attrs_post_init__(self) -> None:
         self._uncovered = getattr(self.broker, "uncovered", None)
+        self.plays_every_symbol = bool(getattr(self.broker, "plays_every_symbol", False))
 
     @property
     def state(self) -> EngineState:
@@ -257,7 +262,44 @@ class Loop:
         return False
 
     def feed(self, event: Event) -> None:
-        """Step `event`, after the clock events for what fell due before it."""
+        """Step `event`, after the clock events for what fell due before it. An entry for a
+        symbol whose prints the broker does not send yet waits (at most `_PRICE_WAIT` s) for
+        its first print: the gate needs a price."""
+        if isinstance(event, EntryIntent) and self._awaits_price(event):
+            return
+        if isinstance(event, Tick) and self._held:
+            held = self._held.pop(event.symbol, None)
+            if held is not None:
+                self._held_since.pop(event.symbol, None)
+                self._feed(event)
+                for intent in held:
+                    self._feed(_at(intent, event.ts))
+                return
+        if isinstance(event, Clock) and self._held:
+            self._release(time.monotonic())
+        self._feed(event)
+
+    def _awaits_price(self, intent: EntryIntent) -> bool:
+        """Hold `intent` until its symbol prints, subscribing to it (True), or not (False)."""
+        symbol = intent.symbol
+        if self.plays_every_symbol or self.state.last_price(symbol) is not None:
+            return False
+        if symbol not in self._subscribed:
+            self._subscribed.add(symbol)
+            self.broker.subscribe([symbol])
+        self._held.setdefault(symbol, []).append(intent)
+        self._held_since.setdefault(symbol, time.monotonic())
+        return True
+
+    def _release(self, now: float) -> None:
+        """Entries that waited `_PRICE_WAIT` s for a print go to the gate as they are."""
+        for symbol in sorted(self._held):
+            if now - self._held_since[symbol] >= _PRICE_WAIT:
+                del self._held_since[symbol]
+                for intent in self._held.pop(symbol):
+                    self._feed(intent)
+
+    def _feed(self, event: Event) -> None:
         last = self.last_ts
         ts = event.ts
         if last is not None and ts < last:

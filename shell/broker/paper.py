@@ -102,6 +102,8 @@ class PaperBroker:
         """Exits that flipped a position (never allowed)."""
         return self.sim.oversells
 
+    plays_every_symbol = True  # the loop never waits for a symbol's prints
+
     @property
     def lockstep(self) -> bool:
         """The loop pulls the next print when it is done with the last (`pull`)."""

@@ -42,13 +42,13 @@ def _wait(what: str, check, within: float):  # type: ignore[no-untyped-def]
 
 
 def _feed(path: Path) -> Path:
-    """Two symbols printing every second for twenty minutes, each rising 5% in that time:
+    """Three symbols printing every second for twenty minutes, each rising 5% in that time:
     enough for a stop at the default risk (2%) to climb, not for its take-profit (8%)."""
     start = datetime(2024, 3, 4, 14, 30, tzinfo=UTC)
     lines = []
     for second in range(1200):
         ts = (start + timedelta(seconds=second)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        for symbol, base in (("AAA", Decimal(100)), ("BBB", Decimal(50))):
+        for symbol, base in (("AAA", Decimal(100)), ("BBB", Decimal(50)), ("CCC", Decimal(20))):
             price = base * (1 + Decimal(second) / 24000)  # +5% over the twenty minutes
             lines.append(json.dumps({"type": "tick", "ts": ts, "symbol": symbol,
                                      "price": str(price.quantize(Decimal("0.01"))),
@@ -90,6 +90,17 @@ def test_the_bots_positions_are_adopted_at_start_and_within_a_second_while_runni
         _wait("AAA covered", lambda: exchange.books()["coverage"]["AAA"]["covered"], 5)
         assert time.monotonic() - filled < 1.0
 
+        # An entry handed in for a symbol whose prints ratchet does not follow yet: the loop
+        # subscribes and the entry waits for the first print, then the gate takes it.
+        enter = subprocess.run(
+            [*RATCHET, "enter", "CCC", "--side", "long", "--stop", "19", "--qty", "5",
+             "--id", "bot-ccc", "--state-dir", str(state)],
+            cwd=ROOT, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert enter.returncode == 0, enter.stdout + enter.stderr
+        assert json.loads(enter.stdout)["status"] == "accepted"
+        _wait("CCC covered", lambda: exchange.books()["coverage"].get("CCC", {}).get("covered"), 5)
+
         # The feed moves: the adopted AAA climbs (its stop moves up from the default risk).
         moved = _wait("a stop move of AAA", lambda: [r for r in _records(state, "stop.moved")
                                                       if r["symbol"] == "AAA"], 120)  # fmt: skip
@@ -107,7 +118,7 @@ def test_the_bots_positions_are_adopted_at_start_and_within_a_second_while_runni
             cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, check=False,
         )  # fmt: skip
         assert scan.returncode == 0, scan.stdout + scan.stderr
-        assert "2 position(s) held" in scan.stdout and "nothing to do" in scan.stdout
+        assert "3 position(s) held" in scan.stdout and "nothing to do" in scan.stdout
     finally:
         if run is not None and run.poll() is None:
             run.kill()
