@@ -59,23 +59,22 @@ class TokenBucket:
         self.waited = 0.0  # seconds spent waiting for a token, in all
 
     def take(self) -> None:
-        """Wait for a token, then spend it."""
-        while True:
-            with self._lock:
-                now = self._clock()
-                self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
-                self._at = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
-                    return
-                wait = (1 - self._tokens) / self.rate
+        """Spend a token, waiting for it when there is none (it is reserved at once, so
+        waiting callers are served in turn)."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            self._tokens -= 1
+            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
+        if wait > 0:
             self.waited += wait
             self._sleep(wait)
 
     def drain(self) -> None:
         """The broker said 429: spend what is left, so the next requests wait."""
         with self._lock:
-            self._tokens = 0.0
+            self._tokens = min(self._tokens, 0.0)
             self._at = self._clock()
 
 
