@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from attrs import evolve
 
-from engine.answers import on_accepted, on_cancel_rejected, on_canceled, on_rejected
+from engine.answers import on_accepted, on_cancel_rejected, on_canceled
 from engine.books import store
 from engine.commands import Alert, CancelOrder, Command, OrderAction, OrderType, Record
 from engine.config import Config
@@ -44,6 +44,7 @@ from engine.model import (
 )
 from engine.protection import climb
 from engine.records import conflict, mode_changed
+from engine.rejections import on_rejected
 from engine.state import EngineState, Transition
 
 __all__ = ["on_snapshot"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import assert_never
 
-from engine.answers import on_accepted, on_cancel_rejected, on_canceled, on_rejected, retryable
+from engine.answers import on_accepted, on_cancel_rejected, on_canceled
 from engine.commands import Command
 from engine.entries import Refusal, on_entry, validate_entry
 from engine.events import (
@@ -37,6 +37,7 @@ from engine.ids import key_of, symbol_of
 from engine.link import failed, fire_due, on_connectivity, succeeded
 from engine.operator import on_breaker_ack, on_phase_advance, on_phase_override
 from engine.protection import on_clock, on_tick
+from engine.rejections import on_rejected, retryable
 from engine.session import flatten, roll
 from engine.snapshots import on_snapshot
 from engine.state import EngineState, Transition
