@@ -84,8 +84,8 @@ def entry(oid: str, qty: str = "10", **extra: Any) -> SubmitOrder:
 
 def test_ticks_fills_and_acceptance_arrive_as_events_stamped_by_the_clock(market):
     """start() connects both streams; a print is a Tick with the price's exact decimal; a
-    submit is OrderAccepted, its fill OrderFilled with the exact quantity and price; every
-    event carries clock()'s time."""
+    submit is OrderAccepted, its fill OrderFilled with the exact quantity and price; the
+    answers carry clock()'s time, the print its own."""
 
     async def test(broker: AlpacaBroker) -> list[Event]:
         broker.submit([entry("rt-e")])
