@@ -35,6 +35,7 @@ __all__ = [
 
 _MAX_HEAD = 64 * 1024
 _MAX_BODY = 1 << 20
+_CLOSE_WAIT = 2.0  # seconds a closing handshake may wait for the peer to read
 
 
 @define
@@ -132,8 +133,9 @@ class WebSocket:
             self._protocol.send_close()
             self._flush()
             self.closed = True
-            with contextlib.suppress(ConnectionError):
-                await self._writer.drain()
+            # A peer that stops reading must not hold the exchange's shutdown up.
+            with contextlib.suppress(ConnectionError, TimeoutError):
+                await asyncio.wait_for(self._writer.drain(), _CLOSE_WAIT)
             self._writer.close()
 
     def abort(self) -> None:
