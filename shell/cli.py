@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import json
 import os
 import sys
@@ -685,6 +686,8 @@ def exchange(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)  # a stop request ends it as Ctrl-C does
+    # `kill -USR1 PID` writes where every thread is to stderr (for a stop that takes long).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         asyncio.run(market.run(ready))
     except KeyboardInterrupt:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import requests
@@ -79,7 +80,14 @@ def test_a_plain_alpaca_py_bot_trades_the_exchange(tmp_path):
         assert books["oversells"] == 0 and books["orders"] == 2
     finally:
         exchange.send_signal(signal.SIGINT)
-        _, err = exchange.communicate(timeout=30)
+        try:
+            _, err = exchange.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            exchange.send_signal(signal.SIGUSR1)  # where it is stuck, for the failure message
+            time.sleep(1)
+            exchange.kill()
+            _, err = exchange.communicate(timeout=10)
+            raise AssertionError(f"the exchange outlived Ctrl-C by 30 s:\n{err[-6000:]}") from None
     assert exchange.returncode == 0, err
     assert "Traceback" not in err
 
