@@ -203,7 +203,8 @@ class Loop:
                             self._stopping = "feed ended"
                             break
                     try:
-                        event = await asyncio.wait_for(queue.get(), timeout=0.05)
+                        async with asyncio.timeout(0.05):  # (wait_for can swallow a cancel)
+                            event = await queue.get()
                     except TimeoutError:
                         continue
                 else:

@@ -135,7 +135,8 @@ class WebSocket:
             self.closed = True
             # A peer that stops reading must not hold the exchange's shutdown up.
             with contextlib.suppress(ConnectionError, TimeoutError):
-                await asyncio.wait_for(self._writer.drain(), _CLOSE_WAIT)
+                async with asyncio.timeout(_CLOSE_WAIT):
+                    await self._writer.drain()
             self._writer.close()
 
     def abort(self) -> None:

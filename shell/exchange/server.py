@@ -407,7 +407,8 @@ class Exchange:
                 return
             self._poke.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poke.wait(), deadline - loop.time())
+                async with asyncio.timeout(deadline - loop.time()):  # never swallows a cancel
+                    await self._poke.wait()
 
     async def _play_by_hand(self) -> None:
         assert self._advance is not None
@@ -445,7 +446,10 @@ class Exchange:
                 if idle >= self.quiet:
                     return
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._poke.wait(), self.quiet - idle)
+                    # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow the
+                    # task's own cancel, and a stopping exchange then never stops.
+                    async with asyncio.timeout(self.quiet - idle):
+                        await self._poke.wait()
             else:
                 await self._poke.wait()
 
