@@ -682,14 +682,18 @@ def exchange(
         mode = "lock-step" if speed == 0 else f"speed {speed:g}"
         click.echo(f"ratchet exchange on {endpoints.base_url} ({mode}); Ctrl-C stops it", err=True)
 
-    def interrupt(*_: object) -> None:
-        raise KeyboardInterrupt
+    async def serve() -> None:
+        # Ctrl-C and a stop request end it cleanly (the exchange's own stop), even when it was
+        # started from a shell that ignores SIGINT for its background jobs.
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, market.stop)
+        await market.run(ready)
 
-    signal.signal(signal.SIGTERM, interrupt)  # a stop request ends it as Ctrl-C does
     # `kill -USR1 PID` writes where every thread is to stderr (for a stop that takes long).
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
-        asyncio.run(market.run(ready))
+        asyncio.run(serve())
     except KeyboardInterrupt:
         pass
     except OSError as exc:
