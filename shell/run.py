@@ -109,6 +109,7 @@ class Loop:
     restarted: bool = False
     on_step: Callable[[Event, EngineState, tuple[Command, ...]], None] | None = None
     on_ready: Callable[[EngineState], None] | None = None  # after the startup reconciliation
+    drain: float = 10.0  # seconds a stop waits for the operations under way to finish
     summary: Summary = field(factory=Summary)
     _stopping: str | None = None
     _subscribed: set[str] = field(factory=set)
@@ -168,7 +169,17 @@ class Loop:
             queue = self.broker.events
             settled: float | None = None  # since when a scan has waited for nothing
             began = time.monotonic()
-            while self._stopping is None:
+            draining: float | None = None  # a stop was asked for: operations finish first
+            while True:
+                if self._stopping is not None:
+                    # A stop asked from outside (a signal): the operations under way finish
+                    # first (a stop being moved is re-armed, answers awaited), so no share is
+                    # left without its working stop; `drain` seconds at most.
+                    now = time.monotonic()
+                    draining = draining or now
+                    dry = self.journaled.dry_run  # nothing was sent: nothing to wait for
+                    if dry or not self._unsettled() or now - draining >= self.drain:
+                        break
                 if scan_only:
                     # A scan ends once nothing it sent waits for an answer (for `idle_grace`
                     # seconds, prints aside), at once when it sends nothing, or at its timeout.
@@ -248,6 +259,11 @@ class Loop:
         if self._exposed and self._uncovered is not None and self.last_ts is not None:
             self.summary.exposure.observe(self._uncovered(), self.last_ts)
         self._exposed = False
+
+    def _unsettled(self) -> bool:
+        """An operation is under way: an answer awaited, or shares without their working
+        protective order."""
+        return self._waiting() or any(p.bare for p in self.state.positions.values())
 
     def _waiting(self) -> bool:
         """Something the engine still waits for from the broker (an answer, a snapshot)."""
