@@ -13,7 +13,7 @@ from attrs import evolve
 from engine.budget import coalesce
 from engine.commands import Alert, CancelOrder, Command, OrderType
 from engine.config import Config
-from engine.model import Awaited, AwaitedKind, CloseReason, OrderStatus, Position
+from engine.model import Awaited, AwaitedKind, CloseReason, Order, OrderStatus, Position
 from engine.records import conflict, milliseconds, order_timeout
 
 __all__ = ["arm", "awaited", "next_due", "protect_due", "timed_out", "unprotected"]
@@ -83,9 +83,31 @@ def timed_out(pos: Position, now: datetime, cfg: Config) -> tuple[Position, list
 def protect_due(pos: Position, cfg: Config) -> datetime | None:
     """When the position's shares without a working stop are sold if none covers them by
     then (None: every share is covered, or a sale is already on its way)."""
-    if pos.exposed_since is None or pos.orders.sell is not None or pos.orders.to_sell > 0:
+    if pos.exposed_since is None:
         return None
+    orders = pos.orders
+    if (orders.sell is not None or orders.to_sell > 0) and _uncovered(pos) <= 0:
+        return None  # a sale is on its way for every share no stop holds
     return pos.exposed_since + cfg.protect_deadline
+
+
+def _standing_exit(pos: Position) -> Order | None:
+    """The position's stop as far as the broker may hold it: one refused and waiting for its
+    retry is not at the broker (unless its answer was lost)."""
+    eo = pos.orders.exit
+    maybe_there = pos.retry is not None and pos.retry.uncertain
+    if eo is not None and eo.status is OrderStatus.RETRY_WAIT and not maybe_there:
+        return None
+    return eo
+
+
+def _uncovered(pos: Position) -> Decimal:
+    """Shares that neither the stop, nor a sale on its way, nor the queue for sale covers
+    (shares the position gained while a sale of its bare ones was already queued)."""
+    eo, so = _standing_exit(pos), pos.orders.sell
+    held = eo.open_qty if eo is not None else Decimal(0)
+    selling = (so.open_qty if so is not None else Decimal(0)) + pos.orders.to_sell
+    return pos.fills.remaining - held - selling
 
 
 def next_due(pos: Position, cfg: Config) -> datetime | None:
@@ -110,16 +132,13 @@ def unprotected(
     or may work (its answer was lost), keeps its shares; so do `spare` shares another lot's
     order still holds in the symbol (an order of a lot the broker closed, not yet canceled)."""
     orders = pos.orders
-    eo = orders.exit
-    maybe_there = pos.retry is not None and pos.retry.uncertain
-    if eo is not None and eo.status is OrderStatus.RETRY_WAIT and not maybe_there:
-        eo = None  # refused, so not at the broker: its shares are free
+    eo = _standing_exit(pos)  # a stop refused and waiting for its retry frees its shares
     held = eo.open_qty if eo is not None else Decimal(0)
-    free = pos.fills.remaining - held
+    free = _uncovered(pos)
     if spare is not None:
-        free = min(free, spare - held)
+        free = min(free, spare - (pos.fills.remaining - free))
     if free <= 0:
-        return pos, []  # a stop on its way holds every share: its answer decides
+        return pos, []  # a stop or a sale on its way holds every share: its answer decides
     since = pos.exposed_since if pos.exposed_since is not None else now
     reason = f"no working stop for {free} shares in {milliseconds(now - since)} ms"
     ids = [eo.id] if eo is not None else []
@@ -137,11 +156,11 @@ def unprotected(
             },
         ),
     ]
-    whole = free == pos.fills.remaining
+    whole = held == 0
     pos = evolve(
         pos,
         ladder=evolve(pos.ladder, trigger=None) if whole else pos.ladder,
-        orders=evolve(orders, exit=eo, to_sell=free, milestones=()),
+        orders=evolve(orders, exit=eo, to_sell=orders.to_sell + free, milestones=()),
         retry=pos.retry if eo is not None else None,
         close_reason=CloseReason.PROTECT_DEADLINE if whole else pos.close_reason,
     )

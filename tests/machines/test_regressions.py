@@ -154,3 +154,32 @@ def test_a_sale_of_bare_shares_stops_waiting_for_an_entry_in_its_way_at_the_dead
     ])  # fmt: skip
     covers = [c for c in machine.orders.values() if c.symbol == "BBB" and c.purpose == "exit"]
     assert [(c.action.value, c.qty) for c in covers] == [("buy", D(1))]
+
+
+def test_shares_added_after_a_deadline_sale_was_queued_are_sold_with_it():
+    """An entry fills in parts around a drop. On reconnect the snapshot finds 7 shares and a
+    stop for 4; their deadline is past, so 3 are queued for sale while the stop's cancel is
+    on its way. One more share then fills. The cancel's confirmation never comes (a quiet
+    market), so the sale goes out beside the stuck stop: it must take the added share too
+    (it sold only the 3 queued before, and the eighth share stayed bare for good)."""
+    machine = replay(
+        Faults(partial=0.5, late=0.5, drop=0.2, lost=0.3, seed=86), False, "next", [
+            ("entry", {"qty": 1, "risk": 20, "symbol": "AAA"}),
+            ("tick", {"cents": 0, "symbol": "AAA"}),
+            ("entry", {"qty": 9, "risk": 20, "symbol": "AAA"}),
+            ("tick", {"cents": 0, "symbol": "AAA"}),
+            ("tick", {"cents": 0, "symbol": "AAA"}),
+            ("tick", {"cents": 0, "symbol": "AAA"}),
+            ("clock", {"seconds": 8}),
+            ("tick", {"cents": 0, "symbol": "AAA"}),
+            ("clock", {"seconds": 14}),
+            ("clock", {"seconds": 14}),
+        ],
+    )  # fmt: skip
+    exits = [
+        r["qty"] for r in machine.journal
+        if getattr(r, "kind", "") == "order.submitted" and r["purpose"] == "exit"
+    ]  # fmt: skip
+    assert exits == [D(4)]
+    assert machine.broker.positions["AAA"] == D(9)
+    assert machine.broker.held("AAA", machine.orders["rt-AAA-2-2-exit"].action) == D(9)
