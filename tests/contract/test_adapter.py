@@ -95,6 +95,25 @@ def test_s1_2_numbers_go_as_json_numbers_and_come_back_exact_strings(market):
     assert entry is not None and entry["time_in_force"] == "day"
 
 
+def test_s1_11_an_extended_hours_exit_goes_as_a_day_limit_flagged_extended_hours(market):
+    """§1.11: an exit outside the regular session is a limit with `extended_hours: true`, time
+    in force DAY (what every version of the docs accepts); without the flag Alpaca would
+    queue it for the next regular session (the exchange did, and the watched stop's exits
+    never filled after 16:00 in lock-step)."""
+    rest = rest_of(market)
+    _long(market, rest)
+    ext = SubmitOrder(
+        T0, "rt-ext", "SPY", SELL, OrderType.LIMIT, D(10), None, D("98.50"), "exit",
+        extended_hours=True,
+    )  # fmt: skip
+    answer = rest.submit(order_request(ext))
+    assert (answer["extended_hours"], answer["time_in_force"]) == (True, "day")
+    assert (answer["type"], answer["limit_price"]) == ("limit", "98.5")
+    regular = order("rt-reg", BUY, OrderType.LIMIT, "5", limit=D("90"), purpose="entry")
+    answer = rest.submit(order_request(regular))
+    assert (answer["extended_hours"], answer["time_in_force"]) == (False, "gtc")
+
+
 def test_s1_2_an_oco_exit_is_a_take_profit_with_a_held_stop_leg(market):
     """§1.2 oco: type limit, take_profit and stop_loss; the answer nests the stop-loss leg
     (`held`, a client order id of the server's); the ledger knows both as the engine's one

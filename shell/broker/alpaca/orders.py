@@ -75,9 +75,12 @@ _ZERO = Decimal(0)
 def order_request(command: SubmitOrder) -> OrderRequest:
     """alpaca-py's request for `command`, under its client order id. Resting orders are
     good-till-canceled (a stop protects overnight); a fractional quantity must be a simple
-    DAY order on Alpaca, so it is one."""
+    DAY order on Alpaca, so it is one; so is an extended-hours limit (flagged
+    `extended_hours`: without the flag Alpaca queues it for the next regular session;
+    ALPACA.md §1.11, DAY being the time in force every version of the docs accepts)."""
     whole = command.qty == command.qty.to_integral_value()
-    tif = TimeInForce.GTC if whole and command.type is not OrderType.MARKET else TimeInForce.DAY
+    gtc = whole and command.type is not OrderType.MARKET and not command.extended_hours
+    tif = TimeInForce.GTC if gtc else TimeInForce.DAY
     common: dict[str, Any] = {
         "symbol": command.symbol,
         "qty": command.qty,
@@ -89,7 +92,11 @@ def order_request(command: SubmitOrder) -> OrderRequest:
         case OrderType.MARKET:
             return MarketOrderRequest(**common)
         case OrderType.LIMIT:
-            return LimitOrderRequest(**common, limit_price=_price(command.limit_price, command))
+            return LimitOrderRequest(
+                **common,
+                limit_price=_price(command.limit_price, command),
+                extended_hours=command.extended_hours,
+            )
         case OrderType.STOP:
             return StopOrderRequest(**common, stop_price=_price(command.stop_price, command))
         case OrderType.OCO:
