@@ -205,7 +205,8 @@ def _match_symbol(
     same_side = ours * theirs > 0
     excess = abs(ours) - abs(theirs) if same_side else abs(ours)
     # The lots whose exit orders the broker still works keep their shares (those orders hold
-    # them); of the rest, the newest give way first.
+    # them), and so do lots whose exit order is on its way (sent after the snapshot was
+    # taken: it will hold them); of the rest, the newest give way first.
     working = {o.order_id for o in snap.orders if o.symbol == symbol and o.status == "open"}
     held = {lot.key for lot in lots if _works(lot, working)}
     newest = lots[::-1]
@@ -227,9 +228,13 @@ def _match_symbol(
 
 
 def _works(lot: Position, working: set[str]) -> bool:
-    """The broker works one of the lot's exit-side orders (by the snapshot)."""
+    """The broker works one of the lot's exit-side orders (by the snapshot), or will: one was
+    sent and its answer is on its way."""
     orders = lot.orders
-    return any(o is not None and o.id in working for o in (orders.exit, orders.sell))
+    return any(
+        o is not None and (o.id in working or o.status is OrderStatus.PENDING_NEW)
+        for o in (orders.exit, orders.sell)
+    )
 
 
 def _shrink(

@@ -183,3 +183,27 @@ def test_shares_added_after_a_deadline_sale_was_queued_are_sold_with_it():
     assert exits == [D(4)]
     assert machine.broker.positions["AAA"] == D(9)
     assert machine.broker.held("AAA", machine.orders["rt-AAA-2-2-exit"].action) == D(9)
+
+
+def test_a_shrunk_symbol_keeps_the_lot_whose_stop_is_on_its_way():
+    """The broker forgets BBB-1's three shares; BBB-2 (two shares) sells a tranche and sends
+    its new stop for the one left. A snapshot taken before that stop reached the broker says
+    the symbol holds one share. The lot to close is BBB-1 (its stop refused, so not at the
+    broker), not BBB-2, whose stop is on its way and will hold the share: closing BBB-2 left
+    its stop unaccounted for and sent BBB-1 a second stop for the same share (P11)."""
+    machine = replay(Faults(seed=0), False, "same", [
+        ("entry", {"qty": 3, "risk": 21, "symbol": "BBB"}),
+        ("tick", {"cents": 0, "symbol": "BBB"}),
+        ("forgotten_by_the_broker", {"symbol": "BBB"}),
+        ("entry", {"qty": 2, "risk": 20, "symbol": "BBB"}),
+        ("clock", {"seconds": 1}),
+        ("clock", {"seconds": 1}),
+        ("tick", {"cents": 40, "symbol": "BBB"}),
+    ])  # fmt: skip
+    reconciled = [
+        (r["key"], r["change"]) for r in machine.journal
+        if getattr(r, "kind", "") == "position.reconciled"
+    ]  # fmt: skip
+    assert reconciled == [("BBB-1", "closed_outside")]
+    [pos] = machine.state.positions.values()
+    assert (pos.key, pos.fills.remaining, pos.orders.exit.status.value) == ("BBB-2", 1, "live")
