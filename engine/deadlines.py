@@ -83,11 +83,11 @@ def timed_out(pos: Position, now: datetime, cfg: Config) -> tuple[Position, list
 def protect_due(pos: Position, cfg: Config) -> datetime | None:
     """When the position's shares without a working stop are sold if none covers them by
     then (None: every share is covered, or a sale is already on its way)."""
-    if pos.exposed_since is None:
-        return None
     orders = pos.orders
-    if (orders.sell is not None or orders.to_sell > 0) and _uncovered(pos) <= 0:
-        return None  # a sale is on its way for every share no stop holds
+    if pos.exposed_since is None or orders.sell is not None:
+        return None  # a sale on its way: its fill, or its timeout, decides (`reconcile`)
+    if orders.to_sell > 0 and _uncovered(pos) <= 0:
+        return None  # every share no stop holds is queued for sale
     return pos.exposed_since + cfg.protect_deadline
 
 
