@@ -13,8 +13,9 @@ from attrs import evolve
 
 from engine.books import store
 from engine.budget import next_step
-from engine.commands import Alert, Command, Record
-from engine.model import CloseReason, Position
+from engine.commands import Alert, CancelOrder, Command, Record
+from engine.model import CloseReason, OrderStatus, Position
+from engine.records import conflict
 from engine.state import Book, EngineState, Market
 
 __all__ = ["BROKER_STOP", "WATCHED", "protection_mode", "roll_market", "watched_exit"]
@@ -59,6 +60,9 @@ def roll_market(state: EngineState, ts: datetime) -> tuple[EngineState, list[Com
         book = Book.of(lots, state.last_price(symbol), state.config.goal.enabled, state.watching)
         books = books.set(symbol, book)
     state = state.evolve(books=books)
+    if not market.regular:
+        state, canceled = _cancel_entries(state, ts)
+        out.extend(canceled)
     session = "regular" if market.regular else "extended"
     for lot in state.opened_order():
         pos = lot
@@ -83,6 +87,25 @@ def roll_market(state: EngineState, ts: datetime) -> tuple[EngineState, list[Com
             state, more = store(state, pos, ts)
             out.extend(more)
     return state, out
+
+
+def _cancel_entries(state: EngineState, ts: datetime) -> tuple[EngineState, list[Command]]:
+    """The regular session closed: entries still working are canceled. An entry is for now;
+    left working it would wait for the next open (filling there at the gap, with no stop
+    until then) and stand in the way of the symbol's sales meanwhile (a potential wash
+    trade)."""
+    out: list[Command] = []
+    entries = state.entries
+    for pending in sorted(entries.values(), key=lambda e: e.key):
+        order = pending.order
+        if order.status not in (OrderStatus.LIVE, OrderStatus.PENDING_NEW):
+            continue
+        why = "the regular session closed before the entry filled"
+        out.append(conflict(ts, pending.key, "market_closed", [order.id], "entry_canceled", why))
+        out.append(CancelOrder(ts, order.id, pending.symbol))
+        moved = evolve(order, status=OrderStatus.PENDING_CANCEL)
+        entries = entries.set(pending.key, evolve(pending, order=moved))
+    return state.evolve(entries=entries), out
 
 
 def watched_exit(pos: Position, price: Decimal, ts: datetime) -> tuple[Position, list[Command]]:

@@ -178,3 +178,38 @@ def test_no_order_is_sent_that_the_session_or_the_wash_trade_rule_would_refuse(
                 assert command.extended_hours, command
     records = [c for s in steps for c in s.commands if isinstance(c, Record)]
     assert all(r.kind != "entry.accepted" or SHORT.regular(r.ts) for r in records)
+
+
+def test_an_entry_still_working_at_the_close_is_canceled_and_does_not_hold_up_an_exit():
+    """AAA-2's market entry goes a second before the close and has not filled when the
+    session closes (it would wait for the next open). It is canceled at the close
+    (`market_closed`, `entry_canceled`), so AAA-1's watched exit, triggered at the same print,
+    goes out at once as an extended-hours limit instead of waiting ten seconds for the entry
+    and then being refused as a potential wash trade against it (found by the law above)."""
+
+    def tick(s: int, price: str) -> Tick:
+        return Tick(T0 + timedelta(seconds=s), "AAA", Decimal(price), Decimal(0))
+
+    events: list[Event] = [
+        tick(0, "5.00"),
+        EntryIntent(T0 + timedelta(seconds=1), "AAA", Side.LONG, Decimal("4.99"), Decimal(1)),
+        tick(2, "5.00"),
+        tick(3, "5.01"),
+        EntryIntent(T0 + timedelta(seconds=3), "AAA", Side.LONG, Decimal("5.00"), Decimal(1)),
+        *(tick(s, "5.00") for s in range(4, 15)),
+    ]
+    config = Config(protection=ProtectionConfig(take_profit=False), hours=SHORT)
+    steps = _fold(events, config, "next")
+    refused = [s.event for s in steps if isinstance(s.event, OrderRejected)]
+    assert refused == []
+    records = [c for s in steps for c in s.commands if isinstance(c, Record)]
+    [closed] = [r for r in records if r.kind == "conflict.detected"]
+    assert (closed["type"], closed["key"], closed["resolution"]) == (
+        "market_closed", "AAA-2", "entry_canceled"
+    )  # fmt: skip
+    assert closed.ts == T0 + timedelta(seconds=4)
+    [exit_sent] = [
+        r for r in records if r.kind == "order.submitted" and r["purpose"] == "exit"
+    ]  # fmt: skip
+    assert exit_sent.ts == T0 + timedelta(seconds=4) and exit_sent["type"] == "limit"
+    assert [r["key"] for r in records if r.kind == "trade.closed"] == ["AAA-1"]
