@@ -132,7 +132,8 @@ class Config:
     max_requests_per_minute: int = 20
     # SPEC §6: a position ratchet did not open is adopted with its own loss-side stop, else a
     # stop this share of the entry away; other orders holding its shares are canceled
-    # ("cancel") or left, and the position reported unprotectable ("leave").
+    # ("cancel") or left, and the position reported unprotectable ("leave"). So are the user's
+    # orders that stand in the way of a sale refused as a potential wash trade.
     default_risk: Decimal = Decimal("0.02")
     foreign_orders: str = "cancel"
     # The market's regular sessions (None: always regular, as crypto and the tests).

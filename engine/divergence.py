@@ -17,13 +17,13 @@ from engine.events import OrderFilled
 from engine.model import Position
 from engine.state import EngineState
 
-__all__ = ["ASK_AGAIN", "ask_again", "diverged", "excess_fill", "unknown_fill"]
+__all__ = ["ASK_AGAIN", "ask", "ask_again", "diverged", "excess_fill", "unknown_fill"]
 
 # A snapshot asked for and not applied within this is asked for again.
 ASK_AGAIN = timedelta(seconds=5)
 
 
-def _ask(state: EngineState, ts: datetime, why: str, symbols: tuple[str, ...]) -> tuple[
+def ask(state: EngineState, ts: datetime, why: str, symbols: tuple[str, ...]) -> tuple[
     EngineState, list[Command]
 ]:  # fmt: skip
     """Ask the broker for its snapshot, unless one is already asked for."""
@@ -53,7 +53,7 @@ def diverged(
     )  # fmt: skip
     if pos.reconciling is None:
         pos = evolve(pos, reconciling=ts)
-    state, asked = _ask(state, ts, evidence, (pos.symbol,))
+    state, asked = ask(state, ts, evidence, (pos.symbol,))
     return state, pos, [record, *asked]
 
 
@@ -69,7 +69,7 @@ def unknown_fill(
          "believed": {"order_id": order_id, "known": False},
          "broker": {"order_id": order_id, "qty": qty, "price": price}},
     )  # fmt: skip
-    state, asked = _ask(state, ts, "fill of an unknown order", ())
+    state, asked = ask(state, ts, "fill of an unknown order", ())
     return state, [record, *asked]
 
 
@@ -85,7 +85,7 @@ def excess_fill(
          "believed": {"qty": pos.fills.remaining},
          "broker": {"order_id": fill.order_id, "qty": fill.qty, "price": fill.price}},
     )  # fmt: skip
-    state, asked = _ask(state, fill.ts, "fill beyond the shares held", (pos.symbol,))
+    state, asked = ask(state, fill.ts, "fill beyond the shares held", (pos.symbol,))
     return state, [record, *asked]
 
 
@@ -96,4 +96,4 @@ def ask_again(state: EngineState, now: datetime) -> tuple[EngineState, list[Comm
     if asked is None or now < asked + ASK_AGAIN:
         return state, []
     state = state.evolve(link=evolve(state.link, snapshot_asked=None))
-    return _ask(state, now, "snapshot not received", ())
+    return ask(state, now, "snapshot not received", ())

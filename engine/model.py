@@ -355,6 +355,10 @@ class Position:
     # Alerts raised about it, by reason, and how many times (the same cause is not repeated
     # to the operator at every refusal: 1st, 2nd, 4th, 8th ...).
     alerted: tuple[tuple[str, int], ...] = ()
+    # Since when one of its orders was refused as a potential wash trade, under
+    # `[adopt] foreign_orders = "cancel"`: the broker's snapshot is asked for, and the user's
+    # orders on the other side of the symbol that it lists are canceled.
+    wash_blocked: datetime | None = None
 
     @property
     def bare(self) -> bool:

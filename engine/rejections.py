@@ -13,7 +13,7 @@ from engine.answers import on_accepted, unknown_order
 from engine.books import finish
 from engine.budget import coalesce, extended_rules
 from engine.commands import Alert, Command
-from engine.divergence import diverged
+from engine.divergence import ask, diverged
 from engine.events import (
     OrderAccepted,
     OrderRefusal,
@@ -111,6 +111,8 @@ def on_rejected(state: EngineState, ack: OrderRejected) -> Transition:
             ack.ts, key, "duplicate_order", [ack.order_id], "adopted_existing", ack.reason
         )
         return Transition(t.state, (record, *t.commands))
+    if pos is not None and _stale(pos, ack):
+        return _replace_stale(state, pos, ack)
     conflicts: list[Command] = []
     can_retry = retryable(state, ack)
     if pos is not None and can_retry:
@@ -129,11 +131,18 @@ def on_rejected(state: EngineState, ack: OrderRejected) -> Transition:
             # of (its own never stand in the way: the entry guard and the gate see to that)
             # is the user's: the operator is told (coalesced) and the same order is sent
             # again on the backoff, then as a new operation after the alert, until the
-            # user's order is gone.
+            # user's order is gone. Under `[adopt] foreign_orders = "cancel"` ratchet removes
+            # it: the broker's snapshot names it, and it is canceled (engine.snapshots).
             spent = attempts(pos) >= len(state.config.retry_delays)
             resolution = "new_operation_after_alert" if spent else "retry_after_backoff"
-            conflicts.append(
-                conflict(ack.ts, key, "wash_trade", [ack.order_id], resolution, ack.reason)
+            if state.config.foreign_orders == "cancel":
+                resolution = "cancel_user_order"
+                pos = evolve(pos, wash_blocked=pos.wash_blocked or ack.ts)
+                state = state.evolve(positions=state.positions.set(pos.key, pos))
+                state, asked = ask(state, ack.ts, "potential wash trade", (pos.symbol,))
+                conflicts.extend(asked)
+            conflicts.insert(
+                0, conflict(ack.ts, key, "wash_trade", [ack.order_id], resolution, ack.reason)
             )
             pos, alerts = coalesce(
                 pos,
@@ -299,6 +308,40 @@ def on_rejected(state: EngineState, ack: OrderRejected) -> Transition:
     out.extend(told)
     pos = evolve(pos, retry=None)
     return finish(state, pos, ack.ts, out, reconcile_first=exhausted)
+
+
+def _stale(pos: Position, ack: OrderRejected) -> bool:
+    """A definite refusal of an exit-side order for more shares than the position counts now
+    (the broker's snapshot shrank it while the order was on its way): sending it again would
+    only be refused again."""
+    if ack.kind in (OrderRefusal.UNKNOWN, OrderRefusal.DUPLICATE):
+        return False  # it may be at the broker: its fate is asked, not assumed
+    orders = pos.orders
+    for order in (orders.exit, orders.sell):
+        if order is not None and order.id == ack.order_id:
+            return order.open_qty > pos.fills.remaining
+    return False
+
+
+def _replace_stale(state: EngineState, pos: Position, ack: OrderRejected) -> Transition:
+    """Drop the stale order; the next order step asks for what the shares left call for."""
+    orders = pos.orders
+    so = orders.sell
+    if so is not None and so.id == ack.order_id:
+        queued = min(orders.to_sell + so.open_qty, pos.fills.remaining)
+        orders = evolve(orders, sell=None, to_sell=queued)
+        qty = so.open_qty
+    else:
+        assert orders.exit is not None
+        qty = orders.exit.open_qty
+        orders = evolve(orders, exit=None)
+    state = state.evolve(routes=state.routes.delete(ack.order_id))
+    why = (
+        f"{ack.reason}; the order was for {qty} shares and the position counts "
+        f"{pos.fills.remaining} since the broker's snapshot"
+    )
+    record = conflict(ack.ts, pos.key, "stale_order", [ack.order_id], "replaced", why)
+    return finish(state, evolve(pos, orders=orders, retry=None), ack.ts, [record])
 
 
 def _exhausted_alert(pos: Position, ack: OrderRejected, resolution: str) -> Alert:

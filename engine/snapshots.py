@@ -242,7 +242,8 @@ def _shrink(
 ) -> tuple[Position, list[Command]]:
     """The broker holds `take` fewer shares of this lot: they left outside ratchet (sold by
     hand, a corporate action); booked at the last price known. Its orders that the broker
-    still works are canceled when nothing is left, else re-armed for the rest."""
+    still works (or will: sent, its answer on its way) are canceled when nothing is left, else
+    re-armed for the rest."""
     fills = pos.fills
     sign = pos.side.sign
     remaining = fills.remaining - take
@@ -281,7 +282,7 @@ def _shrink(
         pos = evolve(pos, close_reason=CloseReason.CLOSED_OUTSIDE)
         orders = pos.orders
         for order in (orders.exit, orders.sell):
-            if order is not None and order.status is OrderStatus.LIVE:
+            if order is not None and order.status in _AT_BROKER:
                 commands.append(CancelOrder(ts, order.id, pos.symbol))
         pending = OrderStatus.PENDING_CANCEL
         pos = evolve(
@@ -297,9 +298,14 @@ def _shrink(
     return pos, commands
 
 
+# Orders the broker works, or will: sent after the snapshot was taken, their answer on its
+# way (left alone they would hold shares of the symbol no lot accounts for).
+_AT_BROKER = (OrderStatus.LIVE, OrderStatus.PENDING_NEW)
+
+
 def _pending_or_gone(order: Order | None, pending: OrderStatus) -> Order | None:
     """A working order whose cancel goes out now awaits it; one not at the broker is gone."""
-    if order is None or order.status is not OrderStatus.LIVE:
+    if order is None or order.status not in _AT_BROKER:
         return None
     return evolve(order, status=pending)
 
@@ -451,9 +457,16 @@ def _strays(state: EngineState, snap: BrokerSnapshot) -> tuple[EngineState, list
     for order in sorted(snap.orders, key=lambda o: o.order_id):
         if order.status != "open" or order.order_id in accounted:
             continue
-        pos = next(iter(state.in_symbol(order.symbol)), None)
+        lots = state.in_symbol(order.symbol)
+        pos = next(iter(lots), None)
         ours = order.order_id.startswith("rt-")
-        if not ours and (pos is None or order.side is not _exit_side(pos.side)):
+        # A sale of ratchet's refused as a potential wash trade: the user's orders on the
+        # other side of the symbol stand in its way.
+        blocked = next((p for p in lots if p.wash_blocked is not None), None)
+        in_the_way = not ours and blocked is not None and order.side is not _exit_side(blocked.side)
+        if in_the_way:
+            pos = blocked
+        elif not ours and (pos is None or order.side is not _exit_side(pos.side)):
             continue  # the user's own business: nothing of ratchet's depends on it
         if not ours and state.config.foreign_orders == "leave":
             continue
@@ -462,11 +475,19 @@ def _strays(state: EngineState, snap: BrokerSnapshot) -> tuple[EngineState, list
         why = (
             "ratchet's order the engine does not account for"
             if ours
+            else "the user's order stands in the way of ratchet's sale (potential wash trade)"
+            if in_the_way
             else "the user's order holds shares ratchet protects"
         )
         out.append(conflict(ts, key, kind, [order.order_id], "canceled", why))
         out.append(CancelOrder(ts, order.order_id, order.symbol))
-    return state, out
+    # The snapshot has named whatever stood in the way: the refused sales are sent again on
+    # their retry schedule.
+    positions = state.positions
+    for lot in state.opened_order():
+        if lot.wash_blocked is not None:
+            positions = positions.set(lot.key, evolve(lot, wash_blocked=None))
+    return state.evolve(positions=positions), out
 
 
 def _exit_side(side: Side) -> OrderAction:

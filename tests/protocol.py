@@ -104,13 +104,20 @@ class Ledger:
     # --- the engine's commands -------------------------------------------------------------
 
     def step(self, after: EngineState, commands: Iterable[Command]) -> None:
+        commands = list(commands)
+        # Positions the broker's snapshot re-counted in this step (after an operation it
+        # applied may have ended: the state at the end of the step is the re-counted one).
+        recounted = {
+            c["key"] for c in commands
+            if isinstance(c, Record) and c.kind == "position.reconciled"
+        }  # fmt: skip
         for command in commands:
             if isinstance(command, SubmitOrder) and command.purpose != "entry":
                 self._sent(command.order_id, command)
             elif isinstance(command, CancelOrder) and key_of(command.order_id) in after.positions:
                 self._sent(command.order_id, None)
             elif isinstance(command, Record) and command.kind == "operation.done":
-                self._done(after, command)
+                self._done(after, command, command["key"] in recounted)
             elif (
                 isinstance(command, Record)
                 and command.kind == "order.timeout"
@@ -133,7 +140,7 @@ class Ledger:
                 assert not others, f"{oid} sent while {others} not yet canceled"
         self.waiting[key].add(oid)
 
-    def _done(self, after: EngineState, record: Record) -> None:
+    def _done(self, after: EngineState, record: Record, recounted: bool = False) -> None:
         self.operations.append(record)
         key, outcome = record["key"], record["outcome"]
         assert outcome in ("applied", "rolled_back", "closed"), record  # P13
@@ -144,6 +151,8 @@ class Ledger:
         if outcome == "closed":
             assert pos is None, record
             return
+        if recounted:
+            return  # the snapshot changed its count after: re-arming it is a new operation
         # ...and the protection is confirmed working for every remaining share.
         assert pos is not None, record
         order = pos.orders.exit

@@ -207,3 +207,57 @@ def test_a_shrunk_symbol_keeps_the_lot_whose_stop_is_on_its_way():
     assert reconciled == [("BBB-1", "closed_outside")]
     [pos] = machine.state.positions.values()
     assert (pos.key, pos.fills.remaining, pos.orders.exit.status.value) == ("BBB-2", 1, "live")
+
+
+def test_a_stop_refused_for_more_shares_than_a_shrunk_lot_counts_is_replaced():
+    """The broker forgets AAA's lots; a third lot enters. Its stop for three shares goes out
+    right before a snapshot shrinks the lot to one share; the broker refuses the stop (403).
+    Sending the same stop for three again could never pass (the gate held it for good, the
+    share bare): it is dropped as `stale_order` and a stop for the one share goes instead."""
+    machine = replay(Faults(lost=0.3, seed=0), False, "same", [
+        ("entry", {"qty": 5, "risk": 20, "symbol": "AAA"}),
+        ("entry", {"qty": 4, "risk": 36, "symbol": "AAA"}),
+        ("tick", {"cents": 0, "symbol": "AAA"}),
+        ("tick", {"cents": 60, "symbol": "AAA"}),
+        ("forgotten_by_the_broker", {"symbol": "AAA"}),
+        ("entry", {"qty": 5, "risk": 29, "symbol": "AAA"}),
+        ("tick", {"cents": 84, "symbol": "AAA"}),
+        ("clock", {"seconds": 14}),
+    ])  # fmt: skip
+    stale = [
+        r for r in machine.journal
+        if getattr(r, "kind", "") == "conflict.detected" and r["type"] == "stale_order"
+    ]  # fmt: skip
+    assert [(r["key"], r["resolution"]) for r in stale] == [("AAA-3", "replaced")]
+    [pos] = machine.state.positions.values()
+    assert (pos.fills.remaining, pos.orders.exit.open_qty) == (1, 1)
+    assert pos.orders.exit.status.value == "live"
+
+
+def test_lots_closed_by_a_snapshot_cancel_the_orders_on_their_way_too():
+    """Many lots in AAA, the broker forgets them, refusals and lost answers: a snapshot
+    finds three shares while two lots' restore stops are on their way (sent after it was
+    taken). Closing those lots must cancel their stops too: left alone they held two of the
+    three shares at the broker, and the lot that kept the shares sent a stop for all three
+    (P11)."""
+    machine = replay(Faults(permanent=0.2, lost=0.3, seed=0), False, "same", [
+        ("entry", {"qty": 169, "risk": 291, "symbol": "AAA"}),
+        ("entry", {"qty": 214, "risk": 98, "symbol": "AAA"}),
+        ("tick", {"cents": 0, "symbol": "AAA"}),
+        ("tick", {"cents": 113, "symbol": "AAA"}),
+        ("entry", {"qty": 2, "risk": 179, "symbol": "AAA"}),
+        ("forgotten_by_the_broker", {"symbol": "AAA"}),
+        ("tick", {"cents": 0, "symbol": "BBB"}),
+        ("entry", {"qty": 1, "risk": 20, "symbol": "AAA"}),
+        ("entry", {"qty": 108, "risk": 67, "symbol": "AAA"}),
+        ("entry", {"qty": 1, "risk": 20, "symbol": "AAA"}),
+        ("entry", {"qty": 1, "risk": 35, "symbol": "BBB"}),
+        ("tick", {"cents": 178, "symbol": "AAA"}),
+        ("clock", {"seconds": 14}),
+    ])  # fmt: skip
+    canceled = {
+        c["order_id"] for c in machine.journal if isinstance(c, Record)
+        and c.kind == "order.canceled" and c["order_id"].endswith("-restore")
+    }  # fmt: skip
+    assert {"rt-AAA-4-3-restore", "rt-AAA-6-3-restore"} <= canceled
+    assert machine.broker.oversells == 0
