@@ -150,6 +150,7 @@ class Venue:
     outbox: list[dict[str, Any]] = field(factory=list)
     down_since: datetime | None = None  # the `drop` fault: the link is down since then
     drops: int = 0
+    wash_trades: int = 0  # orders refused as potential wash trades
     _book: Book = field(init=False)
     _rng: random.Random = field(init=False)
     _orders: dict[str, Order] = field(factory=dict)
@@ -328,6 +329,7 @@ class Venue:
                 request["limit_price"], extended_hours=request["extended_hours"],
             )  # fmt: skip
             if self._book.crosses(probe):
+                self.wash_trades += 1
                 raise refuse(403, 40310000, WASH_TRADE)
         if reducing:
             self._check_available(request["symbol"], request["side"], request["qty"])
@@ -1043,6 +1045,12 @@ class Venue:
             "duplicates_refused": list(self._duplicates),
             "refusals": dict(sorted(self._refused.items())),
             "drops": self.drops,
+            # The session rules' figures, as `simulate` reports them: stops a print outside
+            # the regular session went through (they slept until the open), market orders
+            # that waited for it, orders refused as potential wash trades.
+            "stops_waited": len(self._book.stops_waited),
+            "orders_waited": len(self._book.orders_waited),
+            "wash_trades_refused": self.wash_trades,
             "coverage": coverage,
             "all_covered": all(c["covered"] for c in coverage.values()),
         }

@@ -12,13 +12,14 @@ from typing import Any
 
 import pytest
 
-from engine import EngineState
+from engine import Config, EngineState
 from shell.broker.alpaca import AlpacaSettings, LockstepBroker
 from shell.broker.faults import Faults
 from shell.broker.simulated import SimulatedBroker
 from shell.codec import merge_by_ts, read_events
 from shell.config import load_settings
 from shell.exchange import Exchange
+from shell.hours import with_hours
 from shell.report import summary_to_json
 from shell.secret import Secret
 from shell.simulate import run_simulation
@@ -26,6 +27,9 @@ from tests.data import data_file
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "samples" / "synthetic.jsonl"
+# The market's sessions of every comparison: the default of `[broker] hours` (NYSE's regular
+# session for stops and market orders; extended-hours limits outside it).
+HOURS = "us_equity"
 
 
 def lockstep_settings(exchange: Exchange, **options: Any) -> AlpacaSettings:
@@ -46,12 +50,19 @@ def _events(ticks: Path, entries: Path | None) -> Iterator[Any]:
     return merge_by_ts(stream, read_events(entries)) if entries is not None else stream
 
 
-def simulated(ticks: Path, entries: Path | None = None) -> dict[str, Any]:
-    """`ratchet simulate TICKS [--entries ENTRIES]`'s summary."""
-    config = load_settings(None).config
-    _, summary = run_simulation(
-        _events(ticks, entries), EngineState.empty(config), SimulatedBroker()
-    )
+def _config(ticks: Path, hours: str) -> Config:
+    """The default configuration with the market's sessions (`[broker] hours`) around the
+    first print, as `simulate` and `run` build it."""
+    config, _ = with_hours(load_settings(None).config, hours, read_events(ticks))
+    return config
+
+
+def simulated(ticks: Path, entries: Path | None = None, hours: str = HOURS) -> dict[str, Any]:
+    """`ratchet simulate TICKS [--entries ENTRIES]`'s summary (its broker: the session rules
+    of `hours` and Alpaca's wash-trade check)."""
+    config = _config(ticks, hours)
+    broker = SimulatedBroker(hours=config.hours, wash_check=True)
+    _, summary = run_simulation(_events(ticks, entries), EngineState.empty(config), broker)
     return summary_to_json(summary)
 
 
@@ -66,6 +77,7 @@ def through_exchange(
     and the (closed) adapter."""
     exchange.setdefault("quiet", 5.0)
     exchange.setdefault("rate_limit", 1_000_000)
+    hours = exchange.setdefault("hours", HOURS)
     market = Exchange(ticks, speed=0, faults=faults, **exchange)
     market.start()
     try:
@@ -73,7 +85,7 @@ def through_exchange(
             lockstep_settings(market, **(adapter or {})), sorted(market.venue.symbols)
         )
         try:
-            config = load_settings(None).config
+            config = _config(ticks, hours)
             _, summary = run_simulation(_events(ticks, entries), EngineState.empty(config), broker)
             books = broker.books()
         finally:
@@ -133,16 +145,21 @@ def _day_entries(ticks: Path, out: Path, every: int = 1_500) -> Path:
 
 
 def test_the_four_symbol_day_through_the_exchange_matches_simulate(tmp_path):
-    """The real day of four symbols (388,417 prints) with an entry every 1,500 ticks:
-    through exchange + adapter + engine, the same positions, stops, partials, fills and P&L
-    as `ratchet simulate` on the same files (about four minutes here: every print is a
-    round trip over the data stream and an ack)."""
+    """The real day of four symbols (388,417 prints from 4:00 to 20:00 ET) with an entry
+    every 1,500 ticks, under NYSE's sessions: through exchange + adapter + engine, the same
+    positions, stops, partials, fills and P&L as `ratchet simulate` on the same files, the
+    same exits by protection mode (broker stops in the session, watched stops and their
+    extended-hours limits outside it) and the same stops that slept until the open (about
+    five minutes here: every print is a round trip over the data stream and an ack)."""
     ticks = data_file("ticks/us_equity_trades_2013-10-07.csv")
     entries = _day_entries(ticks, tmp_path / "entries.jsonl")
     expected = simulated(ticks, entries)
     got, books, broker = through_exchange(ticks, entries)
     assert numbers_as_numbers(got) == numbers_as_numbers(expected)
     assert expected["positions"]["opened"] > 100 and len(expected["trades"]) > 100
+    session = expected["hours"]
+    assert session["calendar"] == "us_equity" and session["exits_by_mode"]["watched"] > 0
+    assert session["wash_trades_refused"] == 0 and books["wash_trades_refused"] == 0
     assert broker.early_prints == 0
     assert books["prints"] == expected["ticks"] and books["oversells"] == 0
     assert books["client_order_ids_placed_twice"] == [] and books["all_covered"]

@@ -113,6 +113,21 @@ class LockstepBroker:
         """Fills that flipped a position, as the exchange's own books count them."""
         return int(self.books()["oversells"])
 
+    @property
+    def stops_waited(self) -> int:
+        """Stops a print outside the regular session went through, by the exchange's count."""
+        return int(self.books()["stops_waited"])
+
+    @property
+    def orders_waited(self) -> int:
+        """Market orders that waited for the regular session, by the exchange's count."""
+        return int(self.books()["orders_waited"])
+
+    @property
+    def wash_trades(self) -> int:
+        """Orders the exchange refused as potential wash trades."""
+        return int(self.books()["wash_trades_refused"])
+
     def execute(self, commands: Iterable[Command]) -> list[Event]:
         out: list[Event] = []
         for command in commands:
