@@ -192,6 +192,9 @@ class Exchange:
         self._trade_streams: list[_Stream] = []
         self._data_streams: list[_Stream] = []
         self._pending = 0  # stream messages queued and not yet written
+        # Trade updates sent to listeners so far: each print says how many came before it
+        # (`updates`, outside Alpaca's format), so a lock-step client reads exactly those.
+        self._updates_told = 0
         self._in_flight = 0  # requests being answered
         self._activity = 0  # requests, client messages and stream messages so far
         self._last_activity = 0.0
@@ -473,16 +476,21 @@ class Exchange:
                 stream.sent_print = self.venue.prints
                 self._acks.append((stream, self.venue.prints))
                 if stream.packed:
-                    packed = packed or msgpack.packb([_trade(tick, self.venue.prints, True)])
+                    packed = packed or msgpack.packb([self._trade(tick, True)])
                     stream.put(packed)
                 else:
-                    text = text or json.dumps([_trade(tick, self.venue.prints, False)])
+                    text = text or json.dumps([self._trade(tick, False)])
                     stream.put(text)
+
+    def _trade(self, tick: Tick, packed: bool) -> dict[str, Any]:
+        return {**_trade(tick, self.venue.prints, packed), "updates": self._updates_told}
 
     def _flush_updates(self) -> bool:
         """Send the venue's queued trade updates to every listener; True if any went out."""
         updates = self.venue.take_outbox()
         listeners = [s for s in self._trade_streams if s.listening]
+        if listeners:
+            self._updates_told += len(updates)
         for data in updates:
             message = json.dumps({"stream": "trade_updates", "data": data}).encode()
             for stream in listeners:

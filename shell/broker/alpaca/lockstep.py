@@ -94,6 +94,7 @@ class LockstepBroker:
         self._inbox: queue.Queue[_Item] = queue.Queue()
         self._ahead: deque[_Item] = deque()
         self._ticks = 0  # ticks seen: the number of the print expected next is this + 1
+        self._updates_seen = 0  # trade updates read (the exchange's prints count them too)
         self._behind = 0  # prints the exchange played while the adapter was not subscribed
         self._down_at: datetime | None = None
         self._dropped = False  # the link has dropped at least once
@@ -397,6 +398,7 @@ class LockstepBroker:
         """One stream message that is not a print, as events."""
         kind, data = item
         if kind == "update":
+            self._updates_seen += 1
             return self.ledger.update(data, ts)
         if kind == "link" and not data:
             return self._down(ts)
@@ -436,7 +438,12 @@ class LockstepBroker:
                     self._ahead.appendleft(item)
                     return out
                 self._check(data, tick, number)
-                if acked:
+                told = data.get("updates")
+                if isinstance(told, int) and not self._dropped:
+                    # The exchange says how many trade updates it sent before this print:
+                    # exactly those are this print's (or earlier) news, whatever the timing.
+                    out.extend(self._updates_up_to(told, tick))
+                elif acked:
                     # The print's updates were written before its trade, but the two streams
                     # are two sockets: one read may hand the loop both, in either order. A
                     # turn of the streams' loop delivers what it has read.
@@ -451,6 +458,26 @@ class LockstepBroker:
             if kind == "update" and not acked:
                 acked = True
                 self._ack()  # the print's trade updates are read: its trade may come
+
+    def _updates_up_to(self, told: int, tick: Tick) -> list[Event]:
+        """Read trade updates until `told` of them have been read in all (the two streams
+        are two sockets: the print may arrive before the updates sent ahead of it)."""
+        out: list[Event] = []
+        later: list[_Item] = []  # prints after this one, read on the way: kept in order
+        deadline = time.monotonic() + self.wait
+        while self._updates_seen < told:
+            item = self._next(deadline, "a trade update")
+            if item is None:
+                raise LockstepError(
+                    f"print {self._ticks}: {told} trade updates were sent before it, "
+                    f"{self._updates_seen} came within {self.wait:g} s"
+                )
+            if item[0] == "trade":
+                later.append(item)
+                continue
+            out.extend(self._take(item, tick.ts))
+        self._ahead = deque([*later, *self._ahead])
+        return out
 
     def _updates_before(self, number: int, tick: Tick) -> list[Event]:
         """The trade updates already here, up to the next print (they are print `number`'s)."""
