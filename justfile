@@ -41,6 +41,13 @@ mutate *names:
     ./dev mutmut export-cicd-stats
     cat mutants/mutmut-cicd-stats.json
 
+# The SPY week (1.9 million prints, 4:00-20:00 ET, the README's 188 longs) through simulate
+# and through the exchange in lock-step with the adapter: the summaries must agree (about
+# 25 minutes; not in CI). Needs ../shared/data (or RATCHET_DATA).
+lockstep-week data=env_var_or_default("RATCHET_DATA", "../shared/data"):
+    ./dev python tools/make_entries.py {{data}}/ticks/spy_trades_2013-10-07_2013-10-11.csv.gz /tmp/ratchet-spy-entries.jsonl
+    ./dev python tools/compare_lockstep.py {{data}}/ticks/spy_trades_2013-10-07_2013-10-11.csv.gz --entries /tmp/ratchet-spy-entries.jsonl
+
 # Regenerate the bundled synthetic sample (deterministic).
 sample:
     ./dev python tools/make_sample.py samples/synthetic.jsonl

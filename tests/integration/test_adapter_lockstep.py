@@ -5,110 +5,17 @@ files; under `--faults`, the exchange's own books show the protection laws kept.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from engine import Config, EngineState
-from shell.broker.alpaca import AlpacaSettings, LockstepBroker
+from shell.broker.alpaca.compare import numbers_as_numbers, simulated, through_exchange
 from shell.broker.faults import Faults
-from shell.broker.simulated import SimulatedBroker
-from shell.codec import merge_by_ts, read_events
-from shell.config import load_settings
-from shell.exchange import Exchange
-from shell.hours import with_hours
-from shell.report import summary_to_json
-from shell.secret import Secret
-from shell.simulate import run_simulation
 from tests.data import data_file
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "samples" / "synthetic.jsonl"
-# The market's sessions of every comparison: the default of `[broker] hours` (NYSE's regular
-# session for stops and market orders; extended-hours limits outside it).
-HOURS = "us_equity"
-
-
-def lockstep_settings(exchange: Exchange, **options: Any) -> AlpacaSettings:
-    """The adapter's settings for an in-process exchange: its keys, no token bucket (the
-    exchange is started without the 200-a-minute limit), quick reconnects."""
-    endpoints = exchange.endpoints
-    assert endpoints is not None
-    options.setdefault("requests_per_minute", None)
-    options.setdefault("timeout", 5.0)
-    options.setdefault("reconnect", (0.02, 0.2))
-    return AlpacaSettings(
-        Secret(endpoints.key_id), Secret(endpoints.secret_key), endpoints.base_url, **options
-    )
-
-
-def _events(ticks: Path, entries: Path | None) -> Iterator[Any]:
-    stream = read_events(ticks)
-    return merge_by_ts(stream, read_events(entries)) if entries is not None else stream
-
-
-def _config(ticks: Path, hours: str) -> Config:
-    """The default configuration with the market's sessions (`[broker] hours`) around the
-    first print, as `simulate` and `run` build it."""
-    config, _ = with_hours(load_settings(None).config, hours, read_events(ticks))
-    return config
-
-
-def simulated(ticks: Path, entries: Path | None = None, hours: str = HOURS) -> dict[str, Any]:
-    """`ratchet simulate TICKS [--entries ENTRIES]`'s summary (its broker: the session rules
-    of `hours` and Alpaca's wash-trade check)."""
-    config = _config(ticks, hours)
-    broker = SimulatedBroker(hours=config.hours, wash_check=True)
-    _, summary = run_simulation(_events(ticks, entries), EngineState.empty(config), broker)
-    return summary_to_json(summary)
-
-
-def through_exchange(
-    ticks: Path,
-    entries: Path | None = None,
-    faults: Faults | None = None,
-    adapter: dict[str, Any] | None = None,
-    **exchange: Any,
-) -> tuple[dict[str, Any], dict[str, Any], LockstepBroker]:
-    """The same run through the exchange and the adapter: its summary, the exchange's books,
-    and the (closed) adapter."""
-    exchange.setdefault("quiet", 5.0)
-    exchange.setdefault("rate_limit", 1_000_000)
-    hours = exchange.setdefault("hours", HOURS)
-    market = Exchange(ticks, speed=0, faults=faults, **exchange)
-    market.start()
-    try:
-        broker = LockstepBroker(
-            lockstep_settings(market, **(adapter or {})), sorted(market.venue.symbols)
-        )
-        try:
-            config = _config(ticks, hours)
-            _, summary = run_simulation(_events(ticks, entries), EngineState.empty(config), broker)
-            books = broker.books()
-        finally:
-            broker.close()
-    finally:
-        market.stop()
-    return summary_to_json(summary), books, broker
-
-
-def numbers_as_numbers(value: Any) -> Any:
-    """`value` with every decimal string normalized ("50.00" and "50" are one price: the
-    exchange writes numbers as Alpaca does, without trailing zeros)."""
-    if isinstance(value, dict):
-        return {k: numbers_as_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [numbers_as_numbers(v) for v in value]
-    if isinstance(value, str) and value[:1] in "-0123456789":
-        try:
-            number = Decimal(value)
-        except InvalidOperation:
-            return value
-        return format(number.normalize(), "f") if number.is_finite() else value
-    return value
 
 
 def test_the_sample_through_the_exchange_matches_simulate():
