@@ -16,8 +16,8 @@ from engine.budget import next_step
 from engine.commands import Command
 from engine.deadlines import arm, next_due
 from engine.goal import Daily, check_goal
-from engine.model import Position
-from engine.operations import conclude, settled
+from engine.model import OrderStatus, Position
+from engine.operations import conclude, covered, settled
 from engine.phase import TradeMark, record_trade
 from engine.records import position_closed, trade_closed
 from engine.state import Book, EngineState, Transition
@@ -55,6 +55,16 @@ def store(state: EngineState, pos: Position, ts: datetime) -> tuple[EngineState,
         and orders.sell is None
         and orders.entry is None
     )
+    eo = orders.exit
+    if (
+        pos.exposed_since is not None
+        and eo is not None
+        and eo.status is OrderStatus.LIVE
+        and 0 < pos.fills.remaining <= eo.open_qty
+    ):
+        # The stop the broker works covers every share now (a sale beside it filled): the
+        # unprotected window closes here, not only when a stop is accepted.
+        pos = covered(pos, ts)
     pos, out = conclude(pos, ts, closing)
     out = list(out)
     routes = _route(state.routes, pos)
