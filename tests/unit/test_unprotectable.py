@@ -94,3 +94,25 @@ def test_a_refused_market_exit_is_sent_again_and_never_held_bare():
     [again] = [c for c in t.commands if isinstance(c, SubmitOrder)]
     assert (again.type.value, again.qty) == ("market", D(10)) and again.order_id != sell.order_id
     assert not t.state.positions["AAA-1"].halted
+
+
+def test_a_position_sold_because_protection_was_refused_climbs_no_further():
+    """Once the restore is refused too, the shares go at market: the refused target is
+    forgotten (nothing is held back for a new trigger), the ladder stops (a print at 3R moves
+    no stop and orders no tranche while the sale works), and only the one sale is out."""
+    state = step(_filled(), OrderAccepted(T0, "rt-AAA-1-1-stop")).state
+    state = step(state, Tick(T0, "AAA", D("101"))).state
+    t = step(state, OrderCanceled(T0, "rt-AAA-1-1-stop"))
+    [new] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    t = step(t.state, OrderRejected(T0, new.order_id, REFUSED, OrderRefusal.PERMANENT))
+    [restore] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    t = step(t.state, OrderRejected(T0, restore.order_id, REFUSED, OrderRefusal.PERMANENT))
+    [sell] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    pos = t.state.positions["AAA-1"]
+    assert pos.orders.refused is None and pos.ladder.trigger is None
+    assert (pos.orders.to_sell, pos.orders.sell.qty) == (0, D(10))
+    t = step(t.state, OrderAccepted(T0, sell.order_id))
+    t = step(t.state, Tick(T0, "AAA", D("103")))
+    kinds = [c.kind for c in t.commands if isinstance(c, Record)]
+    assert "stop.moved" not in kinds and "partial.ordered" not in kinds
+    assert not [c for c in t.commands if isinstance(c, SubmitOrder)]

@@ -1,0 +1,105 @@
+"""Outside the regular session (SPEC §3, ALPACA.md §1.11): the watched stop's exit goes as an
+extended-hours limit `extended_offset` through the print, on the price grid, rounded toward
+the market; it is sent again only when the market leaves it by a whole offset more, and at
+the open it is withdrawn and the shares go at market."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal as D
+
+from engine import (
+    CancelOrder,
+    Config,
+    EngineState,
+    EntryIntent,
+    OrderAccepted,
+    OrderCanceled,
+    OrderFilled,
+    OrderType,
+    PriceGrid,
+    ProtectionConfig,
+    Side,
+    SubmitOrder,
+    Tick,
+    step,
+)
+from engine.orders import Extended, extended_limit
+from tests.laws.test_market_hours import SHORT, T0
+
+GRID = PriceGrid()
+OFFSET = D("0.002")  # the default `extended_offset`
+
+
+def test_the_limit_is_an_offset_through_the_print_rounded_toward_the_market():
+    ext = Extended(OFFSET, GRID)
+    assert extended_limit(D("98.50"), True, ext) == D("98.30")  # 98.303 down
+    assert extended_limit(D("101.50"), False, ext) == D("101.71")  # 101.703 up
+    assert extended_limit(D("100"), True, ext) == D("99.80")  # exact: stays
+    assert extended_limit(D("100"), False, ext) == D("100.20")
+    # Below $1 the grid is 0.0001: 0.80 x 0.998 = 0.7984, 0.80 x 1.002 = 0.8016.
+    assert extended_limit(D("0.80"), True, ext) == D("0.7984")
+    assert extended_limit(D("0.80"), False, ext) == D("0.8016")
+    # A limit that would round to nothing is one increment.
+    assert extended_limit(D("0.0001"), True, ext) == D("0.0001")
+    # With a wider offset: 50 x 0.95 = 47.50.
+    assert extended_limit(D("50"), True, Extended(D("0.05"), GRID)) == D("47.50")
+
+
+def _s(seconds: float):
+    return T0 + timedelta(seconds=seconds)
+
+
+def _sent(commands) -> list[SubmitOrder]:
+    return [c for c in commands if isinstance(c, SubmitOrder)]
+
+
+def _watched_exit() -> tuple[EngineState, SubmitOrder]:
+    """AAA long 10 @ 100, stop 99, opened in the short session (closes at +4 s); at +6 s a
+    print at 98.50 goes through the watched stop: the broker stop is canceled and the exit
+    goes as a limit at 98.30; the broker takes it."""
+    state = EngineState.empty(Config(protection=ProtectionConfig(take_profit=False), hours=SHORT))
+    for event in (
+        Tick(_s(0), "AAA", D("100")),
+        EntryIntent(_s(0), "AAA", Side.LONG, D("99"), D(10)),
+        OrderAccepted(_s(0), "rt-AAA-1-entry"),
+        OrderFilled(_s(1), "rt-AAA-1-entry", D(10), D("100")),
+        OrderAccepted(_s(1), "rt-AAA-1-1-stop"),
+        Tick(_s(6), "AAA", D("98.50")),
+    ):
+        state = step(state, event).state
+    t = step(state, OrderCanceled(_s(6), "rt-AAA-1-1-stop"))
+    [sale] = _sent(t.commands)
+    assert (sale.type, sale.qty, sale.limit_price, sale.extended_hours) == (
+        OrderType.LIMIT, D(10), D("98.30"), True
+    )  # fmt: skip
+    return step(t.state, OrderAccepted(_s(6), sale.order_id)).state, sale
+
+
+def test_the_limit_is_sent_again_only_when_the_market_leaves_it_by_a_whole_offset():
+    """98.30 x 0.002 = 0.1966: a print at 98.11 leaves it where it is (no request spent);
+    one at 98.10 withdraws it, and once withdrawn it goes again at 97.90 (98.10 x 0.998,
+    down), under a new client order id."""
+    state, sale = _watched_exit()
+    t = step(state, Tick(_s(7), "AAA", D("98.11")))
+    assert not [c for c in t.commands if isinstance(c, SubmitOrder | CancelOrder)]
+    t = step(t.state, Tick(_s(8), "AAA", D("98.10")))
+    assert [c.order_id for c in t.commands if isinstance(c, CancelOrder)] == [sale.order_id]
+    assert not _sent(t.commands)
+    t = step(t.state, OrderCanceled(_s(8), sale.order_id))
+    [again] = _sent(t.commands)
+    assert (again.type, again.qty, again.limit_price, again.extended_hours) == (
+        OrderType.LIMIT, D(10), D("97.90"), True
+    )  # fmt: skip
+    assert again.order_id != sale.order_id
+
+
+def test_at_the_open_the_limit_is_withdrawn_and_the_shares_go_at_market():
+    """The next session opens (three days on): the first regular print withdraws the
+    extended-hours limit, and its confirmation sends the ten shares at market."""
+    state, sale = _watched_exit()
+    t = step(state, Tick(T0 + timedelta(days=3, seconds=1), "AAA", D("98.40")))
+    assert [c.order_id for c in t.commands if isinstance(c, CancelOrder)] == [sale.order_id]
+    t = step(t.state, OrderCanceled(T0 + timedelta(days=3, seconds=1), sale.order_id))
+    [market] = _sent(t.commands)
+    assert (market.type, market.qty, market.extended_hours) == (OrderType.MARKET, D(10), False)
