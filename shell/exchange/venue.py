@@ -270,7 +270,7 @@ class Venue:
         elif resource == "account" and not rest and method == "GET":
             return Reply(200, self._account_json())
         elif resource == "clock" and not rest and method == "GET":
-            return Reply(200, market_clock(self.clock))
+            return Reply(200, market_clock(self.clock, self.hours))
         elif resource == "assets" and method == "GET":
             if not rest:
                 return Reply(200, [self._asset_json(s) for s in sorted(self.symbols)])

@@ -9,6 +9,8 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from engine import MarketHours
+
 __all__ = [
     "NOT_FOUND",
     "Refused",
@@ -96,10 +98,21 @@ def stable_id(kind: str, key: object) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{kind}/{key}"))
 
 
-def market_clock(now: datetime) -> dict[str, Any]:
-    """GET /v2/clock at `now`: the regular session is 9:30-16:00 New York, Monday to Friday
-    (no holiday calendar)."""
+def market_clock(now: datetime, hours: MarketHours | None = None) -> dict[str, Any]:
+    """GET /v2/clock at `now`: from the market's calendar when the exchange has one (holidays
+    and early closes included), else the regular session 9:30-16:00 New York, Monday to
+    Friday."""
     local = now.astimezone(_NEW_YORK)
+    if hours is not None:
+        sessions = _sessions_around(now, hours)
+        if sessions is not None:
+            is_open, next_open, next_close = sessions
+            return {
+                "timestamp": local.isoformat(),
+                "is_open": is_open,
+                "next_open": next_open.astimezone(_NEW_YORK).isoformat(),
+                "next_close": next_close.astimezone(_NEW_YORK).isoformat(),
+            }
     day = local.date()
     is_open = day.weekday() < 5 and _OPEN <= local.time() < _CLOSE
     next_open = _session(day, _OPEN)
@@ -116,6 +129,21 @@ def market_clock(now: datetime) -> dict[str, Any]:
         "next_open": next_open.isoformat(),
         "next_close": next_close.isoformat(),
     }
+
+
+def _sessions_around(now: datetime, hours: MarketHours) -> tuple[bool, datetime, datetime] | None:
+    """Whether the market is open at `now`, its next open and its next close, from the
+    calendar (None past the calendar's last session)."""
+    days = hours.days
+    for i, day in enumerate(days):
+        if now >= day.close:
+            continue
+        if now < day.open:
+            return False, day.open, day.close
+        if i + 1 < len(days):
+            return True, days[i + 1].open, day.close
+        return None
+    return None
 
 
 def _session(day: Any, at: time) -> datetime:

@@ -168,3 +168,24 @@ def test_the_broker_section_names_the_calendar():
     assert config.wash_trade == "refuse"
     with pytest.raises(ConfigError, match=r"protection\.extended_offset = '0\.5': allowed 0 to"):
         parse_settings({"protection": {"extended_offset": "0.5"}})
+
+
+def test_the_exchange_clock_follows_the_calendar_holidays_and_early_closes(nyse_2013):
+    """GET /v2/clock on an exchange with NYSE's sessions: closed all day on July 4th 2013 (next
+    open the 5th, 9:30 New York), closed at 13:30 on the day after Thanksgiving (it closed at
+    13:00; next open Monday), open at 10:00 on an ordinary day (next close 16:00)."""
+
+    def clock(at: datetime) -> dict:
+        venue = Venue(start=at, symbols=frozenset({"X"}), hours=nyse_2013)
+        return venue.handle("GET", "/v2/clock", {}, b"").body
+
+    july4 = clock(_utc(2013, 7, 4, 14))
+    assert july4["is_open"] is False
+    assert july4["next_open"] == "2013-07-05T09:30:00-04:00"
+    assert july4["next_close"] == "2013-07-05T16:00:00-04:00"
+    friday = clock(_utc(2013, 11, 29, 18, 30))
+    assert friday["is_open"] is False and friday["next_open"] == "2013-12-02T09:30:00-05:00"
+    ordinary = clock(_utc(2013, 10, 7, 14))
+    assert ordinary["is_open"] is True
+    assert ordinary["next_close"] == "2013-10-07T16:00:00-04:00"
+    assert ordinary["next_open"] == "2013-10-08T09:30:00-04:00"
