@@ -148,6 +148,7 @@ class Config:
     extended_partials: str = "limit"
     # Alpaca refuses an order that could trade against an open opposite-side order of the
     # account in its symbol (a wash trade): an entry while exits rest goes as a limit priced
-    # below (above, for a short) every resting exit limit ("limit"), or is refused
-    # `wash_trade_risk` ("refuse").
+    # below (above, for a short) every resting exit limit ("limit"), waits, unsent, until no
+    # exit of the symbol rests ("wait"; dropped if the regular session closes first), or is
+    # refused `wash_trade_risk` ("refuse").
     wash_trade: str = "limit"

@@ -13,7 +13,7 @@ from engine.commands import Command, OrderAction, OrderType
 from engine.events import EntryIntent, Side
 from engine.ids import entry_order_id, position_key
 from engine.ladder import floor_to_lot
-from engine.model import Order, OrderRole, PendingEntry
+from engine.model import Order, OrderRole, OrderStatus, PendingEntry, Retry
 from engine.orders import submit_command
 from engine.phase import Phase, position_qty
 from engine.records import conflict, entry_accepted, entry_blocked
@@ -207,7 +207,11 @@ def on_entry(state: EngineState, intent: EntryIntent) -> Transition:
         case Success(qty):
             pass
     symbol = intent.symbol
-    limit, in_the_way, unpriceable = _wash_price(state, symbol, intent.side, intent.entry)
+    waits = state.config.wash_trade == "wait" and bool(resting_exits(state, symbol)[1])
+    if waits:
+        limit, in_the_way, unpriceable = intent.entry, resting_exits(state, symbol)[1], False
+    else:
+        limit, in_the_way, unpriceable = _wash_price(state, symbol, intent.side, intent.entry)
     if unpriceable:
         if intent.id is not None:
             state = state.evolve(intents=state.intents.set(intent.id, ""))
@@ -226,7 +230,19 @@ def on_entry(state: EngineState, intent: EntryIntent) -> Transition:
         limit_price=limit,
     )
     guarded: list[Command] = []
-    if in_the_way:
+    retry = None
+    if waits:
+        # `wash_trade = "wait"`: the entry is not sent while exits of the symbol rest; it is
+        # looked at again every first retry delay (engine.retries) and goes once none does.
+        order = evolve(order, status=OrderStatus.RETRY_WAIT)
+        retry = Retry(0, ts + state.config.retry_delays[0])
+        guarded.append(
+            conflict(
+                ts, key, "wash_trade_risk", in_the_way, "entry_waits",
+                f"exit orders rest in {symbol}: the entry waits until none does",
+            )
+        )  # fmt: skip
+    elif in_the_way:
         # Alpaca refuses an order that could trade against the account's own opposite orders
         # (a wash trade): the entry goes as a limit that cannot reach them.
         guarded.append(
@@ -239,7 +255,7 @@ def on_entry(state: EngineState, intent: EntryIntent) -> Transition:
         )  # fmt: skip
     paper = state.config.phase.enabled and state.phase.phase is Phase.EXPERIENCE
     pending = PendingEntry(
-        key, symbol, intent.side, intent.stop, qty, order, ts, paper, client_id=intent.id
+        key, symbol, intent.side, intent.stop, qty, order, ts, paper, retry, intent.id
     )
     accepted = entry_accepted(
         symbol, key, intent.side.value, qty, intent.stop, intent.entry, paper, ts, intent.id
@@ -251,5 +267,7 @@ def on_entry(state: EngineState, intent: EntryIntent) -> Transition:
         counts=state.counts.set(symbol, count),
         routes=state.routes.set(order.id, key),
         daily=evolve(state.daily, trades=state.daily.trades + 1),
+        due=state.due if retry is None or retry.due is None else min(state.due, retry.due),
     )
-    return Transition(new, (accepted, *guarded, *submit_command(key, symbol, order, ts, paper)))
+    sent = [] if waits else submit_command(key, symbol, order, ts, paper)
+    return Transition(new, (accepted, *guarded, *sent))

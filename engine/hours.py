@@ -15,7 +15,7 @@ from engine.books import store
 from engine.budget import next_step
 from engine.commands import Alert, CancelOrder, Command, Record
 from engine.model import CloseReason, OrderStatus, Position
-from engine.records import conflict
+from engine.records import conflict, entry_blocked
 from engine.state import Book, EngineState, Market
 
 __all__ = ["BROKER_STOP", "WATCHED", "protection_mode", "roll_market", "watched_exit"]
@@ -95,17 +95,22 @@ def _cancel_entries(state: EngineState, ts: datetime) -> tuple[EngineState, list
     until then) and stand in the way of the symbol's sales meanwhile (a potential wash
     trade)."""
     out: list[Command] = []
-    entries = state.entries
+    entries, routes = state.entries, state.routes
+    why = "the regular session closed before the entry filled"
     for pending in sorted(entries.values(), key=lambda e: e.key):
         order = pending.order
+        if order.status is OrderStatus.RETRY_WAIT:
+            # Not at the broker (waiting for its retry, or for exits to clear): dropped.
+            out.append(entry_blocked(pending.symbol, "market_closed", why, ts, pending.client_id))
+            entries, routes = entries.delete(pending.key), routes.delete(order.id)
+            continue
         if order.status not in (OrderStatus.LIVE, OrderStatus.PENDING_NEW):
             continue
-        why = "the regular session closed before the entry filled"
         out.append(conflict(ts, pending.key, "market_closed", [order.id], "entry_canceled", why))
         out.append(CancelOrder(ts, order.id, pending.symbol))
         moved = evolve(order, status=OrderStatus.PENDING_CANCEL)
         entries = entries.set(pending.key, evolve(pending, order=moved))
-    return state.evolve(entries=entries), out
+    return state.evolve(entries=entries, routes=routes), out
 
 
 def watched_exit(pos: Position, price: Decimal, ts: datetime) -> tuple[Position, list[Command]]:

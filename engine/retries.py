@@ -13,6 +13,7 @@ from engine.budget import gate, next_step, spare
 from engine.commands import CancelOrder, Command
 from engine.deadlines import arm, next_due, protect_due, timed_out, unprotected
 from engine.divergence import ASK_AGAIN
+from engine.entries import resting_exits
 from engine.events import CancelRejected, OrderRefusal, OrderRejected
 from engine.model import OrderStatus, PendingEntry, Position, Retry, Slot
 from engine.orders import submit_command
@@ -188,11 +189,22 @@ def fire(state: EngineState, now: datetime, scope: str | None) -> Transition:
         if retry.due > now or not link.sending:  # an entry is never protection: it waits
             due = min(due, retry.due)
             continue
+        if _waits_for_exits(state, pending):
+            later = evolve(pending, retry=evolve(retry, due=now + cfg.retry_delays[0]))
+            state = state.evolve(entries=state.entries.set(pending.key, later))
+            due = min(due, now + cfg.retry_delays[0])
+            continue
         order = evolve(pending.order, status=OrderStatus.PENDING_NEW)
         out.extend(submit_command(pending.key, pending.symbol, order, now, pending.paper))
         again = evolve(pending, order=order, retry=evolve(retry, due=None))
         state = state.evolve(entries=state.entries.set(pending.key, again))
     return Transition(state.evolve(due=due), tuple(out))
+
+
+def _waits_for_exits(state: EngineState, pending: PendingEntry) -> bool:
+    """`[entries] wash_trade = "wait"`: the entry stays unsent while an exit of its symbol
+    rests at the broker (it could trade against it: a potential wash trade)."""
+    return state.config.wash_trade == "wait" and bool(resting_exits(state, pending.symbol)[1])
 
 
 def _resend(pos: Position, now: datetime) -> tuple[Position, list[Command]]:

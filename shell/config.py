@@ -290,8 +290,10 @@ def _entries(table: Mapping[str, Any]) -> dict[str, Any]:
         out["max_open"] = raw
     if "wash_trade" in table:
         raw = table["wash_trade"]
-        if raw not in ("limit", "refuse"):
-            raise ConfigError(f"entries.wash_trade = {_shown(raw)}: allowed 'limit' or 'refuse'")
+        if raw not in ("limit", "wait", "refuse"):
+            raise ConfigError(
+                f"entries.wash_trade = {_shown(raw)}: allowed 'limit', 'wait' or 'refuse'"
+            )
         out["wash_trade"] = raw
     return out
 

@@ -189,3 +189,9 @@ def test_the_exchange_clock_follows_the_calendar_holidays_and_early_closes(nyse_
     assert ordinary["is_open"] is True
     assert ordinary["next_close"] == "2013-10-07T16:00:00-04:00"
     assert ordinary["next_open"] == "2013-10-08T09:30:00-04:00"
+
+
+def test_entries_wash_trade_takes_limit_wait_or_refuse():
+    assert parse_settings({"entries": {"wash_trade": "wait"}}).config.wash_trade == "wait"
+    with pytest.raises(ConfigError, match=r"entries\.wash_trade = 'hold': allowed 'limit', 'wait'"):
+        parse_settings({"entries": {"wash_trade": "hold"}})
