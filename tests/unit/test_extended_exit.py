@@ -16,6 +16,8 @@ from engine import (
     OrderAccepted,
     OrderCanceled,
     OrderFilled,
+    OrderRefusal,
+    OrderRejected,
     OrderType,
     PriceGrid,
     ProtectionConfig,
@@ -103,3 +105,33 @@ def test_at_the_open_the_limit_is_withdrawn_and_the_shares_go_at_market():
     t = step(t.state, OrderCanceled(T0 + timedelta(days=3, seconds=1), sale.order_id))
     [market] = _sent(t.commands)
     assert (market.type, market.qty, market.extended_hours) == (OrderType.MARKET, D(10), False)
+
+
+def test_protection_refused_outside_the_session_sells_by_an_extended_hours_limit():
+    """After the close the price reaches 1R: the stop's move to 100.00 is refused for good,
+    and so is the restore of the old stop. The shares are sold rather than left bare — as an
+    extended-hours limit 0.2% through the last print (101.10 → 100.89), since a market order
+    would wait for the open."""
+    refused = "HTTP 422 order parameters are invalid"
+    state = EngineState.empty(Config(protection=ProtectionConfig(take_profit=False), hours=SHORT))
+    for event in (
+        Tick(_s(0), "AAA", D("100")),
+        EntryIntent(_s(0), "AAA", Side.LONG, D("99"), D(10)),
+        OrderAccepted(_s(0), "rt-AAA-1-entry"),
+        OrderFilled(_s(1), "rt-AAA-1-entry", D(10), D("100")),
+        OrderAccepted(_s(1), "rt-AAA-1-1-stop"),
+        Tick(_s(6), "AAA", D("101.10")),
+    ):
+        state = step(state, event).state
+    t = step(state, OrderCanceled(_s(6), "rt-AAA-1-1-stop"))
+    [moved] = _sent(t.commands)
+    assert (moved.type, moved.stop_price) == (OrderType.STOP, D("100.00"))
+    t = step(t.state, OrderRejected(_s(6), moved.order_id, refused, OrderRefusal.PERMANENT))
+    [restore] = _sent(t.commands)
+    assert (restore.purpose, restore.stop_price) == ("restore", D("99.00"))
+    t = step(t.state, OrderRejected(_s(7), restore.order_id, refused, OrderRefusal.PERMANENT))
+    [sale] = _sent(t.commands)
+    assert (sale.type, sale.qty, sale.limit_price, sale.extended_hours) == (
+        OrderType.LIMIT, D(10), D("100.89"), True
+    )  # fmt: skip
+    assert sale.ts == _s(7)

@@ -11,6 +11,7 @@ from engine import (
     Clock,
     CloseReason,
     EngineState,
+    EntryIntent,
     OrderAccepted,
     OrderCanceled,
     OrderFilled,
@@ -18,10 +19,14 @@ from engine import (
     OrderRejected,
     OrderType,
     Record,
+    Side,
     SubmitOrder,
     Tick,
     step,
 )
+from shell.broker.simulated import SimulatedBroker
+from shell.simulate import run_simulation
+from tests.strategies import T0
 from tests.unit.test_timeouts import STOP_ID, _opened, _sec
 
 TRANCHE_ID = "rt-AAA-1-2-partial"
@@ -48,6 +53,7 @@ def test_the_shares_an_overdue_sale_does_not_sell_get_their_stop_at_its_timeout(
     assert (stop.type, stop.qty, stop.stop_price, stop.limit_price) == (
         OrderType.OCO, D(5), D("101.00"), D("104.00")
     )  # fmt: skip
+    assert stop.ts == _sec(6)
     t = step(t.state, OrderAccepted(_sec(6), stop.order_id))
     t = step(t.state, OrderFilled(_sec(7), TRANCHE_ID, D(5), D("102")))
     assert not [c for c in t.commands if isinstance(c, SubmitOrder)]
@@ -68,6 +74,7 @@ def test_an_overdue_sale_beside_a_market_through_the_stop_takes_the_other_shares
     ]  # fmt: skip
     assert (conflict["type"], conflict["resolution"]) == ("invalid_price", "exit_at_market")
     assert (conflict["stop"], conflict["price"]) == (D("101.00"), D("100.90"))
+    assert conflict.ts == _sec(6) and "100.90" in conflict["reason"]
     pos = t.state.positions["AAA-1"]
     assert (pos.orders.to_sell, pos.close_reason) == (5, CloseReason.STOP_THROUGH_MARKET)
     assert pos.ladder.trigger is None and pos.orders.exit is None
@@ -108,3 +115,20 @@ def test_a_stop_refused_for_good_beside_an_overdue_sale_sends_the_other_shares_a
     t = step(t.state, OrderFilled(_sec(7), TRANCHE_ID, D(5), D("102")))
     [sale] = [c for c in t.commands if isinstance(c, SubmitOrder)]
     assert (sale.type, sale.qty, sale.purpose) == (OrderType.MARKET, D(5), "exit")
+
+
+def test_a_single_share_beside_an_overdue_sale_gets_its_stop_too():
+    """Two shares: at 2R one is sold; its sale is overdue and the other share, the only one
+    beside it, gets its stop (one share is enough to protect)."""
+    state, _ = run_simulation(
+        [Tick(T0, "AAA", D("100")), EntryIntent(T0, "AAA", Side.LONG, D("99"), D(2))],
+        EngineState.empty(),
+        SimulatedBroker(market_fill="same"),
+    )
+    t = step(state, Tick(_sec(1), "AAA", D("102")))
+    t = step(t.state, OrderCanceled(_sec(1), STOP_ID))
+    [sale] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    assert sale.qty == D(1)
+    state = step(t.state, OrderAccepted(_sec(1), sale.order_id)).state
+    [stop] = [c for c in step(state, Clock(_sec(6))).commands if isinstance(c, SubmitOrder)]
+    assert (stop.qty, stop.stop_price) == (D(1), D("101.00"))

@@ -3,6 +3,7 @@ with the reason, rather than held bare; a refused market exit halts for an opera
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal as D
 
 from engine import (
@@ -63,7 +64,10 @@ def test_a_refused_restore_sells_at_market_too():
     [new] = [c for c in t.commands if isinstance(c, SubmitOrder)]
     t = step(t.state, OrderRejected(T0, new.order_id, REFUSED, OrderRefusal.PERMANENT))
     [restore] = [c for c in t.commands if isinstance(c, SubmitOrder)]
-    assert (restore.purpose, restore.stop_price) == ("restore", D("99.00"))
+    # the old protection whole: its stop and its take-profit (an OCO)
+    assert (restore.purpose, restore.stop_price, restore.limit_price) == (
+        "restore", D("99.00"), D("104.00")
+    )  # fmt: skip
     t = step(t.state, OrderRejected(T0, restore.order_id, REFUSED, OrderRefusal.PERMANENT))
     [sell] = [c for c in t.commands if isinstance(c, SubmitOrder)]
     assert (sell.type.value, sell.qty) == ("market", D(10))
@@ -116,3 +120,25 @@ def test_a_position_sold_because_protection_was_refused_climbs_no_further():
     kinds = [c.kind for c in t.commands if isinstance(c, Record)]
     assert "stop.moved" not in kinds and "partial.ordered" not in kinds
     assert not [c for c in t.commands if isinstance(c, SubmitOrder)]
+
+
+def test_a_refused_stop_move_with_the_market_through_the_old_stop_exits_at_market():
+    """At 1R the stop's move is refused for good after the price fell through the old stop
+    (99.00) meanwhile: putting that stop back would be refused or fill at once, so the
+    shares go at market with `invalid_price` saying why, and no restore is sent."""
+    state = step(_filled(), OrderAccepted(T0, "rt-AAA-1-1-stop")).state
+    state = step(state, Tick(T0, "AAA", D("101"))).state
+    t = step(state, OrderCanceled(T0, "rt-AAA-1-1-stop"))
+    [new] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    later = T0 + timedelta(seconds=1)
+    state = step(t.state, Tick(later, "AAA", D("98.90"))).state
+    t = step(state, OrderRejected(later, new.order_id, REFUSED, OrderRefusal.PERMANENT))
+    [sell] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    assert (sell.type.value, sell.qty, sell.purpose, sell.ts) == ("market", D(10), "exit", later)
+    [conflict] = [c for c in t.commands if isinstance(c, Record) and c.kind == "conflict.detected"]
+    assert (conflict["type"], conflict["stop"], conflict["price"]) == (
+        "invalid_price", D("99.00"), D("98.90")
+    )  # fmt: skip
+    assert conflict.ts == later
+    pos = t.state.positions["AAA-1"]
+    assert pos.close_reason is CloseReason.STOP_THROUGH_MARKET
