@@ -135,3 +135,30 @@ def test_protection_refused_outside_the_session_sells_by_an_extended_hours_limit
         OrderType.LIMIT, D(10), D("100.89"), True
     )  # fmt: skip
     assert sale.ts == _s(7)
+
+
+def test_a_shorts_buy_back_limit_is_re_priced_the_same_way_upward():
+    """AAA short 10 @ 100, stop 101: after the close a print at 101.50 goes through; the buy
+    back goes as a limit at 101.71 (101.703 up). 101.71 x 0.002 = 0.20342: a print at 101.91
+    leaves it, one at 101.92 withdraws it, and it goes again at 102.13 (101.92 x 1.002, up)."""
+    state = EngineState.empty(Config(protection=ProtectionConfig(take_profit=False), hours=SHORT))
+    for event in (
+        Tick(_s(0), "AAA", D("100")),
+        EntryIntent(_s(0), "AAA", Side.SHORT, D("101"), D(10)),
+        OrderAccepted(_s(0), "rt-AAA-1-entry"),
+        OrderFilled(_s(1), "rt-AAA-1-entry", D(10), D("100")),
+        OrderAccepted(_s(1), "rt-AAA-1-1-stop"),
+        Tick(_s(6), "AAA", D("101.50")),
+    ):
+        state = step(state, event).state
+    t = step(state, OrderCanceled(_s(6), "rt-AAA-1-1-stop"))
+    [buy] = _sent(t.commands)
+    assert (buy.action.value, buy.limit_price, buy.extended_hours) == ("buy", D("101.71"), True)
+    state = step(t.state, OrderAccepted(_s(6), buy.order_id)).state
+    t = step(state, Tick(_s(7), "AAA", D("101.91")))
+    assert not [c for c in t.commands if isinstance(c, SubmitOrder | CancelOrder)]
+    t = step(t.state, Tick(_s(8), "AAA", D("101.92")))
+    assert [c.order_id for c in t.commands if isinstance(c, CancelOrder)] == [buy.order_id]
+    t = step(t.state, OrderCanceled(_s(8), buy.order_id))
+    [again] = _sent(t.commands)
+    assert (again.limit_price, again.qty, again.ts) == (D("102.13"), D(10), _s(8))
