@@ -75,7 +75,9 @@ def _watched_exit() -> tuple[EngineState, SubmitOrder]:
     assert (sale.type, sale.qty, sale.limit_price, sale.extended_hours) == (
         OrderType.LIMIT, D(10), D("98.30"), True
     )  # fmt: skip
-    return step(t.state, OrderAccepted(_s(6), sale.order_id)).state, sale
+    t = step(t.state, OrderAccepted(_s(6), sale.order_id))
+    assert not [c for c in t.commands if isinstance(c, SubmitOrder | CancelOrder)]
+    return t.state, sale
 
 
 def test_the_limit_is_sent_again_only_when_the_market_leaves_it_by_a_whole_offset():
@@ -154,8 +156,9 @@ def test_a_shorts_buy_back_limit_is_re_priced_the_same_way_upward():
     t = step(state, OrderCanceled(_s(6), "rt-AAA-1-1-stop"))
     [buy] = _sent(t.commands)
     assert (buy.action.value, buy.limit_price, buy.extended_hours) == ("buy", D("101.71"), True)
-    state = step(t.state, OrderAccepted(_s(6), buy.order_id)).state
-    t = step(state, Tick(_s(7), "AAA", D("101.91")))
+    t = step(t.state, OrderAccepted(_s(6), buy.order_id))
+    assert not [c for c in t.commands if isinstance(c, SubmitOrder | CancelOrder)]
+    t = step(t.state, Tick(_s(7), "AAA", D("101.91")))
     assert not [c for c in t.commands if isinstance(c, SubmitOrder | CancelOrder)]
     t = step(t.state, Tick(_s(8), "AAA", D("101.92")))
     assert [c.order_id for c in t.commands if isinstance(c, CancelOrder)] == [buy.order_id]
