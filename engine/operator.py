@@ -3,7 +3,7 @@ and the acknowledgement that closes the phase breaker after a downgrade."""
 
 from __future__ import annotations
 
-from returns.result import Failure, Success
+from returns.result import Success
 
 from engine.commands import Alert
 from engine.events import BreakerAck, PhaseAdvance, PhaseOverride
@@ -25,17 +25,15 @@ __all__ = ["on_breaker_ack", "on_phase_advance", "on_phase_override"]
 def on_phase_advance(state: EngineState, event: PhaseAdvance) -> Transition:
     """Advance one phase if every gate holds; otherwise list every failed criterion."""
     phase = state.phase
-    match evaluate_gate(phase, state.config.phase):
-        case Success(target):
-            new = advanced(phase, target, state.config.phase)
-            record = phase_record(phase, new, "gates", "every gate holds", event.ts)
-            return Transition(state.evolve(phase=new), (record,))
-        case Failure(failures):
-            listed = [
-                {"criterion": f.name, "actual": f.actual, "required": f.required} for f in failures
-            ]
-            return Transition(state, (phase_denied(phase.phase.value, listed, event.ts),))
-    raise AssertionError("unreachable")  # pragma: no cover
+    verdict = evaluate_gate(phase, state.config.phase)
+    if isinstance(verdict, Success):
+        new = advanced(phase, verdict.unwrap(), state.config.phase)
+        record = phase_record(phase, new, "gates", "every gate holds", event.ts)
+        return Transition(state.evolve(phase=new), (record,))
+    listed = [
+        {"criterion": f.name, "actual": f.actual, "required": f.required} for f in verdict.failure()
+    ]
+    return Transition(state, (phase_denied(phase.phase.value, listed, event.ts),))
 
 
 def on_phase_override(state: EngineState, event: PhaseOverride) -> Transition:

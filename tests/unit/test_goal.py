@@ -10,15 +10,30 @@ from zoneinfo import ZoneInfo
 import pytest
 from click.testing import CliRunner
 
-from engine import Config, EngineState, EntryIntent, Record, Side, Tick
+from engine import (
+    CancelOrder,
+    CloseReason,
+    Config,
+    EngineState,
+    EntryIntent,
+    OrderCanceled,
+    Record,
+    Side,
+    SubmitOrder,
+    Tick,
+    Transition,
+    step,
+)
 from engine.calendar import session_of
 from engine.config import SessionConfig
 from engine.goal import GoalConfig, OnTrigger
+from engine.session import flatten
 from shell.broker.simulated import SimulatedBroker
 from shell.cli import main
 from shell.codec import event_to_json
 from shell.config import ConfigError, load_settings
 from shell.simulate import run_simulation
+from tests.unit.test_timeouts import STOP_ID, _opened, _sec
 
 NY = ZoneInfo("America/New_York")
 GOAL = Config(goal=GoalConfig(D(500), D("0.5")), session=SessionConfig(NY, time(4)))
@@ -149,3 +164,22 @@ def test_simulate_with_the_environment_set(tmp_path):
         main, ["simulate", str(path), "--config", str(always), "--market-fill", "same"]
     )
     assert "goal          protection at 2024-03-04 14:33:00Z: peak +$600.00" in text.stdout
+
+
+def test_a_flatten_beside_a_sale_in_flight_queues_only_the_shares_it_does_not_sell():
+    """AAA long 10 at 2R: the stop is canceled and 5 are being sold at market when the goal
+    flattens. The other 5 are queued for sale (not 10: the sale in flight sells its own), the
+    ladder stops and its milestones are dropped; the sale goes on, nothing else is sent."""
+    t = step(_opened(), Tick(_sec(1), "AAA", D("102")))
+    t = step(t.state, OrderCanceled(_sec(1), STOP_ID))
+    assert t.state.positions["AAA-1"].orders.milestones != ()
+    out = flatten(Transition(t.state), _sec(2))
+    pos = out.state.positions["AAA-1"]
+    assert (pos.orders.to_sell, pos.orders.milestones) == (D(5), ())
+    assert pos.orders.sell is not None and pos.orders.sell.open_qty == D(5)
+    assert (pos.ladder.trigger, pos.close_reason) == (None, CloseReason.FLATTEN)
+    # AAA sends nothing more; BBB, with only its stop, has it canceled to sell all 10
+    sent = [c for c in out.commands if isinstance(c, SubmitOrder | CancelOrder)]
+    assert sent == [CancelOrder(_sec(2), "rt-BBB-1-1-stop", "BBB")]
+    other = out.state.positions["BBB-1"]
+    assert (other.orders.to_sell, other.close_reason) == (D(10), CloseReason.FLATTEN)

@@ -22,6 +22,7 @@ from engine import (
     OrderRefusal,
     OrderRejected,
     OrderType,
+    Record,
     Side,
     SubmitOrder,
     Tick,
@@ -151,13 +152,18 @@ def test_five_failed_requests_open_the_breaker_which_holds_optional_work_never_p
     moved = step(state, Tick(due, "BBB", D("101")))
     assert [c for c in moved.commands if getattr(c, "kind", "") == "stop.moved"]
     assert not [c for c in moved.commands if isinstance(c, SubmitOrder | CancelOrder)]
-    t = step(moved.state, Tick(ts + timedelta(seconds=300), "BBB", D("101")))
-    assert [c.kind for c in t.commands if getattr(c, "kind", "") == "breaker.half_open"]
+    half = ts + timedelta(seconds=300)
+    t = step(moved.state, Tick(half, "BBB", D("101")))
+    assert [c for c in t.commands if getattr(c, "kind", "") == "breaker.half_open"] == [
+        Record("breaker.half_open", half, {"breaker": "orders"})
+    ]
     [cancel] = [c for c in t.commands if isinstance(c, CancelOrder)]
     assert cancel.order_id == "rt-BBB-1-1-stop"
     closed = step(t.state, OrderCanceled(cancel.ts, cancel.order_id))
     assert closed.state.link.breaker is BreakerState.CLOSED
-    assert [c for c in closed.commands if getattr(c, "kind", "") == "breaker.closed"]
+    assert [c for c in closed.commands if getattr(c, "kind", "") == "breaker.closed"] == [
+        Record("breaker.closed", cancel.ts, {"breaker": "orders"})
+    ]
 
 
 def test_held_shares_refusals_are_not_counted_by_the_breaker():

@@ -56,10 +56,9 @@ def _protected(qty: int = 10) -> EngineState:
     return state
 
 
-def test_shares_whose_every_stop_is_refused_are_sold_at_the_protect_deadline():
-    """The broker refuses every stop for a passing reason (503): the stop is sent again on
-    the backoff, then as a new order; 10 s after the fill, with still no stop, the shares are
-    sold at market (`no_stop_in_time` and a `protect_deadline` alert), exactly on time."""
+def _every_stop_refused() -> tuple[SubmitOrder | None, list[Command], EngineState]:
+    """AAA long 10 @ 100 filled at T0; the broker answers every stop with a 503 until a sale
+    at market comes out: that sale, everything journaled, and the state then."""
     state, _ = fold(
         EngineState.empty(),
         [
@@ -89,6 +88,14 @@ def test_shares_whose_every_stop_is_refused_are_sold_at_the_protect_deadline():
         journal += t.commands
         state = t.state
         pending += [c for c in t.commands if isinstance(c, SubmitOrder)]
+    return sale, journal, state
+
+
+def test_shares_whose_every_stop_is_refused_are_sold_at_the_protect_deadline():
+    """The broker refuses every stop for a passing reason (503): the stop is sent again on
+    the backoff, then as a new order; 10 s after the fill, with still no stop, the shares are
+    sold at market (`no_stop_in_time` and a `protect_deadline` alert), exactly on time."""
+    sale, journal, state = _every_stop_refused()
     assert sale is not None and sale.qty == D(10) and sale.type.value == "market"
     assert sale.ts == T0 + timedelta(seconds=10)
     assert "no_stop_in_time" in [
@@ -96,6 +103,32 @@ def test_shares_whose_every_stop_is_refused_are_sold_at_the_protect_deadline():
     ]
     assert "protect_deadline" in _kinds(journal)
     assert state.positions["AAA-1"].close_reason is CloseReason.PROTECT_DEADLINE
+
+
+def test_the_protect_deadline_journals_which_shares_were_bare_since_when_and_why():
+    """What the operator reads when the deadline sells: the conflict (no order ids: the stop
+    waiting for its retry is not at the broker), the alert with the shares, since when they
+    were bare and the stop they should have had; the ladder climbs no further."""
+    _, journal, state = _every_stop_refused()
+    at = T0 + timedelta(seconds=10)
+    [conflict] = [
+        r for r in journal if isinstance(r, Record) and r.data.get("type") == "no_stop_in_time"
+    ]
+    assert conflict == Record(
+        "conflict.detected",
+        at,
+        {"symbol": "AAA", "key": "AAA-1", "type": "no_stop_in_time", "order_ids": [],
+         "resolution": "sold_at_market", "reason": "no working stop for 10 shares in 10000 ms"},
+    )  # fmt: skip
+    [alert] = [c for c in journal if isinstance(c, Alert) and c.reason == "protect_deadline"]
+    assert alert == Alert(
+        at,
+        "protect_deadline",
+        {"symbol": "AAA", "key": "AAA-1", "qty": D(10), "bare_since": T0, "stop": D("99.00")},
+    )
+    pos = state.positions["AAA-1"]
+    assert pos.ladder.trigger is None and pos.orders.milestones == ()
+    assert pos.orders.exit is None and pos.retry is None
 
 
 def test_a_cancel_refused_four_times_is_sent_again_not_halted():

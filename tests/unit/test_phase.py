@@ -52,6 +52,7 @@ def test_a_denial_lists_every_failed_gate_with_actual_and_required():
     """A fresh Experience account fails profitable sessions, win rate and reward:risk."""
     result = step(_state(Phase.EXPERIENCE), PhaseAdvance(T0))
     [denied] = _records(result.commands, "phase.denied")
+    assert (denied.ts, denied["phase"]) == (T0, "experience")
     assert [(f["criterion"], f["actual"], f["required"]) for f in denied["failures"]] == [
         ("profitable_sessions", "0", ">= 20"),
         ("win_rate", "0", ">= 0.6"),
@@ -71,10 +72,13 @@ def test_advance_happens_one_step_when_every_gate_holds():
     phase = PhaseState(Phase.EXPERIENCE, D(100), trades=tuple(trades), sessions=sessions)
     assert evaluate_gate(phase, ON.phase).unwrap() is Phase.PROOF_OF_CONCEPT
     state = EngineState.empty(ON)._replace(phase=phase)
-    [changed] = _records(step(state, PhaseAdvance(T0)).commands, "phase.changed")
-    assert (changed["from"], changed["to"], changed["trigger"]) == (
-        "experience", "proof_of_concept", "gates"
+    t = step(state, PhaseAdvance(T0))
+    [changed] = _records(t.commands, "phase.changed")
+    assert changed.ts == T0
+    assert (changed["from"], changed["to"], changed["trigger"], changed["reason"]) == (
+        "experience", "proof_of_concept", "gates", "every gate holds"
     )  # fmt: skip
+    assert (t.state.phase.phase, t.state.phase.size) == (Phase.PROOF_OF_CONCEPT, D(100))
 
 
 def test_three_straight_losses_downgrade_halve_the_size_and_open_the_breaker():
@@ -91,7 +95,9 @@ def test_three_straight_losses_downgrade_halve_the_size_and_open_the_breaker():
     blocked = step(state, EntryIntent(T0, "ABC", Side.LONG, D("19"), D(1)))
     assert _records(blocked.commands, "entry.blocked")[0]["reason"] == "phase_breaker"
     acked = step(state, BreakerAck(T0))
-    assert _records(acked.commands, "breaker.closed") and not acked.state.phase.breaker_open
+    assert list(acked.commands) == [Record("breaker.closed", T0, {"phase": "proof_of_concept"})]
+    assert not acked.state.phase.breaker_open
+    assert step(acked.state, BreakerAck(T0)).commands == ()  # nothing open: nothing to close
 
 
 def test_proof_of_concept_allows_one_trade_per_session_and_says_when_the_next_is():
