@@ -18,6 +18,7 @@ from engine.analytics import (
     Window,
     _Run,
     by_window,
+    canonical,
     check_targets,
     group_days,
     period_of,
@@ -187,3 +188,19 @@ def test_a_window_without_trades_or_without_losses_breaches_only_what_it_has():
     # several periods, each judged alone, in the order given
     two = check_targets({"b": _period("-1"), "a": wins}, Targets(min_expectancy=D(0)))
     assert [(b.period, b.metric) for b in two] == [("b", "expectancy")]
+
+
+def test_lots_are_ordered_by_their_number_even_in_symbols_with_a_dash():
+    """Trades closed and opened at the same instants: lot 2 before lot 11 (a number, not
+    text), in a symbol with a dash too (BRK-B-2 before BRK-B-11), and a key without a lot
+    number before the numbered ones of its symbol."""
+    at = datetime(2024, 3, 4, 15, tzinfo=NY)
+
+    def lot(key: str, symbol: str) -> TradeResult:
+        return TradeResult(symbol, "long", D(1), D(1), D(1), at, at, D(1), D(0), D(1), key)
+
+    keys = ["AAA-11", "AAA-2", "BRK-B-11", "BRK-B-2", "AAA-0", "AAA-x"]
+    trades = [lot(k, k.rsplit("-", 1)[0]) for k in keys]
+    assert [t.key for t in canonical(trades)] == [
+        "AAA-x", "AAA-0", "AAA-2", "AAA-11", "BRK-B-2", "BRK-B-11",
+    ]  # fmt: skip

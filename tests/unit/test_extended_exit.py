@@ -8,8 +8,12 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal as D
 
+from attrs import evolve
+
 from engine import (
+    Alert,
     CancelOrder,
+    CloseReason,
     Config,
     EngineState,
     EntryIntent,
@@ -21,13 +25,16 @@ from engine import (
     OrderType,
     PriceGrid,
     ProtectionConfig,
+    Record,
     Side,
     SubmitOrder,
     Tick,
     step,
 )
+from engine.hours import watched_exit
 from engine.orders import Extended, extended_limit
 from tests.laws.test_market_hours import SHORT, T0
+from tests.unit.test_timeouts import STOP_ID, _opened, _sec
 
 GRID = PriceGrid()
 OFFSET = D("0.002")  # the default `extended_offset`
@@ -165,3 +172,24 @@ def test_a_shorts_buy_back_limit_is_re_priced_the_same_way_upward():
     t = step(t.state, OrderCanceled(_s(8), buy.order_id))
     [again] = _sent(t.commands)
     assert (again.limit_price, again.qty, again.ts) == (D("102.13"), D(10), _s(8))
+
+
+def test_a_watched_stop_hit_beside_a_sale_in_flight_queues_the_other_shares_and_says_so():
+    """AAA long 10 at 2R with 5 being sold at market when, after the close, a print goes
+    through the watched stop: the other 5 are queued for the extended-hours sale, the ladder
+    stops and drops its milestones, and the record and the alert say the same thing."""
+    t = step(_opened(), Tick(_sec(1), "AAA", D("102")))
+    t = step(t.state, OrderCanceled(_sec(1), STOP_ID))
+    pos = t.state.positions["AAA-1"]
+    assert pos.orders.sell is not None and pos.orders.milestones != ()
+    pos = evolve(pos, ladder=evolve(pos.ladder, trigger=pos.ladder.trigger or D(3)))
+    after, out = watched_exit(pos, D("100.40"), _sec(9))
+    data = {"symbol": "AAA", "key": "AAA-1", "mode": "watched", "stop": pos.ladder.stop,
+            "price": D("100.40"), "qty": D(5), "action": "exit_extended_limit"}  # fmt: skip
+    assert out == [
+        Record("protection.triggered", _sec(9), data),
+        Alert(_sec(9), "watched_stop", data),
+    ]
+    assert (after.orders.to_sell, after.orders.milestones) == (D(5), ())
+    assert (after.ladder.trigger, after.close_reason) == (None, CloseReason.WATCHED_STOP)
+    assert after.orders.sell == pos.orders.sell

@@ -129,6 +129,17 @@ def test_the_protect_deadline_journals_which_shares_were_bare_since_when_and_why
     pos = state.positions["AAA-1"]
     assert pos.ladder.trigger is None and pos.orders.milestones == ()
     assert pos.orders.exit is None and pos.retry is None
+    # before that: the first stop's three retries (0.5 s, 1 s, 2 s) spent at 3.5 s, the
+    # operator told with every failure, and the stop tried again as a new order
+    first = next(c for c in journal if isinstance(c, Alert) and c.reason == "retries_exhausted")
+    assert first == Alert(
+        T0 + timedelta(seconds=3.5),
+        "retries_exhausted",
+        {"symbol": "AAA", "key": "AAA-1", "order_id": "rt-AAA-1-1-stop", "reason": BUSY,
+         "kind": "transient", "halted": False, "attempts": 3, "failures": [BUSY] * 4,
+         "remaining_qty": D(10), "stop": D("99.00"), "resolution": "retry_as_new_operation",
+         "count": 1},
+    )  # fmt: skip
 
 
 def test_a_cancel_refused_four_times_is_sent_again_not_halted():

@@ -10,11 +10,13 @@ from zoneinfo import ZoneInfo
 from click.testing import CliRunner
 
 from engine import (
+    Alert,
     BreakerAck,
     Config,
     EngineState,
     EntryIntent,
     PhaseAdvance,
+    PhaseOverride,
     Record,
     Side,
     SubmitOrder,
@@ -203,3 +205,27 @@ def test_regression_one_days_loss_downgrades_once_and_a_frozen_account_cannot_ad
     acked = step(t.state, BreakerAck(T0)).state
     [changed] = _records(step(acked, PhaseAdvance(T0)).commands, "phase.changed")
     assert (changed["to"], changed["size_from"], changed["size_to"]) == ("scaling", D(100), D(200))
+
+
+def test_an_override_to_a_phase_that_does_not_exist_is_refused_naming_the_phases():
+    """The shell checked the password; the engine still refuses a phase it does not know,
+    alerting with every phase allowed, and changes nothing. A known phase is taken with its
+    own size and a fresh losing streak, journaled with the operator's reason."""
+    state = _state(Phase.TRIAL)._replace(phase=PhaseState(Phase.TRIAL, D(150), loss_streak=2))
+    t = step(state, PhaseOverride(T0, "expert", "promote"))
+    assert list(t.commands) == [
+        Alert(T0, "phase_override_refused", {
+            "to": "expert", "allowed": "experience, proof_of_concept, trial, scaling"
+        })
+    ]  # fmt: skip
+    assert t.state.phase == state.phase
+    t = step(state, PhaseOverride(T0, "scaling", "promote"))
+    [changed] = _records(t.commands, "phase.changed")
+    assert changed.ts == T0
+    assert (changed["from"], changed["to"], changed["trigger"], changed["reason"]) == (
+        "trial", "scaling", "override", "promote"
+    )  # fmt: skip
+    assert (changed["size_from"], changed["size_to"]) == (D(150), D(200))
+    assert (t.state.phase.phase, t.state.phase.size, t.state.phase.loss_streak) == (
+        Phase.SCALING, D(200), 0
+    )  # fmt: skip

@@ -1,0 +1,93 @@
+"""The market's sessions rolling under held positions (SPEC §3, §10): at the close each
+position's protection changes mode, journaled with its stop, and from then on the engine
+watches the stop itself (a later print through it acts at once); at the open the broker's
+stop takes over again; past the calendar's last day the hours rules are off, said once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal as D
+
+from engine import Alert, Config, Connectivity, EntryIntent, Event, Record, Side, Tick, step
+from engine.state import Market
+from tests.laws.test_market_hours import SHORT, T0, _fold
+
+CLOSE = T0 + timedelta(seconds=4)
+OPEN = T0 + timedelta(days=3)
+LAST_CLOSE = OPEN + timedelta(hours=6)
+CONFIG = Config(hours=SHORT)
+
+
+def _held() -> list[Event]:
+    """AAA long 10 @ 100, stop 99, opened in the short regular session."""
+    return [
+        Tick(T0, "AAA", D("100")),
+        EntryIntent(T0 + timedelta(seconds=1), "AAA", Side.LONG, D("99"), D(10)),
+        Tick(T0 + timedelta(seconds=2), "AAA", D("100")),
+    ]
+
+
+def _records(steps, kind: str) -> list[Record]:
+    return [r for s in steps for r in s.records(kind)]
+
+
+def test_at_the_close_the_mode_changes_and_a_later_print_through_the_stop_acts_at_once():
+    steps = _fold([
+        *_held(),
+        Tick(CLOSE + timedelta(minutes=1), "AAA", D("99.50")),  # after the close, above the stop
+        Tick(CLOSE + timedelta(minutes=2), "AAA", D("99.60")),
+        Tick(CLOSE + timedelta(minutes=3), "AAA", D("98.90")),  # through it
+    ], CONFIG)  # fmt: skip
+    assert _records(steps, "protection.mode") == [
+        Record("protection.mode", CLOSE, {
+            "symbol": "AAA", "key": "AAA-1", "mode": "watched", "previous": "broker_stop",
+            "session": "extended", "stop": D("99.00"),
+        })
+    ]  # fmt: skip
+    [hit] = [s for s in steps if s.records("protection.triggered")]
+    assert hit.event == Tick(CLOSE + timedelta(minutes=3), "AAA", D("98.90"))
+
+
+def test_offline_at_the_close_the_engine_still_watches_the_stop():
+    """The link is down when the session closes and stays down: nothing can be sent, but the
+    stop is watched all the same, so a print through it queues the sale at once (to go when
+    the link is back)."""
+    state = _fold(_held(), CONFIG)[-1].after
+    state = step(state, Connectivity(T0 + timedelta(seconds=3), False)).state
+    t = step(state, Tick(CLOSE + timedelta(minutes=1), "AAA", D("99.50")))
+    assert [r["mode"] for r in t.commands if isinstance(r, Record)
+            and r.kind == "protection.mode"] == ["watched"]  # fmt: skip
+    t = step(t.state, Tick(CLOSE + timedelta(minutes=3), "AAA", D("98.90")))
+    assert [c.kind for c in t.commands if isinstance(c, Record)] == ["protection.triggered"]
+    assert t.state.positions["AAA-1"].orders.to_sell == D(10)
+
+
+def test_at_the_open_the_broker_stop_takes_over_again():
+    steps = _fold([
+        *_held(),
+        Tick(CLOSE + timedelta(minutes=1), "AAA", D("99.50")),
+        Tick(OPEN + timedelta(minutes=1), "AAA", D("99.40")),
+    ], CONFIG)  # fmt: skip
+    modes = _records(steps, "protection.mode")
+    assert [(r.ts, r["mode"], r["previous"], r["session"]) for r in modes] == [
+        (CLOSE, "watched", "broker_stop", "extended"),
+        (OPEN, "broker_stop", "watched", "regular"),
+    ]
+    assert modes[1]["stop"] == D("99.00") and modes[1]["key"] == "AAA-1"
+    book = steps[-1].after.books["AAA"]
+    # the broker's stop works again: the engine no longer bounds the band by it
+    assert book.lo < D("99.00")
+
+
+def test_past_the_calendars_last_day_the_rules_are_off_and_that_is_said_once():
+    steps = _fold([
+        Tick(LAST_CLOSE + timedelta(hours=1), "AAA", D("100")),
+        Tick(LAST_CLOSE + timedelta(hours=2), "AAA", D("100")),
+    ], CONFIG)  # fmt: skip
+    alerts = [c for s in steps for c in s.commands
+              if isinstance(c, Alert) and c.reason == "market_hours_unknown"]  # fmt: skip
+    assert alerts == [
+        Alert(LAST_CLOSE + timedelta(hours=1), "market_hours_unknown",
+              {"calendar": "test", "last_close": LAST_CLOSE})
+    ]  # fmt: skip
+    assert steps[-1].after.market == Market(True, datetime(9999, 12, 31, tzinfo=UTC), False)
