@@ -62,3 +62,94 @@ def test_adopted_positions_never_reuse_a_client_order_id_the_broker_has_seen():
                       updated_at=T0 - timedelta(days=1))  # fmt: skip
     t = step(EngineState.empty(Config()), _snapshot(old))
     assert list(t.state.positions) == ["AAA-4"]
+
+
+def _adopted(snap: BrokerSnapshot, config: Config | None = None):
+    t = step(EngineState.empty(config or Config()), snap)
+    records = [c for c in t.commands if isinstance(c, Record) and c.kind == "position.adopted"]
+    return t, records
+
+
+def _held(qty: str, mark: str, *orders: BrokerOrder, entry: str = "50.00") -> BrokerSnapshot:
+    return BrokerSnapshot(T0, (("AAA", D(qty)),), orders, (("AAA", D(entry)),),
+                          (("AAA", D(mark)),))  # fmt: skip
+
+
+def test_shares_without_a_stop_are_adopted_with_the_default_risk_and_the_whole_ladder():
+    """100 AAA at 50.00, last 50.50, no order: stop 2% away (49.00), 1R at 51.00, the
+    take-profit at 4R (54.00), the journal says all of it, and the stop goes at once."""
+    t, [record] = _adopted(_held("100", "50.50"))
+    assert record == Record("position.adopted", T0, {
+        "symbol": "AAA", "key": "AAA-1", "side": "long", "qty": D(100), "entry": D("50.00"),
+        "initial_stop": D("49.00"), "stop_source": "default_risk", "stop": D("49.00"),
+        "r": D("0.5"), "protection": "INITIAL_RISK", "order_adopted": None,
+    })  # fmt: skip
+    pos = t.state.positions["AAA-1"]
+    assert (pos.ladder.trigger, pos.ladder.take_profit) == (D(51), D(54))
+    assert (pos.fills.original, pos.fills.remaining, pos.fills.cost) == (D(100), D(100), D(5000))
+    assert pos.exposed_since == T0 and t.state.counts["AAA"] == 1
+    [stop] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    assert (stop.qty, stop.stop_price, stop.limit_price, stop.action) == (
+        D(100), D("49.00"), D("54.00"), OrderAction.SELL
+    )  # fmt: skip
+
+
+def test_a_short_is_adopted_with_its_stop_above_and_its_ladder_below():
+    t, [record] = _adopted(_held("-100", "49.50"))
+    assert (record["side"], record["qty"], record["initial_stop"], record["r"]) == (
+        "short", D(100), D("51.00"), D("0.5")
+    )  # fmt: skip
+    pos = t.state.positions["AAA-1"]
+    assert (pos.ladder.trigger, pos.ladder.take_profit) == (D(49), D(46))
+    [stop] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    assert (stop.action, stop.stop_price) == (OrderAction.BUY, D("51.00"))
+
+
+def test_shares_adopted_above_1r_start_with_the_stop_the_ladder_had_reached():
+    """The last price is already 1.2R: the stop is adopted at entry (1R's lock), journaled as
+    reached before adoption; no tranche is sold on adoption."""
+    t, [record] = _adopted(_held("100", "52.10"))
+    assert (record["stop"], record["r"], record["protection"]) == (
+        D("51.00"), D("2.1"), "PARTIAL_PROFIT_TAKEN"
+    )  # fmt: skip
+    assert [c.purpose for c in t.commands if isinstance(c, SubmitOrder)] == ["protect"]
+    t, [record] = _adopted(_held("100", "51.20"))
+    assert (record["stop"], record["protection"]) == (D("50.00"), "BREAKEVEN_PROTECTED")
+
+
+def test_the_owners_tightest_loss_side_stop_covering_every_share_is_adopted():
+    """Of the owner's stops only those on the loss side that cover all 100 shares count; the
+    tightest of them (49.50) becomes the position's stop, working, so nothing is sent and
+    the shares are not bare."""
+    far = BrokerOrder("bot-1", "AAA", "open", D(100), side=OrderAction.SELL,
+                      type=OrderType.STOP, stop_price=D("48.00"))  # fmt: skip
+    near = BrokerOrder("bot-2", "AAA", "open", D(100), side=OrderAction.SELL,
+                       type=OrderType.STOP, stop_price=D("49.50"))  # fmt: skip
+    short_of = BrokerOrder("bot-3", "AAA", "open", D(120), filled_qty=D(30),
+                           side=OrderAction.SELL, type=OrderType.STOP,
+                           stop_price=D("49.90"))  # fmt: skip
+    above = BrokerOrder("bot-4", "AAA", "open", D(100), side=OrderAction.SELL,
+                        type=OrderType.STOP, stop_price=D("50.20"))  # fmt: skip
+    t, [record] = _adopted(_held("100", "50.10", far, near, short_of, above))
+    assert (record["initial_stop"], record["stop_source"], record["order_adopted"]) == (
+        D("49.50"), "own_stop", "bot-2"
+    )  # fmt: skip
+    assert t.state.routes["bot-2"] == "AAA-1"
+    pos = t.state.positions["AAA-1"]
+    assert pos.orders.exit is not None and pos.orders.exit.id == "bot-2"
+    assert pos.exposed_since is None
+    # the ladder is measured from the owner's stop: 1R = 0.50 above entry
+    assert pos.ladder.trigger == D("50.50")
+
+
+def test_held_shares_without_a_price_are_evidence_not_a_position():
+    t = step(EngineState.empty(Config()), BrokerSnapshot(T0, (("AAA", D(100)),)))
+    assert not t.state.positions
+    [record] = [c for c in t.commands if isinstance(c, Record) and c.kind == "divergence.detected"]
+    assert record == Record("divergence.detected", T0, {
+        "symbol": "AAA", "key": "", "evidence": "held shares without a price",
+        "believed": {"qty": D(0)}, "broker": {"qty": D(100)},
+    })  # fmt: skip
+    # a sub-dollar stock has a price all the same
+    t, [record] = _adopted(_held("1000", "0.52", entry="0.50"))
+    assert (record["entry"], record["initial_stop"]) == (D("0.50"), D("0.49"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from decimal import Decimal as D
 
 from engine import (
+    Alert,
     CancelRejected,
     Clock,
     EngineState,
@@ -140,3 +141,18 @@ def test_without_the_holding_fewer_shares_free_than_nothing_else_holds_is_diverg
 def test_an_accepted_order_answer_of_an_unknown_id_is_not_divergence():
     t = step(_opened(), OrderAccepted(_sec(1), "bot-1"))
     assert _divergences(t.commands) == [] and _asked(t.commands) == []
+
+
+def test_answers_about_orders_ratchet_never_sent_are_alerted_with_what_came():
+    state = _opened()
+    for event, what in [
+        (OrderAccepted(_sec(1), "bot-1"), "accepted"),
+        (OrderCanceled(_sec(1), "bot-1"), "canceled"),
+        (CancelRejected(_sec(1), "bot-1", "no"), "cancel rejected"),
+        (OrderRejected(_sec(1), "bot-1", "no"), "rejected"),
+    ]:
+        t = step(state, event)
+        assert list(t.commands) == [
+            Alert(_sec(1), "unknown_order", {"order_id": "bot-1", "event": what})
+        ]
+        assert t.state.positions == state.positions

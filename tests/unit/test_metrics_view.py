@@ -6,19 +6,25 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+import engine
 from engine import (
     BreakerState,
     Config,
     Connectivity,
     GoalConfig,
     LinkMode,
+    OrderCanceled,
     Protection,
     Record,
+    Side,
+    Tick,
     metrics_view,
 )
+from engine.metrics import PositionMetrics
 from shell.broker.simulated import Faults
 from tests import portfolio
 from tests.harness import trace
+from tests.unit.test_timeouts import STOP_ID, _opened, _sec
 
 
 def test_the_link_mode_and_the_breaker_follow_their_records():
@@ -73,3 +79,23 @@ def test_positions_by_state_bare_goal_and_phase():
         if view.bare:
             seen.add("bare")
     assert len(seen) >= 4  # the session shows several states and some bare shares
+
+
+def test_a_positions_row_shows_its_working_stop_only_while_the_broker_works_one():
+    """AAA long 10 @ 100, last 100.50: every field of its row; then at 1R, with the old stop
+    canceled and the new one not yet accepted, the row shows the ladder's stop (100.00) but no
+    working stop, and the position as bare."""
+    state = engine.step(_opened(), Tick(_sec(1), "AAA", Decimal("100.50"))).state
+    row = metrics_view(state).positions[0]
+    assert row == PositionMetrics(
+        key="AAA-1", symbol="AAA", side=Side.LONG, qty=Decimal(10), entry=Decimal(100),
+        price=Decimal("100.50"), r=Decimal("0.5"), unrealized=Decimal(5),
+        protection=Protection.INITIAL_RISK, stop=Decimal(99), working_stop=Decimal(99),
+        as_of=_sec(1), bare=False,
+    )  # fmt: skip
+    t = engine.step(state, Tick(_sec(2), "AAA", Decimal("101")))
+    t = engine.step(t.state, OrderCanceled(_sec(2), STOP_ID))
+    row = metrics_view(t.state).positions[0]
+    assert (row.stop, row.working_stop, row.bare, row.protection) == (
+        Decimal(100), None, True, Protection.BREAKEVEN_PROTECTED
+    )  # fmt: skip
