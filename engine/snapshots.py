@@ -423,7 +423,7 @@ def _take_over(
     order = Order(
         id=theirs.order_id,
         role=OrderRole.PROTECT,
-        action=theirs.side or OrderAction.SELL,
+        action=_exit_side(pos.side),  # the side `_their_stop` matched
         type=theirs.type or OrderType.STOP,
         qty=theirs.qty - theirs.filled_qty,
         stop_price=stop,

@@ -39,7 +39,12 @@ def test_the_owners_take_profit_is_left_alone_with_leave_and_the_ladder_frozen()
     assert pos.halted and pos.orders.exit is not None and pos.orders.exit.id == "bot-7"
     assert not [c for c in t.commands if isinstance(c, SubmitOrder | CancelOrder)]
     [conflict] = [c for c in t.commands if isinstance(c, Record) and c.kind == "conflict.detected"]
-    assert (conflict["type"], conflict["resolution"]) == ("foreign_order", "left_alone")
+    assert conflict == Record("conflict.detected", T0, {
+        "symbol": "AAA", "key": "AAA-1", "type": "foreign_order", "order_ids": ["bot-7"],
+        "resolution": "left_alone",
+        "reason": "[adopt] foreign_orders = leave: the user's stop stays; the ladder is frozen",
+    })  # fmt: skip
+    assert pos.ladder.trigger is None and pos.orders.restore == pos.orders.exit
 
 
 def test_an_owners_limit_sell_that_holds_the_shares_is_canceled_and_a_stop_placed():
@@ -153,3 +158,23 @@ def test_held_shares_without_a_price_are_evidence_not_a_position():
     # a sub-dollar stock has a price all the same
     t, [record] = _adopted(_held("1000", "0.52", entry="0.50"))
     assert (record["entry"], record["initial_stop"]) == (D("0.50"), D("0.49"))
+
+
+def test_the_owners_oco_is_taken_over_as_it_is_and_a_bare_stop_as_a_sell_stop():
+    """The owner's stop with a take-profit (OCO) keeps its limit; an order the broker reports
+    without a type is taken as a stop. Either is the restore point of the
+    position's next operation."""
+    oco = BrokerOrder("bot-5", "AAA", "open", D(100), side=OrderAction.SELL, type=OrderType.OCO,
+                      stop_price=D("49.50"), limit_price=D("55.00"))  # fmt: skip
+    t = step(EngineState.empty(Config(foreign_orders="leave")), _held("100", "50.10", oco))
+    exit_order = t.state.positions["AAA-1"].orders.exit
+    assert (exit_order.type, exit_order.stop_price, exit_order.limit_price, exit_order.qty) == (
+        OrderType.OCO, D("49.50"), D("55.00"), D(100)
+    )  # fmt: skip
+    assert t.state.positions["AAA-1"].orders.restore == exit_order
+    bare = BrokerOrder("bot-6", "AAA", "open", D(100), side=OrderAction.SELL, stop_price=D("49.50"))
+    t = step(EngineState.empty(Config(foreign_orders="leave")), _held("100", "50.10", bare))
+    exit_order = t.state.positions["AAA-1"].orders.exit
+    assert (exit_order.action, exit_order.type, exit_order.limit_price) == (
+        OrderAction.SELL, OrderType.STOP, None
+    )  # fmt: skip

@@ -76,7 +76,10 @@ def test_protection_triggers_on_the_exact_tick_blocks_entries_and_resets_at_0400
     records, state, _ = _records(scenario())
     [trigger] = [r for r in records if r.kind == "goal.triggered"]
     assert trigger.ts == at("2024-03-04T14:33:00")
-    assert (trigger["peak"], trigger["current"], trigger["drawdown"]) == (D(600), D(300), D("0.5"))
+    assert trigger.data == {
+        "session": "2024-03-04", "peak": D(600), "current": D(300), "drawdown": D("0.5"),
+        "threshold": D("0.5"), "target": D(500), "action": "block_entries",
+    }  # fmt: skip
     blocked = [r for r in records if r.kind == "entry.blocked"]
     assert [(r.ts, r["reason"]) for r in blocked] == [
         (at("2024-03-04T14:34:00"), "daily_profit_protection"),
@@ -99,6 +102,23 @@ def test_no_trigger_while_the_peak_is_small_against_the_target():
     records, state, _ = _records(events)
     assert not [r for r in records if r.kind == "goal.triggered"]
     assert state.daily.peak == D(200) and not state.daily.triggered
+
+
+def test_a_peak_of_exactly_the_giveback_share_of_the_target_triggers_nothing():
+    """Peak $250 is not above 50% of $500: giving all of it back triggers nothing; a peak of
+    $251 (102.51) and the same fall trigger."""
+    events = [
+        *scenario()[:2],
+        Tick(at("2024-03-04T14:31:00"), "ABC", D("102.50")),
+        Tick(at("2024-03-04T14:32:00"), "ABC", D("100.00")),
+    ]
+    records, state, _ = _records(events)
+    assert not [r for r in records if r.kind == "goal.triggered"]
+    assert state.daily.peak == D(250)
+    events[2] = Tick(at("2024-03-04T14:31:00"), "ABC", D("102.51"))
+    records, state, _ = _records(events)
+    [trigger] = [r for r in records if r.kind == "goal.triggered"]
+    assert (trigger["peak"], trigger["current"]) == (D(251), D(0))
 
 
 def test_flatten_closes_everything_at_market_when_configured():

@@ -8,7 +8,23 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
-from engine import Alert, Config, Connectivity, EntryIntent, Event, Record, Side, Tick, step
+from engine import (
+    Alert,
+    CancelOrder,
+    Config,
+    Connectivity,
+    EngineState,
+    EntryIntent,
+    Event,
+    OrderAccepted,
+    OrderRefusal,
+    OrderRejected,
+    OrderStatus,
+    Record,
+    Side,
+    Tick,
+    step,
+)
 from engine.state import Market
 from tests.laws.test_market_hours import SHORT, T0, _fold
 
@@ -91,3 +107,40 @@ def test_past_the_calendars_last_day_the_rules_are_off_and_that_is_said_once():
               {"calendar": "test", "last_close": LAST_CLOSE})
     ]  # fmt: skip
     assert steps[-1].after.market == Market(True, datetime(9999, 12, 31, tzinfo=UTC), False)
+
+
+def test_entries_working_at_the_close_are_canceled_and_those_waiting_dropped():
+    """Three entries when the session closes: AAA's accepted, BBB's sent and not yet
+    answered, CCC's refused and waiting for its retry. AAA's and BBB's are canceled (in key
+    order, each journaled), CCC's is dropped with `market_closed` and its client id."""
+    state = EngineState.empty(CONFIG)
+    for symbol in ("AAA", "BBB", "CCC"):
+        state = step(state, Tick(T0, symbol, D("100"))).state
+        intent = EntryIntent(T0, symbol, Side.LONG, D("99"), D(10), id=f"bot-{symbol}")
+        state = step(state, intent).state
+    state = step(state, OrderAccepted(T0, "rt-AAA-1-entry")).state
+    state = step(state, OrderRejected(T0, "rt-CCC-1-entry", "HTTP 503", OrderRefusal.TRANSIENT))
+    state = state.state
+    assert state.entries["CCC-1"].order.status is OrderStatus.RETRY_WAIT
+    t = step(state, Tick(CLOSE + timedelta(seconds=1), "AAA", D("100")))
+    why = "the regular session closed before the entry filled"
+    conflicts = [c for c in t.commands if isinstance(c, Record) and c.kind == "conflict.detected"]
+    assert conflicts == [
+        Record("conflict.detected", CLOSE + timedelta(seconds=1), {
+            "symbol": symbol, "key": f"{symbol}-1", "type": "market_closed",
+            "order_ids": [f"rt-{symbol}-1-entry"], "resolution": "entry_canceled", "reason": why,
+        })
+        for symbol in ("AAA", "BBB")
+    ]  # fmt: skip
+    cancels = [c for c in t.commands if isinstance(c, CancelOrder)]
+    assert [c.order_id for c in cancels] == ["rt-AAA-1-entry", "rt-BBB-1-entry"]
+    at = CLOSE + timedelta(seconds=1)
+    assert [(c.symbol, c.ts) for c in cancels] == [("AAA", at), ("BBB", at)]
+    [blocked] = [c for c in t.commands if isinstance(c, Record) and c.kind == "entry.blocked"]
+    assert blocked == Record("entry.blocked", CLOSE + timedelta(seconds=1), {
+        "symbol": "CCC", "reason": "market_closed", "detail": why, "id": "bot-CCC",
+    })  # fmt: skip
+    entries = t.state.entries
+    assert "CCC-1" not in entries and "rt-CCC-1-entry" not in t.state.routes
+    assert [entries[k].order.status for k in ("AAA-1", "BBB-1")] == [OrderStatus.PENDING_CANCEL] * 2
+    assert t.state.routes["rt-AAA-1-entry"] == "AAA-1"
