@@ -1,0 +1,173 @@
+"""The journal's contract, as the README's "Journal records" table states it: the fields of
+every record kind and of every alert the engine emits, and the instant they carry.
+
+Users read the journal (`ratchet report`, the PostgreSQL store, their own tools), so a field
+renamed or dropped, or a record stamped with another time than the event that caused it, is
+a broken interface. `tests/conftest.py` puts `check` behind every `engine.step` the tests
+take, so every history any test builds is held to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from engine import Alert, Event, Record
+
+_F = frozenset
+
+_POSITION = {"symbol", "key"}
+_ORDER = _POSITION | {"order_id", "type", "side", "qty", "price", "stop_price", "limit_price",
+                      "purpose"}  # fmt: skip
+
+# kind -> every field set a record of that kind may have (one per form it takes)
+RECORDS: dict[str, tuple[frozenset[str], ...]] = {
+    "entry.accepted": (
+        _F({"symbol", "key", "side", "qty", "entry", "stop", "paper", "reason"}),
+        _F({"symbol", "key", "side", "qty", "entry", "stop", "paper", "reason", "id"}),
+    ),
+    "entry.blocked": (_F({"symbol", "reason", "detail"}), _F({"symbol", "reason", "detail", "id"})),
+    "position.opened": (
+        _F(
+            _POSITION
+            | {"side", "qty", "entry", "stop", "order_stop", "take_profit", "protection", "opened"}
+        ),
+        _F(_POSITION | {"side", "qty", "entry", "stop", "added"}),  # an entry filled again
+    ),
+    "position.state": (_F(_POSITION | {"old", "new", "reason", "r"}),),
+    "stop.moved": (_F(_POSITION | {"old", "new", "r", "reason"}),),
+    "partial.ordered": (_F(_POSITION | {"milestone", "tranche", "qty", "r"}),),
+    "partial.filled": (_F(_POSITION | {"milestone", "qty", "price", "r", "profit"}),),
+    "position.closed": (_F(_POSITION | {"qty", "price", "reason", "pnl", "r"}),),
+    "trade.closed": (
+        _F(
+            _POSITION
+            | {
+                "side",
+                "qty",
+                "entry",
+                "exit",
+                "opened",
+                "closed",
+                "pnl",
+                "r",
+                "risk",
+                "risk_per_share",
+                "reason",
+            }
+        ),
+    ),
+    "protection.mode": (_F(_POSITION | {"mode", "previous", "session", "stop"}),),
+    "protection.triggered": (_F(_POSITION | {"mode", "stop", "price", "qty", "action"}),),
+    "order.submitted": (_F(_ORDER), _F(_ORDER | {"extended_hours"})),
+    "order.canceled": (_F(_ORDER), _F(_ORDER | {"extended_hours"})),
+    "order.filled": (
+        _F(
+            _POSITION
+            | {
+                "order_id",
+                "purpose",
+                "qty",
+                "price",
+                "order_filled",
+                "order_open",
+                "position_qty",
+                "executed",
+            }
+        ),
+    ),
+    "order.retry": (_F(_POSITION | {"order_id", "attempt", "delay", "due", "reason", "command"}),),
+    "order.rejected": (_F(_POSITION | {"order_id", "reason"}),),
+    "order.timeout": (_F(_POSITION | {"order_id", "awaited", "waited_ms", "attempt", "action"}),),
+    "operation.done": (
+        _F(
+            _POSITION
+            | {"operation", "outcome", "started", "order_ids", "duration_ms", "unprotected_ms"}
+        ),
+    ),
+    "conflict.detected": (
+        _F(_POSITION | {"type", "order_ids", "resolution", "reason"}),
+        _F(_POSITION | {"type", "order_ids", "resolution", "reason", "stop", "price"}),
+    ),
+    "divergence.detected": (_F(_POSITION | {"evidence", "believed", "broker"}),),
+    "position.reconciled": (_F(_POSITION | {"change", "from", "to", "price"}),),
+    "position.adopted": (
+        _F(
+            _POSITION
+            | {
+                "side",
+                "qty",
+                "entry",
+                "initial_stop",
+                "stop_source",
+                "stop",
+                "r",
+                "protection",
+                "order_adopted",
+            }
+        ),
+    ),
+    "mode.changed": (_F({"from", "to", "reason"}), _F({"from", "to", "reason", "positions"})),
+    "goal.triggered": (
+        _F({"session", "peak", "current", "drawdown", "threshold", "target", "action"}),
+    ),
+    "goal.reset": (
+        _F({"session", "previous_session", "previous_peak", "previous_pnl", "was_triggered"}),
+    ),
+    "phase.changed": (_F({"from", "to", "trigger", "reason", "size_from", "size_to"}),),
+    "phase.denied": (_F({"phase", "failures"}),),
+    "breaker.opened": (_F({"breaker", "failures", "reopen_at"}), _F({"reason", "phase"})),
+    "breaker.half_open": (_F({"breaker"}),),
+    "breaker.closed": (_F({"breaker"}), _F({"phase"})),
+}
+
+_REFUSAL = _POSITION | {"order_id", "reason", "kind", "attempts", "failures", "remaining_qty",
+                        "resolution"}  # fmt: skip
+# reason -> its context's field sets (`count`, added when an alert repeats, may join any)
+ALERTS: dict[str, tuple[frozenset[str], ...]] = {
+    "ack_timeout": (_F(_POSITION | {"order_id", "awaited", "waited_ms", "attempt"}),),
+    "cancel_rejected": (_F(_REFUSAL | {"command"}),),
+    "retries_exhausted": (
+        _F(_REFUSAL | {"stop"}),
+        _F(_REFUSAL | {"stop", "halted"}),
+        _F(_REFUSAL | {"command"}),  # a cancel's retries
+    ),
+    "order_rejected": (
+        _F(_REFUSAL | {"stop", "halted"}),
+        _F(
+            _REFUSAL
+            | {"stop", "halted", "restored_order_id", "restored_stop", "restored_take_profit"}
+        ),
+    ),
+    "initial_risk_not_positive": (_F({"symbol", "entry", "stop"}),),
+    "market_hours_unknown": (_F({"calendar", "last_close"}),),
+    "order_breaker_open": (_F({"failures", "reopen_at"}),),
+    "phase_override_refused": (_F({"to", "allowed"}),),
+    "position_mismatch": (_F({"positions"}),),
+    "protect_deadline": (_F(_POSITION | {"qty", "bare_since", "stop"}),),
+    "stale_price": (_F({"symbol", "last_price", "last_ts", "age_s", "positions"}),),
+    "unknown_order": (_F({"order_id", "event"}),),
+    "wash_trade": (_F(_POSITION | {"order_id", "reason", "resolution"}),),
+    "watched_stop": (_F(_POSITION | {"mode", "stop", "price", "qty", "action"}),),
+}
+
+
+def check(event: Event, commands: Iterable[object]) -> None:
+    """Every record and alert of one step has the fields its kind is documented with and the
+    instant of the event that caused it."""
+    for command in commands:
+        if isinstance(command, Record):
+            what, fields, forms = command.kind, command.data, RECORDS.get(command.kind)
+        elif isinstance(command, Alert):
+            what, fields, forms = (
+                f"alert {command.reason}",
+                command.context,
+                ALERTS.get(command.reason),
+            )
+            if isinstance(fields, Mapping) and "count" in fields:
+                fields = {k: v for k, v in fields.items() if k != "count"}
+        else:
+            continue
+        assert command.ts == event.ts, f"{what} stamped {command.ts}, its event {event.ts}"
+        assert forms is not None, f"{what}: not in the journal's contract (tests/journal.py)"
+        assert isinstance(fields, Mapping), f"{what}: fields {fields!r}"
+        assert frozenset(fields) in forms, f"{what}: fields {sorted(fields)} not as documented"
