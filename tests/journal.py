@@ -10,8 +10,10 @@ take, so every history any test builds is held to it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from decimal import Decimal
 
-from engine import Alert, Event, Record
+from engine import Alert, CancelOrder, Event, OrderType, Record, SubmitOrder
+from engine.commands import RequestSnapshot
 
 _F = frozenset
 
@@ -152,12 +154,30 @@ ALERTS: dict[str, tuple[frozenset[str], ...]] = {
 
 
 def check(event: Event, commands: Iterable[object]) -> None:
-    """Every record and alert of one step has the fields its kind is documented with and the
-    instant of the event that caused it."""
+    """Every command of one step carries the instant of the event that caused it; every
+    record and alert has the fields its kind is documented with; every order sent is
+    well-formed and journaled as sent (`order.submitted` with the same terms)."""
+    commands = list(commands)
+    submitted = {
+        c["order_id"]: c for c in commands if isinstance(c, Record) and c.kind == "order.submitted"
+    }
     for command in commands:
+        assert getattr(command, "ts", None) == event.ts, f"{command!r}: not at {event.ts}"
+        if isinstance(command, SubmitOrder):
+            _check_order(command, submitted.get(command.order_id))
+            continue
+        if isinstance(command, CancelOrder):
+            assert isinstance(command.order_id, str) and command.order_id, command
+            assert isinstance(command.symbol, str) and command.symbol, command
+            continue
+        if isinstance(command, RequestSnapshot):
+            assert isinstance(command.reason, str) and command.reason, command
+            assert all(isinstance(s, str) and s for s in command.symbols), command
+            continue
         if isinstance(command, Record):
             what, fields, forms = command.kind, command.data, RECORDS.get(command.kind)
-        elif isinstance(command, Alert):
+        else:
+            assert isinstance(command, Alert), f"not a command: {command!r}"
             what, fields, forms = (
                 f"alert {command.reason}",
                 command.context,
@@ -165,9 +185,33 @@ def check(event: Event, commands: Iterable[object]) -> None:
             )
             if isinstance(fields, Mapping) and "count" in fields:
                 fields = {k: v for k, v in fields.items() if k != "count"}
-        else:
-            continue
-        assert command.ts == event.ts, f"{what} stamped {command.ts}, its event {event.ts}"
         assert forms is not None, f"{what}: not in the journal's contract (tests/journal.py)"
         assert isinstance(fields, Mapping), f"{what}: fields {fields!r}"
         assert frozenset(fields) in forms, f"{what}: fields {sorted(fields)} not as documented"
+
+
+# Which prices each order type carries.
+_PRICES = {
+    OrderType.MARKET: (False, False),
+    OrderType.LIMIT: (False, True),
+    OrderType.STOP: (True, False),
+    OrderType.OCO: (True, True),
+}
+
+
+def _check_order(order: SubmitOrder, record: Record | None) -> None:
+    assert order.order_id.startswith(f"rt-{order.symbol}-"), order
+    assert isinstance(order.qty, Decimal) and order.qty > 0, order
+    stop, limit = _PRICES[order.type]
+    assert (order.stop_price is not None) is stop, order
+    assert (order.limit_price is not None) is limit, order
+    assert order.purpose, order
+    assert isinstance(order.paper, bool) and isinstance(order.extended_hours, bool), order
+    assert not order.extended_hours or order.type is OrderType.LIMIT, order
+    assert record is not None, f"{order.order_id} sent without an order.submitted record"
+    terms = (record["symbol"], record["type"], record["side"], record["qty"],
+             record["stop_price"], record["limit_price"], record["purpose"])  # fmt: skip
+    sent = (order.symbol, order.type.value, order.action.value, order.qty,
+            order.stop_price, order.limit_price, order.purpose)  # fmt: skip
+    assert terms == sent, (order, record)
+    assert record.data.get("extended_hours", False) == order.extended_hours, (order, record)

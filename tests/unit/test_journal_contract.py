@@ -11,7 +11,7 @@ import pytest
 
 import engine
 import shell.simulate
-from engine import Alert, Record, Tick
+from engine import Alert, CancelOrder, OrderAction, OrderType, Record, SubmitOrder, Tick
 from tests import journal
 from tests.strategies import T0
 
@@ -55,3 +55,26 @@ def test_the_readme_lists_every_record_kind_with_every_field():
         if unnamed:
             missing[kind] = unnamed
     assert not missing, f"the README's journal table does not name {missing}"
+
+
+def test_an_order_sent_unjournaled_malformed_or_at_another_instant_fails():
+    tick = Tick(T0, "AAA", D(1))
+    stop = SubmitOrder(T0, "rt-AAA-1-1-stop", "AAA", OrderAction.SELL, OrderType.STOP, D(10),
+                       stop_price=D("99"), purpose="protect")  # fmt: skip
+    record = Record("order.submitted", T0, {
+        "symbol": "AAA", "key": "AAA-1", "order_id": stop.order_id, "type": "stop",
+        "side": "sell", "qty": D(10), "price": D("99"), "stop_price": D("99"),
+        "limit_price": None, "purpose": "protect",
+    })  # fmt: skip
+    journal.check(tick, [stop, record, CancelOrder(T0, "rt-AAA-1-0-stop", "AAA")])
+    for bad in (
+        [stop],
+        [stop, Record("order.submitted", T0, {**record.data, "qty": D(9)})],
+        [SubmitOrder(T0 + timedelta(seconds=1), stop.order_id, "AAA", OrderAction.SELL,
+                     OrderType.STOP, D(10), stop_price=D("99"), purpose="protect"), record],
+        [SubmitOrder(T0, stop.order_id, "AAA", OrderAction.SELL, OrderType.STOP, D(10),
+                     purpose="protect"), record],
+        [CancelOrder(T0, "", "AAA")],
+    ):  # fmt: skip
+        with pytest.raises(AssertionError):
+            journal.check(tick, bad)
