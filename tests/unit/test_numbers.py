@@ -14,7 +14,22 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine import EngineState, EntryIntent, Event, OrderFilled
+from engine import (
+    CancelOrder,
+    EngineState,
+    EntryIntent,
+    Event,
+    OrderAccepted,
+    OrderCanceled,
+    OrderFilled,
+    OrderType,
+    Record,
+    Side,
+    SubmitOrder,
+    Tick,
+    fold,
+    step,
+)
 from engine.ids import key_of
 from shell.broker.simulated import Faults, SimulatedBroker
 from shell.cli import main
@@ -22,7 +37,7 @@ from shell.config import ENV_GIVEBACK, ENV_TARGET, ConfigError, parse_settings
 from shell.figures import money, plain, price, qty, r_multiple, ratio, signed_money
 from shell.report import render_summary, summary_to_json
 from shell.simulate import run_simulation
-from tests.strategies import fault_models, histories, interleave
+from tests.strategies import T0, fault_models, histories, interleave
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "samples" / "synthetic.jsonl"
@@ -209,3 +224,81 @@ def test_nan_in_the_goal_environment_is_refused_in_one_line(name, value):
     assert result.exit_code == 1
     [line] = result.stderr.splitlines()
     assert line.startswith(f"Error: {name} = {value!r}: ") and "allowed " in line
+
+
+# --- An entry order that fills in parts (SPEC §3, §4): the first fill opens the position and
+# protects it at once; each later fill grows it, the entry becomes the average price paid,
+# the ladder (1R, the take-profit) is measured from that average and the initial stop, the
+# journal says how many shares were added, and the stop is re-armed for every share.
+
+ENTRY = "rt-AAA-1-entry"
+
+
+def _first_fill(side: Side, stop: str) -> EngineState:
+    """AAA 10 @ 100 asked; 4 fill at 100 and their stop is accepted."""
+    state, _ = fold(EngineState.empty(), [
+        Tick(T0, "AAA", D("100")),
+        EntryIntent(T0, "AAA", side, D(stop), D(10)),
+        OrderAccepted(T0, ENTRY),
+        OrderFilled(T0, ENTRY, D(4), D("100")),
+        OrderAccepted(T0, "rt-AAA-1-1-stop"),
+    ])  # fmt: skip
+    return state
+
+
+def test_a_long_entry_filled_again_is_measured_from_its_average_price():
+    t = step(_first_fill(Side.LONG, "99"), OrderFilled(T0, ENTRY, D(6), D("101")))
+    [opened] = [c for c in t.commands if isinstance(c, Record) and c.kind == "position.opened"]
+    assert opened == Record("position.opened", T0, {
+        "symbol": "AAA", "key": "AAA-1", "side": "long", "qty": D(10), "entry": D("100.6"),
+        "stop": D(99), "added": D(6),
+    })  # fmt: skip
+    pos = t.state.positions["AAA-1"]
+    # (4 x 100 + 6 x 101) / 10 = 100.60; 1R = 1.60: 1R at 102.20, 4R at 107.00
+    assert (pos.ladder.entry, pos.ladder.trigger, pos.ladder.take_profit) == (
+        D("100.6"), D("102.2"), D("107")
+    )  # fmt: skip
+    assert (pos.fills.original, pos.fills.remaining, pos.fills.cost) == (D(10), D(10), D(1006))
+    assert pos.orders.entry is None  # every share of the entry order has filled
+    assert [c.order_id for c in t.commands if isinstance(c, CancelOrder)] == ["rt-AAA-1-1-stop"]
+    t = step(t.state, OrderCanceled(T0, "rt-AAA-1-1-stop"))
+    [stop] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    assert (stop.type, stop.qty, stop.stop_price, stop.limit_price) == (
+        OrderType.OCO, D(10), D("99.00"), D("107.00")
+    )  # fmt: skip
+
+
+def test_a_short_entry_filled_again_is_measured_from_its_average_price():
+    t = step(_first_fill(Side.SHORT, "101"), OrderFilled(T0, ENTRY, D(6), D("99")))
+    pos = t.state.positions["AAA-1"]
+    # (4 x 100 + 6 x 99) / 10 = 99.40; 1R = 1.60: 1R at 97.80, 4R at 93.00
+    assert (pos.ladder.entry, pos.ladder.trigger, pos.ladder.take_profit) == (
+        D("99.4"), D("97.8"), D("93")
+    )  # fmt: skip
+
+
+def test_an_entry_still_open_after_a_second_fill_stays_the_positions_entry_order():
+    t = step(_first_fill(Side.LONG, "99"), OrderFilled(T0, ENTRY, D(3), D("100")))
+    pos = t.state.positions["AAA-1"]
+    assert pos.orders.entry is not None and pos.orders.entry.id == ENTRY
+    assert pos.orders.entry.filled == D(7) and pos.orders.entry.open_qty == D(3)
+    [opened] = [c for c in t.commands if isinstance(c, Record) and c.kind == "position.opened"]
+    assert (opened["qty"], opened["added"], opened["entry"]) == (D(7), D(3), D(100))
+
+
+def test_an_entry_filled_again_through_its_stop_has_no_ladder():
+    """A long whose average falls to its stop or below has no risk left to measure R by: no
+    milestones, no take-profit; a risk under a dollar is a risk all the same."""
+    t = step(_first_fill(Side.LONG, "99"), OrderFilled(T0, ENTRY, D(6), D("98")))
+    pos = t.state.positions["AAA-1"]
+    # (400 + 588) / 10 = 98.80: below the stop at 99
+    assert pos.ladder.entry == D("98.8")
+    assert (pos.ladder.schedule, pos.ladder.trigger, pos.ladder.take_profit) == ((), None, None)
+    # (400 + 594) / 10 = 99.40: exactly the stop
+    t = step(_first_fill(Side.LONG, "99.40"), OrderFilled(T0, ENTRY, D(6), D("99")))
+    ladder = t.state.positions["AAA-1"].ladder
+    assert (ladder.schedule, ladder.trigger, ladder.take_profit) == ((), None, None)
+    # (400 + 601.20) / 10 = 100.12 over a stop at 99.50: 1R = 0.62, at 100.74; 4R at 102.60
+    t = step(_first_fill(Side.LONG, "99.50"), OrderFilled(T0, ENTRY, D(6), D("100.20")))
+    ladder = t.state.positions["AAA-1"].ladder
+    assert (ladder.trigger, ladder.take_profit) == (D("100.74"), D("102.60"))
