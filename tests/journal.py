@@ -188,6 +188,7 @@ def check(event: Event, commands: Iterable[object]) -> None:
         assert forms is not None, f"{what}: not in the journal's contract (tests/journal.py)"
         assert isinstance(fields, Mapping), f"{what}: fields {fields!r}"
         assert frozenset(fields) in forms, f"{what}: fields {sorted(fields)} not as documented"
+        _check_values(what, fields)
 
 
 # Which prices each order type carries.
@@ -215,3 +216,19 @@ def _check_order(order: SubmitOrder, record: Record | None) -> None:
             order.stop_price, order.limit_price, order.purpose)  # fmt: skip
     assert terms == sent, (order, record)
     assert record.data.get("extended_hours", False) == order.extended_hours, (order, record)
+
+
+def _check_values(what: str, fields: Mapping[str, object]) -> None:
+    """The fields every reader relies on: a position's symbol and key agree (`SYMBOL-n`), an
+    order id and a reason are text, quantities are decimals."""
+    symbol, key = fields.get("symbol"), fields.get("key")
+    if "symbol" in fields:
+        assert isinstance(symbol, str), f"{what}: symbol {symbol!r}"
+    if key:
+        assert isinstance(key, str) and key.rpartition("-")[0] == symbol, f"{what}: key {key!r}"
+    for name in ("order_id", "reason", "resolution", "evidence", "type", "command"):
+        if name in fields:
+            assert isinstance(fields[name], str), f"{what}: {name} {fields[name]!r}"
+    for name in ("qty", "remaining_qty", "position_qty"):
+        if name in fields:
+            assert isinstance(fields[name], Decimal), f"{what}: {name} {fields[name]!r}"
