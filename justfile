@@ -36,10 +36,8 @@ sweep-demo:
 # of engine/, or name mutants by glob: `just mutate "engine.phase.*"`. Survivors are listed in
 # mutants/survivors.txt (`./dev mutmut show NAME` shows one); specs/mutation.md has the scores.
 mutate *names:
-    RATCHET_PROFILE=mutate nice -n 19 ./dev mutmut run --max-children 1 {{names}}
-    ./dev mutmut results > mutants/survivors.txt
-    ./dev mutmut export-cicd-stats
-    cat mutants/mutmut-cicd-stats.json
+    RATCHET_PROFILE=mutate nice -n 19 ./dev mutmut run --max-children {{num_cpus()}} {{names}}
+    ./dev python tools/mutation_report.py
 
 # The SPY week (1.9 million prints, 4:00-20:00 ET, the README's 188 longs) through simulate
 # and through the exchange in lock-step with the adapter: the summaries must agree (about
