@@ -229,6 +229,8 @@ def _check_values(what: str, fields: Mapping[str, object]) -> None:
     for name in ("order_id", "reason", "resolution", "evidence", "type", "command"):
         if name in fields:
             assert isinstance(fields[name], str), f"{what}: {name} {fields[name]!r}"
+    if what == "mode.changed" and "positions" in fields:
+        assert isinstance(fields["positions"], int), f"{what}: positions {fields['positions']!r}"
     for name in ("qty", "remaining_qty", "position_qty"):
         if name in fields:
             assert isinstance(fields[name], Decimal), f"{what}: {name} {fields[name]!r}"

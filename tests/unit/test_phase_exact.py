@@ -5,12 +5,13 @@ generated history seldom lands on (a $0.50 win, an odd cent, the 201st trade).""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal as D
 
 from attrs import evolve
 from returns.result import Failure, Success
 
+from engine import Config, EngineState, Tick, step
 from engine.phase import (
     Check,
     Criterion,
@@ -226,3 +227,36 @@ def test_an_advance_is_granted_when_the_last_criterion_holds_exactly():
         sessions=(SessionResult(DAY, 1, D(1)), SessionResult(DAY, 1, D(-1))),
     )
     assert evaluate_gate(state, cfg) == Success(Phase.PROOF_OF_CONCEPT)
+
+
+def test_a_breakeven_session_is_not_a_profitable_one():
+    """A session that made exactly $0 counts as a session but not a profitable one, for the
+    gate and for Scaling's session rule (6 profitable, 1 breakeven, 3 losing: no step)."""
+    sessions = (
+        *(SessionResult(DAY + timedelta(days=i), 1, D(1)) for i in range(6)),
+        SessionResult(DAY + timedelta(days=6), 1, D(0)),
+        *(SessionResult(DAY + timedelta(days=7 + i), 1, D(-1)) for i in range(3)),
+    )
+    state = PhaseState(sessions=sessions)
+    assert _actual(state, ON, "profitable_sessions") == D(6)
+    assert _actual(state, ON, "sessions") == D(10)
+    scaling = PhaseState(phase=Phase.SCALING, size=D(200), sessions=sessions)
+    assert on_session_end(scaling, ON).size == D(200)
+
+
+def test_the_engine_applies_scalings_session_rule_when_a_session_ends():
+    """Scaling, 7 of the last 10 sessions profitable: the first event of the next session
+    (after 04:00 New York) ends the one before, and the size steps up by $200; the very first
+    session of a run ends nothing."""
+    cfg = Config(phase=PhaseConfig(enabled=True, start=Phase.SCALING))
+    sessions = tuple(
+        SessionResult(DAY - timedelta(days=10 - i), 1, D(1) if i < 7 else D(-1)) for i in range(10)
+    )
+    state = EngineState.empty(cfg)._replace(
+        phase=PhaseState(phase=Phase.SCALING, size=D(200), sessions=sessions)
+    )
+    first = datetime(2026, 3, 2, 15, tzinfo=UTC)
+    state = step(state, Tick(first, "AAA", D(10))).state
+    assert state.phase.size == D(200)  # the run's first session: nothing ended
+    state = step(state, Tick(first + timedelta(days=1), "AAA", D(10))).state
+    assert state.phase.size == D(400)
