@@ -23,6 +23,7 @@ from engine import (
     SubmitOrder,
     Tick,
 )
+from engine.commands import RequestSnapshot
 from shell.broker.simulated import SimulatedBroker
 from shell.simulate import run_simulation
 from tests.strategies import T0
@@ -64,6 +65,10 @@ def test_the_users_order_in_the_way_of_a_sale_is_canceled_and_the_sale_goes_thro
     journal, broker = _run("cancel")
     [refused, *_] = _conflicts(journal, "wash_trade")
     assert refused["resolution"] == "cancel_user_order"
+    asked = [c for c in journal if isinstance(c, RequestSnapshot)]
+    assert [(c.ts, c.reason, c.symbols) for c in asked][:1] == [
+        (refused.ts, "potential wash trade", ("AAA",))
+    ]
     [foreign] = _conflicts(journal, "foreign_order")
     assert foreign["order_ids"] == [USER] and "wash trade" in foreign["reason"]
     assert [c.order_id for c in journal if isinstance(c, CancelOrder)].count(USER) == 1
@@ -77,7 +82,11 @@ def test_the_users_order_in_the_way_of_a_sale_is_canceled_and_the_sale_goes_thro
 def test_with_leave_the_sale_waits_for_the_user_and_the_operator_is_told():
     journal, broker = _run("leave")
     refused = _conflicts(journal, "wash_trade")
-    assert refused and all(r["resolution"] != "cancel_user_order" for r in refused)
+    # the same sale again on the backoff, three times, then a new one after the alert, and so
+    # on while the user's order rests
+    resolutions = [r["resolution"] for r in refused]
+    assert resolutions[:4] == [*["retry_after_backoff"] * 3, "new_operation_after_alert"]
+    assert set(resolutions) == {"retry_after_backoff", "new_operation_after_alert"}
     assert not _conflicts(journal, "foreign_order")
     assert USER in {o.order_id for o in broker.open_orders("AAA")}
     assert not [r for r in journal if isinstance(r, Record) and r.kind == "partial.filled"]
