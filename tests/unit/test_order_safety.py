@@ -264,3 +264,39 @@ def test_a_lost_answer_is_resent_under_the_same_id_and_the_duplicate_adopted():
     assert stops == {"rt-AAA-1-1-stop"}  # one order, sent twice under its own id
     assert broker.working_qty("AAA", "rt-AAA-1-1-stop") == D(10)
     assert state.positions["AAA-1"].orders.exit.status is OrderStatus.LIVE
+
+
+def test_an_entry_whose_answer_was_lost_is_never_dropped_when_its_retries_run_out():
+    """AAA's entry: the first answer is lost (it may be at the broker), then three 503s. With
+    the retries spent the entry is not dropped (a second entry could double the position):
+    the operator is told with every failure (`resend_same_order`) and the same request goes
+    on being sent under the same id, its schedule started over."""
+    state, _ = fold(EngineState.empty(), [
+        Tick(T0, "AAA", D("100")),
+        EntryIntent(T0, "AAA", Side.LONG, D("99"), D(10)),
+    ])  # fmt: skip
+    entry = "rt-AAA-1-entry"
+    reasons = ["timeout", BUSY, BUSY, BUSY]
+    ts = T0
+    for i, reason in enumerate(reasons):
+        kind = OrderRefusal.UNKNOWN if i == 0 else OrderRefusal.TRANSIENT
+        t = step(state, OrderRejected(ts, entry, reason, kind))
+        state = t.state
+        if i == len(reasons) - 1:
+            break
+        assert not [c for c in t.commands if isinstance(c, Alert)]
+        ts = state.due  # the retry goes out when due, under the same id
+        resent = step(state, Clock(ts))
+        assert [c.order_id for c in resent.commands if isinstance(c, SubmitOrder)] == [entry]
+        state = resent.state
+    [alert] = [c for c in t.commands if isinstance(c, Alert)]
+    assert alert == Alert(ts, "retries_exhausted", {
+        "symbol": "AAA", "key": "AAA-1", "order_id": entry, "reason": BUSY, "kind": "transient",
+        "attempts": 3, "failures": reasons, "remaining_qty": D(0), "stop": D(99),
+        "resolution": "resend_same_order",
+    })  # fmt: skip
+    [retry] = [c for c in t.commands if isinstance(c, Record) and c.kind == "order.retry"]
+    assert (retry["order_id"], retry["attempt"]) == (entry, 1)
+    pending = t.state.entries["AAA-1"]
+    assert (pending.retry.attempts, pending.retry.uncertain) == (1, True)
+    assert pending.order.status is OrderStatus.RETRY_WAIT
