@@ -32,6 +32,7 @@ from engine import (
 from shell.broker.simulated import SimulatedBroker
 from shell.simulate import run_simulation
 from tests.strategies import T0
+from tests.unit.test_timeouts import _opened
 
 
 def _sec(n):
@@ -184,3 +185,89 @@ def test_held_shares_refusals_are_not_counted_by_the_breaker():
         ts += timedelta(seconds=3)
         state = step(state, Tick(ts, "AAA", D("101"))).state
     assert (state.link.failures, state.link.breaker) == (0, BreakerState.CLOSED)
+
+
+# --- After a reconnect the broker's snapshot tells what became of each order sent before or
+# during the outage (SPEC §4, P25-P27): AAA long 10 @ 100 at 1R, the link drops and returns,
+# and the snapshot shows AAA's orders as below (BBB's stop working throughout).
+
+_AAA_STOP = "rt-AAA-1-1-stop"
+_AAA_NEW = "rt-AAA-1-2-stop"
+
+
+def _reconnected(aaa_orders, *, confirmed: bool, aaa: int = 10):
+    t = step(_opened(), Tick(_sec(1), "AAA", D("101")))  # 1R: the stop's cancel goes out
+    if confirmed:
+        t = step(t.state, OrderCanceled(_sec(1), _AAA_STOP))  # the new stop goes out
+    state = step(t.state, Connectivity(_sec(2), False)).state
+    state = step(state, Connectivity(_sec(3), True)).state
+    bbb = BrokerOrder("rt-BBB-1-1-stop", "BBB", "open", D(10), side=OrderAction.SELL,
+                      type=OrderType.STOP, stop_price=D("49"))  # fmt: skip
+    held = (("AAA", D(aaa)), ("BBB", D(10)))
+    prices = (("AAA", D(100)), ("BBB", D(50)))
+    snap = BrokerSnapshot(
+        _sec(4), held, (*aaa_orders, bbb), prices, (("AAA", D(101)), ("BBB", D(50)))
+    )
+    t = step(state, snap)
+    assert t.state.link.synced and t.state.link.snapshot_asked is None
+    assert not t.state.link.recovering
+    [mode] = [c for c in t.commands if isinstance(c, Record) and c.kind == "mode.changed"]
+    assert (mode["from"], mode["to"]) == ("recovery", "normal")
+    return t
+
+
+def _kinds(t):
+    return [c.kind if isinstance(c, Record) else type(c).__name__ for c in t.commands]
+
+
+def _stop(status: str, order_id: str = _AAA_STOP, stop: str = "99", **more) -> BrokerOrder:
+    return BrokerOrder(order_id, "AAA", status, D(10), side=OrderAction.SELL, type=OrderType.OCO,
+                       stop_price=D(stop), limit_price=D("104"), **more)  # fmt: skip
+
+
+def test_a_cancel_lost_with_the_link_is_sent_again_on_the_backoff():
+    t = _reconnected([_stop("open")], confirmed=False)
+    [retry] = [c for c in t.commands if isinstance(c, Record) and c.kind == "order.retry"]
+    assert (retry["order_id"], retry["command"], retry["attempt"], retry["reason"]) == (
+        _AAA_STOP, "cancel", 1, "cancel lost with the connection"
+    )  # fmt: skip
+    assert not [c for c in t.commands if isinstance(c, SubmitOrder)]
+    assert t.state.positions["AAA-1"].orders.exit.id == _AAA_STOP
+
+
+def test_a_stop_canceled_during_the_outage_is_replaced_by_the_one_1r_calls_for():
+    t = _reconnected([_stop("canceled")], confirmed=False)
+    assert _kinds(t)[0] == "order.canceled"
+    [new] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    assert (new.order_id, new.qty, new.stop_price) == (_AAA_NEW, D(10), D("100.00"))
+
+
+def test_an_order_the_broker_never_heard_of_is_dropped_and_sent_anew():
+    t = _reconnected([], confirmed=False)
+    [conflict] = [c for c in t.commands if isinstance(c, Record) and c.kind == "conflict.detected"]
+    assert conflict.data == {
+        "symbol": "AAA", "key": "AAA-1", "type": "order_unknown_to_broker",
+        "order_ids": [_AAA_STOP], "resolution": "dropped_and_resent",
+        "reason": "not in the broker's snapshot of open and changed orders",
+    }  # fmt: skip
+    [new] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    assert (new.order_id, new.stop_price) == (_AAA_NEW, D("100.00"))
+
+
+def test_a_stop_rejected_during_the_outage_rolls_back_to_the_last_accepted_one():
+    t = _reconnected([_stop("rejected", _AAA_NEW, "100")], confirmed=True)
+    [rejected] = [c for c in t.commands if isinstance(c, Record) and c.kind == "order.rejected"]
+    assert (rejected["order_id"], rejected["reason"]) == (_AAA_NEW, "rejected while offline")
+    [restore] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    assert (restore.order_id, restore.stop_price) == ("rt-AAA-1-3-restore", D("99.00"))
+
+
+def test_a_stop_filled_during_the_outage_closes_the_position_at_the_brokers_price_and_time():
+    filled = _stop("filled", _AAA_NEW, "100", filled_qty=D(10),
+                   filled_avg_price=D("99.98"), updated_at=_sec(2.5))  # fmt: skip
+    t = _reconnected([filled], confirmed=True, aaa=0)
+    [fill] = [c for c in t.commands if isinstance(c, Record) and c.kind == "order.filled"]
+    assert (fill["qty"], fill["price"], fill["executed"]) == (D(10), D("99.98"), _sec(2.5))
+    [closed] = [c for c in t.commands if isinstance(c, Record) and c.kind == "position.closed"]
+    assert (closed["reason"], closed["pnl"]) == ("stop", D("-0.20"))
+    assert "AAA-1" not in t.state.positions
