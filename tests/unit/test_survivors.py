@@ -36,6 +36,7 @@ from engine import (
     step,
 )
 from engine.goal import GoalConfig, OnTrigger
+from engine.ids import entry_order_id, key_of, order_id, position_key, symbol_of
 from engine.phase import Phase, PhaseConfig, PhaseState
 from tests.strategies import T0
 
@@ -313,3 +314,15 @@ def test_losing_trades_closed_by_the_engine_downgrade_with_their_records():
         D(100),
         True,
     )
+
+
+def test_order_ids_and_keys_of_symbols_with_a_dash_read_back_exactly():
+    """engine.ids: a symbol may hold a dash (BRK-B): keys and ids are read from the right."""
+    key = position_key("BRK-B", 3)
+    assert key == "BRK-B-3" and symbol_of(key) == "BRK-B" and symbol_of("SPY-12") == "SPY"
+    assert key_of(order_id(key, 2, "stop")) == "BRK-B-3"
+    assert key_of(entry_order_id(key)) == "BRK-B-3"
+    assert key_of("rt-SPY-12-entry") == "SPY-12"
+    assert key_of("rt-SPY-12-x-stop") == ""  # not a sequence number
+    assert key_of("rt-SPY-stop") == ""
+    assert key_of("bot-7") == "" and key_of("RT-SPY-1-entry") == ""
