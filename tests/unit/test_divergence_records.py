@@ -10,7 +10,6 @@ from engine import (
     Alert,
     CancelRejected,
     Clock,
-    EngineState,
     OrderAccepted,
     OrderCanceled,
     OrderFilled,
@@ -22,7 +21,7 @@ from engine import (
 )
 from engine.commands import RequestSnapshot
 from engine.events import CancelRefusal
-from tests.unit.test_timeouts import STOP_ID, _opened, _sec
+from tests.unit.test_timeouts import STOP_ID, _opened, _sec, _tranche_sent
 
 TRANCHE_ID = "rt-AAA-1-2-partial"
 
@@ -96,12 +95,6 @@ def test_a_cancel_of_an_order_the_broker_never_heard_of_holds_the_position_for_t
         RequestSnapshot(_sec(2), "order not found at the broker", ("AAA",))
     ]
     assert t.state.positions["AAA-1"].reconciling == _sec(2)
-
-
-def _tranche_sent() -> EngineState:
-    """AAA at 2R: the stop canceled, 5 shares sent to be sold at market."""
-    t = step(_opened(), Tick(_sec(1), "AAA", D("102")))
-    return step(t.state, OrderCanceled(_sec(1), STOP_ID)).state
 
 
 def _locked(available: D, existing: D | None) -> list[Record]:

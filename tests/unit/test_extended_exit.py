@@ -34,7 +34,7 @@ from engine import (
 from engine.hours import watched_exit
 from engine.orders import Extended, extended_limit
 from tests.laws.test_market_hours import SHORT, T0
-from tests.unit.test_timeouts import STOP_ID, _opened, _sec
+from tests.unit.test_timeouts import _sec, _tranche_sent
 
 GRID = PriceGrid()
 OFFSET = D("0.002")  # the default `extended_offset`
@@ -178,9 +178,7 @@ def test_a_watched_stop_hit_beside_a_sale_in_flight_queues_the_other_shares_and_
     """AAA long 10 at 2R with 5 being sold at market when, after the close, a print goes
     through the watched stop: the other 5 are queued for the extended-hours sale, the ladder
     stops and drops its milestones, and the record and the alert say the same thing."""
-    t = step(_opened(), Tick(_sec(1), "AAA", D("102")))
-    t = step(t.state, OrderCanceled(_sec(1), STOP_ID))
-    pos = t.state.positions["AAA-1"]
+    pos = _tranche_sent().positions["AAA-1"]
     assert pos.orders.sell is not None and pos.orders.milestones != ()
     pos = evolve(pos, ladder=evolve(pos.ladder, trigger=pos.ladder.trigger or D(3)))
     after, out = watched_exit(pos, D("100.40"), _sec(9))

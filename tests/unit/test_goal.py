@@ -16,13 +16,11 @@ from engine import (
     Config,
     EngineState,
     EntryIntent,
-    OrderCanceled,
     Record,
     Side,
     SubmitOrder,
     Tick,
     Transition,
-    step,
 )
 from engine.calendar import session_of
 from engine.config import SessionConfig
@@ -33,7 +31,7 @@ from shell.cli import main
 from shell.codec import event_to_json
 from shell.config import ConfigError, load_settings
 from shell.simulate import run_simulation
-from tests.unit.test_timeouts import STOP_ID, _opened, _sec
+from tests.unit.test_timeouts import _sec, _tranche_sent
 
 NY = ZoneInfo("America/New_York")
 GOAL = Config(goal=GoalConfig(D(500), D("0.5")), session=SessionConfig(NY, time(4)))
@@ -190,10 +188,9 @@ def test_a_flatten_beside_a_sale_in_flight_queues_only_the_shares_it_does_not_se
     """AAA long 10 at 2R: the stop is canceled and 5 are being sold at market when the goal
     flattens. The other 5 are queued for sale (not 10: the sale in flight sells its own), the
     ladder stops and its milestones are dropped; the sale goes on, nothing else is sent."""
-    t = step(_opened(), Tick(_sec(1), "AAA", D("102")))
-    t = step(t.state, OrderCanceled(_sec(1), STOP_ID))
-    assert t.state.positions["AAA-1"].orders.milestones != ()
-    out = flatten(Transition(t.state), _sec(2))
+    state = _tranche_sent()
+    assert state.positions["AAA-1"].orders.milestones != ()
+    out = flatten(Transition(state), _sec(2))
     pos = out.state.positions["AAA-1"]
     assert (pos.orders.to_sell, pos.orders.milestones) == (D(5), ())
     assert pos.orders.sell is not None and pos.orders.sell.open_qty == D(5)

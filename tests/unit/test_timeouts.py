@@ -46,6 +46,13 @@ def _opened() -> EngineState:
     return state
 
 
+def _tranche_sent() -> EngineState:
+    """AAA (long 10 @ 100, stop 99) at 2R: the stop is canceled, and once that is confirmed 5
+    shares are sent to be sold at market (no answer yet)."""
+    t = step(_opened(), Tick(_sec(1), "AAA", D("102")))
+    return step(t.state, OrderCanceled(_sec(1), STOP_ID)).state
+
+
 def _kinds(commands):
     return [c.kind if isinstance(c, Record) else type(c).__name__ for c in commands]
 
