@@ -1,1 +1,247 @@
-"""placeholder"""
+"""The broker's answers about ratchet's requests with exact values (`engine.answers`,
+`engine.retries`, `engine.fills`): each kind of refused cancel, a cancel confirmed twice or
+for an order ratchet never sent, a resend on the backoff, an entry confirmed canceled, and
+fills of a take-profit and of a tranche, with the records and alerts each leaves."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+from attrs import evolve
+
+from engine import (
+    Alert,
+    CancelOrder,
+    CancelRejected,
+    Clock,
+    EngineState,
+    EntryIntent,
+    OrderAccepted,
+    OrderCanceled,
+    OrderFilled,
+    OrderRejected,
+    Record,
+    Side,
+    SubmitOrder,
+    Tick,
+    step,
+)
+from engine.commands import RequestSnapshot
+from engine.events import CancelRefusal, OrderRefusal
+from engine.model import OrderStatus, Retry
+from tests.strategies import T0
+from tests.unit.test_timeouts import STOP_ID, _opened, _sec, _tranche_sent
+
+BUSY = "HTTP 503 busy"
+
+
+def _records(commands, kind: str) -> list[Record]:
+    return [c for c in commands if isinstance(c, Record) and c.kind == kind]
+
+
+def _canceling() -> EngineState:
+    """AAA long 10 @ 100 at 1R: its stop's cancel is out, unanswered."""
+    t = step(_opened(), Tick(_sec(1), "AAA", D("101")))
+    assert [c.order_id for c in t.commands if isinstance(c, CancelOrder)] == [STOP_ID]
+    assert t.state.positions["AAA-1"].orders.exit.status is OrderStatus.PENDING_CANCEL
+    return t.state
+
+
+def test_a_transient_cancel_refusal_waits_its_delay_then_the_cancel_goes_again():
+    state = _canceling()
+    t = step(state, CancelRejected(_sec(2), STOP_ID, BUSY, CancelRefusal.TRANSIENT))
+    pos = t.state.positions["AAA-1"]
+    assert pos.orders.exit.status is OrderStatus.CANCEL_WAIT
+    assert pos.retry == Retry(1, _sec(2.5), (BUSY,), False)
+    [record] = t.commands
+    assert record == Record(
+        "order.retry",
+        _sec(2),
+        {"symbol": "AAA", "key": "AAA-1", "order_id": STOP_ID, "attempt": 1, "delay": D("0.5"),
+         "due": _sec(2.5), "reason": BUSY, "command": "cancel"},
+    )  # fmt: skip
+    assert t.state.due == _sec(2.5)
+    assert step(t.state, Clock(_sec(2.4))).commands == ()
+    again = step(t.state, Clock(_sec(2.5)))
+    assert again.commands == (CancelOrder(_sec(2.5), STOP_ID, "AAA"),)
+    pos = again.state.positions["AAA-1"]
+    assert pos.orders.exit.status is OrderStatus.PENDING_CANCEL
+    assert pos.retry == Retry(1, None, (BUSY,), False)
+    # the second refusal waits the second delay, the third the third
+    t = step(again.state, CancelRejected(_sec(3), STOP_ID, "x", CancelRefusal.TRANSIENT))
+    assert t.state.positions["AAA-1"].retry == Retry(2, _sec(4), (BUSY, "x"), False)
+    t = step(step(t.state, Clock(_sec(4))).state, CancelRejected(_sec(4), STOP_ID, "y",
+             CancelRefusal.TRANSIENT))  # fmt: skip
+    assert t.state.positions["AAA-1"].retry == Retry(3, _sec(6), (BUSY, "x", "y"), False)
+    # the fourth: the operator is told (with every reason), and the schedule starts over
+    t = step(step(t.state, Clock(_sec(6))).state, CancelRejected(_sec(6), STOP_ID, "z",
+             CancelRefusal.TRANSIENT))  # fmt: skip
+    [alert] = [c for c in t.commands if isinstance(c, Alert)]
+    assert alert == Alert(
+        _sec(6),
+        "retries_exhausted",
+        {"symbol": "AAA", "key": "AAA-1", "order_id": STOP_ID, "reason": "z",
+         "kind": "transient", "command": "cancel", "attempts": 3,
+         "failures": [BUSY, "x", "y", "z"], "remaining_qty": D(10),
+         "resolution": "retry_again", "count": 1},
+    )  # fmt: skip
+    pos = t.state.positions["AAA-1"]
+    assert pos.retry == Retry(1, _sec(6.5), ("z",), False) and not pos.halted
+    assert [r["attempt"] for r in _records(t.commands, "order.retry")] == [1]
+
+
+def test_a_cancel_refused_for_good_keeps_the_order_as_the_protection():
+    state = _canceling()
+    pos = state.positions["AAA-1"]
+    t = step(state, CancelRejected(_sec(2), STOP_ID, "HTTP 422 no", CancelRefusal.PERMANENT))
+    assert [getattr(c, "kind", None) for c in t.commands[1:]] == ["operation.done"]
+    assert t.commands[:1] == (
+        Alert(
+            _sec(2),
+            "cancel_rejected",
+            {"symbol": "AAA", "key": "AAA-1", "order_id": STOP_ID, "reason": "HTTP 422 no",
+             "kind": "permanent", "command": "cancel", "attempts": 0,
+             "failures": ["HTTP 422 no"], "remaining_qty": D(10),
+             "resolution": "order_kept_ladder_frozen"},
+        ),
+    )  # fmt: skip
+    after = t.state.positions["AAA-1"]
+    assert after.halted and after.retry is None and after.ladder.trigger is None
+    assert after.orders.exit == evolve(pos.orders.exit, status=OrderStatus.LIVE)
+    assert after.orders.to_sell == 0 and after.orders.milestones == ()
+    assert not after.bare
+
+
+def test_a_cancel_refused_because_the_order_filled_waits_for_the_fill():
+    state = _canceling()
+    t = step(state, CancelRejected(_sec(2), STOP_ID, "HTTP 422 filled", CancelRefusal.FILLED))
+    assert t.commands == (
+        Record(
+            "conflict.detected",
+            _sec(2),
+            {"symbol": "AAA", "key": "AAA-1", "type": "cancel_after_fill",
+             "order_ids": [STOP_ID], "resolution": "await_fill", "reason": "HTTP 422 filled"},
+        ),
+    )  # fmt: skip
+    assert t.state.positions["AAA-1"] == state.positions["AAA-1"]
+
+
+def test_a_cancel_refused_as_already_canceled_is_a_confirmation():
+    state = _canceling()
+    t = step(state, CancelRejected(_sec(2), STOP_ID, "HTTP 422 canceled", CancelRefusal.CANCELED))
+    first, *rest = t.commands
+    assert first == Record(
+        "conflict.detected",
+        _sec(2),
+        {"symbol": "AAA", "key": "AAA-1", "type": "already_canceled", "order_ids": [STOP_ID],
+         "resolution": "treated_as_canceled", "reason": "HTTP 422 canceled"},
+    )  # fmt: skip
+    [canceled] = _records(rest, "order.canceled")
+    assert canceled["order_id"] == STOP_ID
+    [stop] = [c for c in rest if isinstance(c, SubmitOrder)]
+    assert stop.stop_price == D("100.00") and stop.qty == D(10)  # the breakeven stop goes out
+    assert STOP_ID not in t.state.routes
+
+
+def test_a_cancel_refused_as_not_found_asks_the_broker_and_sends_nothing():
+    state = _canceling()
+    t = step(state, CancelRejected(_sec(2), STOP_ID, "HTTP 404", CancelRefusal.NOT_FOUND))
+    [first] = [c for c in t.commands if isinstance(c, Record) and c.kind == "conflict.detected"]
+    assert first.data == {
+        "symbol": "AAA", "key": "AAA-1", "type": "order_not_found", "order_ids": [STOP_ID],
+        "resolution": "treated_as_canceled", "reason": "HTTP 404",
+    }  # fmt: skip
+    assert t.commands[0] == first
+    assert [type(c) for c in t.commands if isinstance(c, RequestSnapshot)] == [RequestSnapshot]
+    assert not [c for c in t.commands if isinstance(c, SubmitOrder | CancelOrder)]
+    pos = t.state.positions["AAA-1"]
+    assert pos.reconciling == _sec(2) and pos.orders.exit is None
+
+
+def test_answers_about_orders_that_are_gone_or_never_were():
+    state = _canceling()
+    t = step(state, OrderCanceled(_sec(2), STOP_ID))
+    # a second confirmation of the same cancel
+    again = step(t.state, OrderCanceled(_sec(3), STOP_ID))
+    assert again.commands == (
+        Record(
+            "conflict.detected",
+            _sec(3),
+            {"symbol": "AAA", "key": "AAA-1", "type": "stale_answer", "order_ids": [STOP_ID],
+             "resolution": "already_accounted", "reason": "canceled again"},
+        ),
+    )  # fmt: skip
+    assert again.state.positions == t.state.positions and again.state.routes == t.state.routes
+    for kind, name in (
+        (CancelRefusal.FILLED, "cancel_after_fill"),
+        (CancelRefusal.CANCELED, "already_canceled"),
+        (CancelRefusal.NOT_FOUND, "order_not_found"),
+        (CancelRefusal.TRANSIENT, "order_not_found"),
+    ):
+        late = step(t.state, CancelRejected(_sec(3), STOP_ID, "late", kind))
+        [record] = late.commands
+        assert (record["type"], record["resolution"], record["reason"], record["key"]) == (
+            name, "already_accounted", "late", "AAA-1"
+        )  # fmt: skip
+    for event, what in (
+        (OrderCanceled(_sec(1.5), "theirs-1"), "canceled"),
+        (CancelRejected(_sec(1.5), "theirs-1", "no"), "cancel rejected"),
+        (OrderAccepted(_sec(1.5), "theirs-1"), "accepted"),
+    ):
+        assert step(state, event).commands == (
+            Alert(_sec(1.5), "unknown_order", {"order_id": "theirs-1", "event": what}),
+        )
+
+
+def test_an_entry_canceled_by_the_broker_is_dropped_with_its_client_id():
+    state = step(EngineState.empty(), Tick(T0, "AAA", D("100"))).state
+    t = step(state, EntryIntent(T0, "AAA", Side.LONG, D("99"), D(10), None, "mine"))
+    [order] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    live = step(t.state, OrderAccepted(_sec(1), order.order_id))
+    assert live.state.entries["AAA-1"].order.status is OrderStatus.LIVE
+    gone = step(live.state, OrderCanceled(_sec(2), order.order_id))
+    assert gone.commands == (
+        Record(
+            "entry.blocked",
+            _sec(2),
+            {"symbol": "AAA", "reason": "entry_canceled", "detail": order.order_id, "id": "mine"},
+        ),
+    )
+    assert "AAA-1" not in gone.state.entries and order.order_id not in gone.state.routes
+
+
+def test_a_tranche_the_broker_canceled_goes_back_to_be_sold():
+    state = _tranche_sent()
+    pos = state.positions["AAA-1"]
+    sale = pos.orders.sell
+    assert sale.open_qty == D(5) and pos.orders.to_sell == 0
+    t = step(state, OrderFilled(_sec(2), sale.id, D(2), D("102")))
+    t = step(t.state, OrderCanceled(_sec(3), sale.id))
+    [canceled] = _records(t.commands, "order.canceled")
+    assert (canceled["order_id"], canceled["qty"]) == (sale.id, D(5))
+    after = t.state.positions["AAA-1"]
+    # the 3 shares it did not sell are sold again (a new order), not more
+    sells = [c for c in t.commands if isinstance(c, SubmitOrder) and c.purpose != "protect"]
+    assert [(c.order_id, c.qty) for c in sells] == [("rt-AAA-1-3-partial", D(3))]
+    assert after.orders.sell.qty == D(3) and after.orders.to_sell == 0
+    assert after.orders.milestones == ((D("2.0"), D(3)),) and after.fills.remaining == D(8)
+
+
+def test_an_accepted_stop_covering_every_share_closes_the_window_and_is_the_restore_point():
+    state = _canceling()
+    t = step(state, OrderCanceled(_sec(2), STOP_ID))
+    pos = t.state.positions["AAA-1"]
+    assert pos.exposed_since == _sec(2)
+    [stop] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    a = step(t.state, OrderAccepted(_sec(3), stop.order_id))
+    pos = a.state.positions["AAA-1"]
+    assert pos.exposed_since is None and pos.orders.restore == pos.orders.exit
+    assert pos.orders.exit.status is OrderStatus.LIVE
+    # an answer thought lost: the order waiting to be sent again was at the broker after all
+    waiting = step(
+        t.state, OrderRejected(_sec(3), stop.order_id, "timeout", OrderRefusal.UNKNOWN)
+    ).state
+    assert waiting.positions["AAA-1"].orders.exit.status is OrderStatus.RETRY_WAIT
+    late = step(waiting, OrderAccepted(_sec(3.1), stop.order_id)).state.positions["AAA-1"]
+    assert late.orders.exit.status is OrderStatus.LIVE and late.exposed_since is None
+    assert late.retry is None or late.retry.attempts == 0
