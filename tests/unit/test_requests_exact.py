@@ -28,8 +28,9 @@ from engine import (
 )
 from engine.commands import RequestSnapshot
 from engine.events import CancelRefusal, OrderRefusal
-from engine.model import OrderStatus, Retry
+from engine.model import OrderRole, OrderStatus, Retry
 from tests.strategies import T0
+from tests.unit.test_entries_exact import _short_opened
 from tests.unit.test_timeouts import STOP_ID, _opened, _sec, _tranche_sent
 
 BUSY = "HTTP 503 busy"
@@ -245,3 +246,150 @@ def test_an_accepted_stop_covering_every_share_closes_the_window_and_is_the_rest
     late = step(waiting, OrderAccepted(_sec(3.1), stop.order_id)).state.positions["AAA-1"]
     assert late.orders.exit.status is OrderStatus.LIVE and late.exposed_since is None
     assert late.retry is None or late.retry.attempts == 0
+
+
+def _partials(commands) -> list[tuple[D, D]]:
+    return [(r["milestone"], r["qty"]) for r in _records(commands, "partial.filled")]
+
+
+def test_a_take_profit_fill_tells_every_level_and_splits_the_fill_across_the_tranches():
+    """AAA long 10 @ 100, OCO stop 99 / take-profit 104 (4R). The take-profit fills whole:
+    every level is journaled as reached (`take-profit filled at 104`) and the 10 shares are
+    told as the three tranches (5 at 2R, 2 at 3R, the rest at 4R)."""
+    t = step(_opened(), OrderFilled(_sec(2), STOP_ID, D(10), D("104")))
+    states = _records(t.commands, "position.state")
+    assert [(r["old"], r["new"]) for r in states] == [
+        ("INITIAL_RISK", "BREAKEVEN_PROTECTED"),
+        ("BREAKEVEN_PROTECTED", "PARTIAL_PROFIT_TAKEN"),
+        ("PARTIAL_PROFIT_TAKEN", "ADVANCED_PROFIT_TAKEN"),
+        ("ADVANCED_PROFIT_TAKEN", "FINAL_PROFIT_TAKEN"),
+    ]
+    assert {r["reason"] for r in states} == {"take-profit filled at 104"}
+    assert {r["r"] for r in states} == {D(4)}
+    assert _partials(t.commands) == [(D("2.0"), D(5)), (D("3.0"), D(2)), (D("4.0"), D(3))]
+    assert "AAA-1" not in t.state.positions
+    [closed] = _records(t.commands, "position.closed")
+    assert closed["reason"] == "take_profit"
+
+
+def test_a_take_profit_filled_in_parts_names_the_final_milestone_for_the_rest():
+    """4 shares first (told at 2R, the first tranche not ordered), then 6: no tranche is left
+    to name, so the rest is the final milestone's; the position is at its final state."""
+    t = step(_opened(), OrderFilled(_sec(2), STOP_ID, D(4), D("104.5")))
+    assert _partials(t.commands) == [(D("2.0"), D(4))]
+    pos = t.state.positions["AAA-1"]
+    assert pos.close_reason.value == "take_profit" and pos.ladder.trigger is None
+    assert pos.ladder.next_level == 5 and pos.ladder.protection.value == "FINAL_PROFIT_TAKEN"
+    assert pos.orders.exit.filled == D(4) and pos.fills.remaining == D(6)
+    assert (pos.fills.realized, pos.fills.exit_value, pos.fills.exited) == (
+        D("18.0"), D("418.0"), D(4)
+    )  # fmt: skip
+    assert (pos.fills.last_qty, pos.fills.last_price) == (D(4), D("104.5"))
+    t = step(t.state, OrderFilled(_sec(3), STOP_ID, D(6), D("104")))
+    assert _partials(t.commands) == [(D(4), D(6))]
+    assert _records(t.commands, "position.state") == []
+
+
+def test_a_fill_of_the_oco_below_its_take_profit_is_the_stop():
+    t = step(_opened(), OrderFilled(_sec(2), STOP_ID, D(10), D("103.99")))
+    assert [c.kind for c in t.commands if isinstance(c, Record)] == [
+        "order.filled", "position.closed", "trade.closed"
+    ]  # fmt: skip
+    [closed] = _records(t.commands, "position.closed")
+    assert closed["reason"] == "stop"
+
+
+def test_a_short_take_profit_is_filled_at_or_below_its_price():
+    state, _ = _short_opened()
+    pos = state.positions["AAA-1"]
+    assert pos.orders.exit.limit_price == D("96.00")
+    t = step(state, OrderFilled(_sec(2), pos.orders.exit.id, D(10), D("96")))
+    assert _records(t.commands, "position.closed")[0]["reason"] == "take_profit"
+    t = step(state, OrderFilled(_sec(2), pos.orders.exit.id, D(10), D("96.01")))
+    assert _records(t.commands, "position.closed")[0]["reason"] == "stop"
+
+
+def _two_milestones() -> EngineState:
+    """AAA at 2R with a market sale of 5 for two milestones: 3 shares for 2R, 2 for 3R."""
+    state = _tranche_sent()
+    pos = state.positions["AAA-1"]
+    pos = evolve(pos, orders=evolve(pos.orders, milestones=((D(2), D(3)), (D(3), D(2)))))
+    return state.evolve(positions=state.positions.set(pos.key, pos))
+
+
+def test_a_market_sale_is_allotted_to_its_milestones_in_order():
+    state = _two_milestones()
+    sale = state.positions["AAA-1"].orders.sell
+    t = step(state, OrderFilled(_sec(2), sale.id, D(4), D("102")))
+    assert _partials(t.commands) == [(D(2), D(3)), (D(3), D(1))]
+    pos = t.state.positions["AAA-1"]
+    assert pos.orders.milestones == ((D(3), D(1)),) and pos.orders.sell.filled == D(4)
+    assert pos.fills.remaining == D(6) and pos.close_reason is None
+    t = step(t.state, OrderFilled(_sec(3), sale.id, D(1), D("102.5")))
+    assert _partials(t.commands) == [(D(3), D(1))]
+    pos = t.state.positions["AAA-1"]
+    assert pos.orders.milestones == () and pos.fills.remaining == D(5)
+    assert pos.orders.sell is None or pos.orders.sell.id != sale.id
+
+
+def test_the_last_shares_sold_by_a_tranche_close_at_the_final_target_by_an_exit_as_exit():
+    state = _tranche_sent()
+    pos = state.positions["AAA-1"]
+    whole = evolve(pos, orders=evolve(pos.orders, sell=evolve(pos.orders.sell, qty=D(10))))
+    s = state.evolve(positions=state.positions.set(pos.key, whole))
+    t = step(s, OrderFilled(_sec(2), pos.orders.sell.id, D(10), D("102")))
+    assert _records(t.commands, "position.closed")[0]["reason"] == "final_target"
+    as_exit = evolve(whole.orders.sell, role=OrderRole.EXIT)
+    s = state.evolve(positions=state.positions.set(pos.key, evolve(whole, orders=evolve(
+        whole.orders, sell=as_exit, milestones=()))))  # fmt: skip
+    t = step(s, OrderFilled(_sec(2), pos.orders.sell.id, D(10), D("102")))
+    assert _records(t.commands, "position.closed")[0]["reason"] == "exit"
+
+
+def test_a_fill_is_the_symbols_latest_price_unless_a_later_print_came_first():
+    state = _tranche_sent()
+    sale = state.positions["AAA-1"].orders.sell
+    t = step(state, OrderFilled(_sec(2), sale.id, D(1), D("101.7")))
+    assert t.state.marks["AAA"] == Tick(_sec(2), "AAA", D("101.7"))
+    later = step(state, Tick(_sec(5), "AAA", D("102.2"))).state
+    t = step(later, OrderFilled(_sec(2), sale.id, D(1), D("101.7")))
+    assert t.state.marks["AAA"] == Tick(_sec(5), "AAA", D("102.2"))
+    same = step(state, Tick(_sec(2), "AAA", D("102.2"))).state
+    t = step(same, OrderFilled(_sec(2), sale.id, D(1), D("101.7")))
+    assert t.state.marks["AAA"].price == D("101.7")  # at the same instant the fill is news
+
+
+def test_an_entry_filled_through_its_stop_is_sold_and_the_operator_told():
+    state = step(EngineState.empty(), Tick(T0, "AAA", D("100"))).state
+    t = step(state, EntryIntent(T0, "AAA", Side.LONG, D("99"), D(10)))
+    [order] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    t = step(t.state, OrderFilled(_sec(1), order.order_id, D(10), D("98.5")))
+    [alert] = [c for c in t.commands if isinstance(c, Alert)]
+    assert alert == Alert(
+        _sec(1), "initial_risk_not_positive", {"symbol": "AAA", "entry": D("98.5"), "stop": D(99)}
+    )
+    pos = t.state.positions["AAA-1"]
+    assert pos.close_reason.value == "initial_risk_not_positive"
+    assert pos.ladder.schedule == () and pos.ladder.take_profit is None
+    sells = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    assert [(c.qty, c.type.value) for c in sells] == [(D(10), "market")]
+    assert order.order_id not in t.state.routes
+
+
+def test_an_entry_filled_in_parts_keeps_its_order_until_every_share_is_in():
+    state = step(EngineState.empty(), Tick(T0, "AAA", D("100"))).state
+    t = step(state, EntryIntent(T0, "AAA", Side.LONG, D("99"), D(10)))
+    [order] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    t = step(t.state, OrderFilled(_sec(1), order.order_id, D(4), D("100")))
+    pos = t.state.positions["AAA-1"]
+    assert pos.orders.entry.filled == D(4) and pos.orders.entry.status is OrderStatus.LIVE
+    assert pos.opened == _sec(1) and pos.exposed_since == _sec(1)
+    assert t.state.routes[order.order_id] == "AAA-1"
+    assert pos.ladder.trigger == D("101.0") and pos.ladder.take_profit == D("104.00")
+    t = step(t.state, OrderFilled(_sec(2), order.order_id, D(6), D("101")))
+    pos = t.state.positions["AAA-1"]
+    assert pos.orders.entry is None
+    assert pos.ladder.entry == D("100.6") and pos.fills.original == D(10)
+    assert pos.fills.cost == D("1006")
+    [grown] = _records(t.commands, "position.opened")
+    assert grown["added"] == D(6)
