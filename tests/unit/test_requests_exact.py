@@ -14,6 +14,7 @@ from engine import (
     CancelOrder,
     CancelRejected,
     Clock,
+    Connectivity,
     EngineState,
     EntryIntent,
     OrderAccepted,
@@ -393,3 +394,95 @@ def test_an_entry_filled_in_parts_keeps_its_order_until_every_share_is_in():
     assert pos.fills.cost == D("1006")
     [grown] = _records(t.commands, "position.opened")
     assert grown["added"] == D(6)
+
+
+def _refused_sale() -> EngineState:
+    """AAA's tranche sale of 5 refused for a passing reason at 1.2 s: it waits for its retry,
+    due 0.5 s later."""
+    state = _tranche_sent()
+    sale = state.positions["AAA-1"].orders.sell
+    t = step(state, OrderRejected(_sec(1.2), sale.id, BUSY, OrderRefusal.TRANSIENT))
+    pos = t.state.positions["AAA-1"]
+    assert pos.orders.sell.status is OrderStatus.RETRY_WAIT
+    assert pos.retry == Retry(1, _sec(1.7), (BUSY,), False)
+    return t.state
+
+
+def test_a_refused_sale_is_sent_again_under_its_own_id_when_due_and_its_fill_awaited():
+    state = _refused_sale()
+    sale = state.positions["AAA-1"].orders.sell
+    assert state.due == _sec(1.7)
+    assert step(state, Clock(_sec(1.69))).commands == ()
+    t = step(state, Clock(_sec(1.7)))
+    [again] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    assert (again.order_id, again.qty, again.ts) == (sale.id, D(5), _sec(1.7))
+    pos = t.state.positions["AAA-1"]
+    assert pos.orders.sell.status is OrderStatus.PENDING_NEW
+    assert pos.retry == Retry(1, None, (BUSY,), False)
+    assert pos.awaited is not None and pos.awaited.order_id == sale.id
+    assert pos.awaited.due == _sec(6.7)  # a fill awaited 5 s from the resend
+    assert t.state.due <= _sec(6.7)
+    # a tick of another symbol sends it too (a retry is not scoped)
+    t = step(state, Tick(_sec(1.8), "BBB", D("50")))
+    assert [c.order_id for c in t.commands if isinstance(c, SubmitOrder)] == [sale.id]
+
+
+def test_a_cancel_refused_for_a_passing_reason_is_sent_again_for_a_sale_too():
+    state = _tranche_sent()
+    pos = state.positions["AAA-1"]
+    sale = evolve(pos.orders.sell, status=OrderStatus.CANCEL_WAIT)
+    pos = evolve(pos, orders=evolve(pos.orders, sell=sale), retry=Retry(1, _sec(2)))
+    state = state.evolve(positions=state.positions.set(pos.key, pos), due=_sec(2))
+    t = step(state, Clock(_sec(2)))
+    assert [c for c in t.commands if isinstance(c, CancelOrder)] == [
+        CancelOrder(_sec(2), sale.id, "AAA")
+    ]
+    after = t.state.positions["AAA-1"]
+    assert after.orders.sell.status is OrderStatus.PENDING_CANCEL
+    assert after.awaited.kind.value == "cancel" and after.awaited.due == _sec(4)
+
+
+def test_nothing_is_resent_while_the_link_is_down_and_the_due_time_stays():
+    state = _refused_sale()
+    down = step(state, Connectivity(_sec(1.5), False)).state
+    t = step(down, Clock(_sec(3)))
+    assert not [c for c in t.commands if isinstance(c, SubmitOrder)]
+    assert t.state.positions["AAA-1"].orders.sell.status is OrderStatus.RETRY_WAIT
+
+
+def test_a_held_position_waits_until_its_hold_ends_then_takes_its_step():
+    state = _refused_sale()
+    pos = state.positions["AAA-1"]
+    held = evolve(pos, held_until=_sec(3))
+    state = state.evolve(positions=state.positions.set(pos.key, held), due=_sec(1.7))
+    t = step(state, Clock(_sec(2)))
+    assert not [c for c in t.commands if isinstance(c, SubmitOrder)]
+    assert t.state.positions["AAA-1"].held_until == _sec(3)
+    assert t.state.due == _sec(3)  # the retry due at 1.7 waits for the hold's end
+    t = step(t.state, Clock(_sec(3)))
+    assert [c.order_id for c in t.commands if isinstance(c, SubmitOrder)] == [pos.orders.sell.id]
+    assert t.state.positions["AAA-1"].held_until is None
+
+
+def test_waiting_entries_are_sent_when_due_in_a_fixed_order():
+    state = step(EngineState.empty(), Tick(T0, "BBB", D("50"))).state
+    state = step(state, Tick(T0, "AAA", D("100"))).state
+    out = []
+    for sym, price in (("BBB", "49"), ("AAA", "99")):
+        t = step(state, EntryIntent(T0, sym, Side.LONG, D(price), D(1)))
+        [order] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+        state = step(t.state, OrderRejected(T0, order.order_id, BUSY, OrderRefusal.TRANSIENT)).state
+        out.append(order.order_id)
+    entries = state.entries
+    assert [e.retry.due for e in entries.values()] == [_sec(0.5)] * 2
+    assert step(state, Clock(_sec(0.4))).commands == ()
+    t = step(state, Clock(_sec(0.5)))
+    # at one instant, by symbol (then key), never by a map's order
+    assert [c.order_id for c in t.commands if isinstance(c, SubmitOrder)] == sorted(out)
+    for e in t.state.entries.values():
+        assert e.order.status is OrderStatus.PENDING_NEW and e.retry.due is None
+    # the link down: an entry is never protection, it waits (its due time stays)
+    down = step(state, Connectivity(_sec(0.2), False)).state
+    t = step(down, Clock(_sec(1)))
+    assert not [c for c in t.commands if isinstance(c, SubmitOrder)]
+    assert {e.retry.due for e in t.state.entries.values()} == {_sec(0.5)}
