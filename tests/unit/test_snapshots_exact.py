@@ -1,1 +1,222 @@
-"""placeholder"""
+"""The broker's snapshot with exact values (`engine.snapshots`): the orders it lists that
+ratchet does not account for (its own from an old state, the user's), the numbering of lots
+after every id the broker has seen, the stop an adopted position takes over, what each of
+ratchet's orders is found to be after an outage, and the mismatch that keeps the engine in
+recovery."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+from attrs import evolve
+
+from engine import (
+    Alert,
+    CancelOrder,
+    Connectivity,
+    EngineState,
+    Record,
+    Side,
+    SubmitOrder,
+    Tick,
+    step,
+)
+from engine.commands import OrderAction, OrderType
+from engine.config import Config
+from engine.events import BrokerOrder, BrokerSnapshot
+from engine.model import OrderStatus
+from engine.snapshots import _count_past, _their_stop
+from tests.unit.test_timeouts import STOP_ID, _opened, _sec, _tranche_sent
+
+SELL, BUY = OrderAction.SELL, OrderAction.BUY
+
+
+def _snap(at: float, orders=(), positions=(("AAA", D(10)), ("BBB", D(10))), **kw):
+    return BrokerSnapshot(_sec(at), positions=positions, orders=tuple(orders), **kw)
+
+
+def _stop_of(state: EngineState, key: str = "AAA-1") -> BrokerOrder:
+    o = state.positions[key].orders.exit
+    return BrokerOrder(o.id, key.partition("-")[0], "open", o.qty, side=SELL, type=o.type,
+                       stop_price=o.stop_price, limit_price=o.limit_price)  # fmt: skip
+
+
+def _conflicts(commands) -> list[dict]:
+    return [c.data for c in commands if isinstance(c, Record) and c.kind == "conflict.detected"]
+
+
+def _cancels(commands) -> list[str]:
+    return [c.order_id for c in commands if isinstance(c, CancelOrder)]
+
+
+def test_orders_the_engine_does_not_account_for_are_canceled_or_left_by_whose_they_are():
+    state = _opened()
+    mine = [_stop_of(state), _stop_of(state, "BBB-1")]
+    orders = [
+        *mine,
+        BrokerOrder("rt-AAA-0-3-stop", "AAA", "open", D(10), side=SELL, stop_price=D(90)),
+        BrokerOrder("rt-CCC-2-1-stop", "CCC", "open", D(5), side=SELL, stop_price=D(9)),
+        BrokerOrder("rt-AAA-0-4-stop", "AAA", "canceled", D(10), side=SELL, stop_price=D(90)),
+        BrokerOrder("user-sell", "AAA", "open", D(3), side=SELL, type=OrderType.LIMIT,
+                    limit_price=D(110)),
+        BrokerOrder("user-buy", "AAA", "open", D(3), side=BUY, type=OrderType.LIMIT,
+                    limit_price=D(90)),
+        BrokerOrder("user-other", "ZZZ", "open", D(3), side=SELL, type=OrderType.LIMIT,
+                    limit_price=D(90)),
+    ]  # fmt: skip
+    t = step(state, _snap(2, orders))
+    assert _conflicts(t.commands) == [
+        {"symbol": "AAA", "key": "AAA-0", "type": "stray_order", "order_ids": ["rt-AAA-0-3-stop"],
+         "resolution": "canceled", "reason": "ratchet's order the engine does not account for"},
+        {"symbol": "CCC", "key": "CCC-2", "type": "stray_order", "order_ids": ["rt-CCC-2-1-stop"],
+         "resolution": "canceled", "reason": "ratchet's order the engine does not account for"},
+        {"symbol": "AAA", "key": "AAA-1", "type": "foreign_order", "order_ids": ["user-sell"],
+         "resolution": "canceled", "reason": "the user's order holds shares ratchet protects"},
+    ]  # fmt: skip
+    assert _cancels(t.commands) == ["rt-AAA-0-3-stop", "rt-CCC-2-1-stop", "user-sell"]
+    left = step(state._replace(config=Config(foreign_orders="leave")), _snap(2, orders))
+    assert _cancels(left.commands) == ["rt-AAA-0-3-stop", "rt-CCC-2-1-stop"]
+    assert [c["type"] for c in _conflicts(left.commands)] == ["stray_order", "stray_order"]
+
+
+def test_the_users_order_in_the_way_of_a_refused_sale_is_named_and_canceled():
+    state = _tranche_sent()
+    pos = state.positions["AAA-1"]
+    state = state.evolve(positions=state.positions.set(pos.key, evolve(pos, wash_blocked=_sec(1))))
+    buy = BrokerOrder("user-buy", "AAA", "open", D(3), side=BUY, type=OrderType.LIMIT,
+                      limit_price=D(90))  # fmt: skip
+    sell = BrokerOrder("user-sell", "AAA", "open", D(3), side=SELL, type=OrderType.LIMIT,
+                       limit_price=D(120))  # fmt: skip
+    t = step(state, _snap(2, [buy, sell], positions=(("AAA", D(10)), ("BBB", D(10)))))
+    found = {c["order_ids"][0]: c for c in _conflicts(t.commands) if c["type"] == "foreign_order"}
+    assert found["user-buy"] == {
+        "symbol": "AAA", "key": "AAA-1", "type": "foreign_order", "order_ids": ["user-buy"],
+        "resolution": "canceled",
+        "reason": "the user's order stands in the way of ratchet's sale (potential wash trade)",
+    }  # fmt: skip
+    assert found["user-sell"]["reason"] == "the user's order holds shares ratchet protects"
+    assert "user-buy" in _cancels(t.commands)
+    assert t.state.positions["AAA-1"].wash_blocked is None
+
+
+def test_lots_adopted_later_are_numbered_after_every_id_the_broker_has_seen():
+    state = EngineState.empty()
+    snap = _snap(
+        0,
+        [
+            BrokerOrder("rt-AAA-7-2-stop", "AAA", "filled", D(1)),
+            BrokerOrder("rt-AAA-3-entry", "AAA", "filled", D(1)),
+            BrokerOrder("rt-BBB-2-1-stop", "BBB", "canceled", D(1)),
+            BrokerOrder("rt-BBB-x-1-stop", "BBB", "canceled", D(1)),
+            BrokerOrder("user-9", "CCC", "filled", D(1)),
+        ],
+    )
+    counts = _count_past(state, snap).counts
+    assert dict(counts) == {"AAA": 7, "BBB": 2}
+    higher = state.evolve(counts=state.counts.set("AAA", 9))
+    assert dict(_count_past(higher, snap).counts) == {"AAA": 9, "BBB": 2}
+    same = state.evolve(counts=state.counts.set("AAA", 7).set("BBB", 2))
+    assert _count_past(same, snap) is same
+
+
+def test_the_tightest_loss_side_stop_covering_the_shares_is_the_one_taken_over():
+    def stop(oid, price, qty="10", side=SELL, status="open", symbol="AAA", filled="0"):
+        return BrokerOrder(oid, symbol, status, D(qty), D(filled), side=side,
+                           type=OrderType.STOP, stop_price=D(price))  # fmt: skip
+
+    orders = (
+        stop("a", "95"),
+        stop("b", "97"),  # the tightest that qualifies
+        stop("c", "99", qty="9"),  # covers too few
+        stop("d", "98.5", qty="12", filled="3"),  # 9 left: too few
+        stop("e", "100"),  # at the entry: not a loss-side stop
+        stop("f", "98", side=BUY),
+        stop("g", "98", status="canceled"),
+        stop("h", "98", symbol="BBB"),
+        BrokerOrder("i", "AAA", "open", D(10), side=SELL, type=OrderType.LIMIT, limit_price=D(98)),
+    )
+    snap = BrokerSnapshot(_sec(0), orders=orders)
+    assert _their_stop(snap, "AAA", Side.LONG, D(100), D(10)).order_id == "b"
+    assert _their_stop(snap, "AAA", Side.LONG, D(100), D(9)).order_id == "c"
+    assert _their_stop(snap, "AAA", Side.LONG, D(100), D(11)) is None
+    assert _their_stop(snap, "AAA", Side.LONG, D("96"), D(10)).order_id == "a"
+    shorts = (stop("s1", "105", side=BUY), stop("s2", "103", side=BUY), stop("s3", "99", side=BUY))
+    snap = BrokerSnapshot(_sec(0), orders=shorts)
+    assert _their_stop(snap, "AAA", Side.SHORT, D(100), D(10)).order_id == "s2"
+
+
+def _outage(state: EngineState) -> EngineState:
+    state = step(state, Connectivity(_sec(1.5), False)).state
+    return step(state, Connectivity(_sec(1.6), True)).state
+
+
+def test_after_an_outage_each_order_is_what_the_snapshot_says():
+    state = _opened()
+    t = step(state, Tick(_sec(1), "AAA", D("101")))  # the stop's cancel goes out
+    state = _outage(t.state)
+    assert state.positions["AAA-1"].orders.exit.status is OrderStatus.PENDING_CANCEL
+    # AAA's stop is still open (the cancel was lost); BBB's is not listed at all
+    t = step(state, _snap(2, [_stop_of(state)]))
+    kinds = [(c.kind, c.data.get("type")) for c in t.commands if isinstance(c, Record)]
+    assert ("conflict.detected", "order_unknown_to_broker") in kinds
+    [unknown] = [c for c in _conflicts(t.commands) if c["type"] == "order_unknown_to_broker"]
+    assert unknown == {
+        "symbol": "BBB", "key": "BBB-1", "type": "order_unknown_to_broker",
+        "order_ids": ["rt-BBB-1-1-stop"], "resolution": "dropped_and_resent",
+        "reason": "not in the broker's snapshot of open and changed orders",
+    }  # fmt: skip
+    retries = [c for c in t.commands if isinstance(c, Record) and c.kind == "order.retry"]
+    assert [(r["order_id"], r["reason"], r["command"]) for r in retries] == [
+        (STOP_ID, "cancel lost with the connection", "cancel")
+    ]
+    # BBB gets a new stop at once (its shares are bare)
+    stops = [c for c in t.commands if isinstance(c, SubmitOrder) and c.symbol == "BBB"]
+    assert [(c.qty, c.stop_price) for c in stops] == [(D(10), D("49.00"))]
+
+
+def test_a_snapshot_asked_on_a_working_link_leaves_requests_in_flight_to_their_answers():
+    state = step(_opened(), Tick(_sec(1), "AAA", D("101"))).state  # the cancel is in flight
+    t = step(state, _snap(2, [_stop_of(state, "BBB-1")]))
+    assert not _conflicts(t.commands)
+    assert not [c for c in t.commands if isinstance(c, Record) and c.kind == "order.retry"]
+    assert t.state.positions["AAA-1"].orders.exit.status is OrderStatus.PENDING_CANCEL
+
+
+def test_orders_found_filled_canceled_or_rejected_during_the_outage():
+    state = _outage(_opened())
+    a, b = _stop_of(state), _stop_of(state, "BBB-1")
+    filled = evolve(a, status="filled", filled_qty=D(4), filled_avg_price=D("98.9"),
+                    updated_at=_sec(1.55))  # fmt: skip
+    rejected = evolve(b, status="rejected")
+    t = step(state, _snap(2, [filled, rejected], positions=(("AAA", D(6)), ("BBB", D(10)))))
+    [fill] = [c for c in t.commands if isinstance(c, Record) and c.kind == "order.filled"]
+    assert (fill["order_id"], fill["qty"], fill["price"], fill["executed"]) == (
+        STOP_ID, D(4), D("98.9"), _sec(1.55)
+    )  # fmt: skip
+    assert t.state.positions["AAA-1"].fills.remaining == D(6)
+    refused = [c for c in t.commands if isinstance(c, Record) and c.kind == "order.rejected"]
+    assert [r["reason"] for r in refused] == ["rejected while offline"]
+
+
+def test_shares_the_engine_cannot_match_keep_it_in_recovery_with_an_alert():
+    state = _outage(_opened())
+    snap = _snap(2, [_stop_of(state), _stop_of(state, "BBB-1")],
+                 positions=(("AAA", D(10)), ("BBB", D(10)), ("CCC", D(5))))  # fmt: skip
+    t = step(state, snap)
+    [alert] = [c for c in t.commands if isinstance(c, Alert) and c.reason == "position_mismatch"]
+    assert alert.context == {"positions": [{"symbol": "CCC", "engine": D(0), "broker": D(5)}]}
+    assert t.state.link.recovering and t.state.link.synced
+    [evidence] = [
+        c for c in t.commands if isinstance(c, Record) and c.kind == "divergence.detected"
+    ]
+    assert evidence.data == {
+        "symbol": "CCC", "key": "", "evidence": "held shares without a price",
+        "believed": {"qty": D(0)}, "broker": {"qty": D(5)},
+    }  # fmt: skip
+    ok = step(t.state, evolve(snap, ts=_sec(3), marks=(("CCC", D(20)),)))
+    assert not [c for c in ok.commands if isinstance(c, Alert) and c.reason == "position_mismatch"]
+    [mode] = [c for c in ok.commands if isinstance(c, Record) and c.kind == "mode.changed"]
+    assert (mode["from"], mode["to"], mode["positions"]) == ("recovery", "normal", 3)
+    assert mode["reason"] == "snapshot reconciled; every position validated"
+    adopted = ok.state.positions["CCC-1"]
+    assert adopted.ladder.entry == D(20) and adopted.ladder.initial_stop == D("19.60")
