@@ -5,6 +5,7 @@ fills of a take-profit and of a tranche, with the records and alerts each leaves
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal as D
 
 from attrs import evolve
@@ -29,7 +30,8 @@ from engine import (
 )
 from engine.commands import RequestSnapshot
 from engine.events import CancelRefusal, OrderRefusal
-from engine.model import OrderRole, OrderStatus, Retry
+from engine.model import CloseReason, Operation, OperationKind, OrderRole, OrderStatus, Retry
+from engine.operations import conclude, covered, exposed, settled, touch
 from tests.strategies import T0
 from tests.unit.test_entries_exact import _short_opened
 from tests.unit.test_timeouts import STOP_ID, _opened, _sec, _tranche_sent
@@ -486,3 +488,92 @@ def test_waiting_entries_are_sent_when_due_in_a_fixed_order():
     t = step(down, Clock(_sec(1)))
     assert not [c for c in t.commands if isinstance(c, SubmitOrder)]
     assert {e.retry.due for e in t.state.entries.values()} == {_sec(0.5)}
+
+
+def _settled_pos():
+    """AAA-1 as `_opened` leaves it: 10 shares, its OCO (99 / 104) accepted, no operation."""
+    pos = _opened().positions["AAA-1"]
+    assert pos.operation is None and pos.orders.restore is not None and not pos.bare
+    return pos
+
+
+def test_an_order_command_opens_an_operation_of_the_kind_it_is_or_joins_the_one_in_flight():
+    pos = _settled_pos()
+    moved = touch(pos, "a", _sec(1))
+    assert moved.operation == Operation(OperationKind.STOP_MOVE, _sec(1), ("a",))
+    arming = touch(evolve(pos, orders=evolve(pos.orders, restore=None)), "a", _sec(1))
+    assert arming.operation.kind is OperationKind.ARM
+    again = touch(touch(moved, "b", _sec(2)), "a", _sec(3))
+    assert again.operation == Operation(OperationKind.STOP_MOVE, _sec(1), ("a", "b"))
+    queued = evolve(moved, orders=evolve(moved.orders, to_sell=D(1)))
+    assert touch(queued, "c", _sec(2)).operation.kind is OperationKind.PARTIAL_EXIT
+    closing = evolve(queued, close_reason=CloseReason.STOP)
+    assert touch(closing, "c", _sec(2)).operation.kind is OperationKind.EXIT
+    selling = _tranche_sent().positions["AAA-1"]
+    assert selling.orders.sell is not None and selling.orders.to_sell == 0
+    assert touch(selling, "x", _sec(2)).operation.kind is OperationKind.PARTIAL_EXIT
+
+
+def test_an_unprotected_window_opens_once_and_its_length_counts_toward_the_operation():
+    pos = _settled_pos()
+    bare = exposed(pos, _sec(1))
+    assert bare.exposed_since == _sec(1)
+    assert exposed(bare, _sec(2)).exposed_since == _sec(1)
+    empty = evolve(pos, fills=evolve(pos.fills, remaining=D(0)))
+    assert exposed(empty, _sec(1)).exposed_since is None
+    assert covered(pos, _sec(3)) is pos
+    assert covered(bare, _sec(3)).exposed_since is None and covered(bare, _sec(3)).operation is None
+    op = Operation(OperationKind.STOP_MOVE, _sec(0), ("a",), timedelta(milliseconds=250))
+    timed = covered(evolve(bare, operation=op), _sec(3.5))
+    assert timed.operation.exposed == timedelta(milliseconds=2750)
+
+
+def test_an_operation_is_settled_only_when_its_protection_is_as_the_ladder_wants():
+    pos = _settled_pos()
+    eo = pos.orders.exit
+    assert settled(pos)
+    assert not settled(evolve(pos, orders=evolve(pos.orders, to_sell=D(1))))
+    assert not settled(evolve(pos, orders=evolve(pos.orders, exit=evolve(eo, qty=D(9)))))
+    assert not settled(evolve(pos, orders=evolve(pos.orders, exit=evolve(eo, stop_price=D(98)))))
+    for status in (OrderStatus.PENDING_NEW, OrderStatus.PENDING_CANCEL):
+        assert not settled(evolve(pos, orders=evolve(pos.orders, exit=evolve(eo, status=status))))
+    assert not settled(evolve(pos, orders=evolve(pos.orders, exit=None)))
+    gone = evolve(pos, fills=evolve(pos.fills, remaining=D(0)))
+    assert not settled(gone) and settled(evolve(gone, orders=evolve(gone.orders, exit=None)))
+    halted = evolve(pos, halted=True, orders=evolve(pos.orders, exit=evolve(eo, stop_price=D(1))))
+    assert settled(halted)
+    assert not settled(evolve(halted, orders=evolve(halted.orders, exit=evolve(eo, qty=D(11)))))
+    assert not settled(evolve(halted, orders=evolve(halted.orders, exit=None)))
+    restore = evolve(eo, role=OrderRole.RESTORE)
+    ladder = pos.ladder
+    rolled = evolve(pos, orders=evolve(pos.orders, exit=restore, refused=(ladder.stop, None)))
+    assert not settled(rolled)
+    wanted = (ladder.stop, ladder.take_profit)
+    assert settled(evolve(rolled, orders=evolve(rolled.orders, refused=wanted)))
+
+
+def test_an_operation_ends_applied_rolled_back_or_closed_with_its_record():
+    pos = _settled_pos()
+    op = Operation(OperationKind.STOP_MOVE, _sec(1), ("a", "b"), timedelta(milliseconds=300))
+    busy = evolve(pos, operation=op)
+    assert conclude(pos, _sec(2), closing=False) == (pos, [])
+    done, [record] = conclude(busy, _sec(2), closing=False)
+    assert done.operation is None
+    assert record == Record(
+        "operation.done",
+        _sec(2),
+        {"symbol": "AAA", "key": "AAA-1", "operation": "stop_move", "outcome": "applied",
+         "started": _sec(1), "order_ids": ["a", "b"], "duration_ms": D(1000),
+         "unprotected_ms": D(300)},
+    )  # fmt: skip
+    waiting = evolve(busy, orders=evolve(pos.orders, to_sell=D(1)))
+    assert conclude(waiting, _sec(2), closing=False) == (waiting, [])
+    _, [closed] = conclude(evolve(waiting, exposed_since=_sec(1.5)), _sec(2), closing=True)
+    assert (closed["outcome"], closed["unprotected_ms"]) == ("closed", D(800))
+    _, [kept] = conclude(evolve(busy, halted=True), _sec(2), closing=False)
+    assert kept["outcome"] == "rolled_back"
+    restored = evolve(pos.orders.exit, role=OrderRole.RESTORE)
+    wanted = (pos.ladder.stop, pos.ladder.take_profit)
+    back = evolve(busy, orders=evolve(pos.orders, exit=restored, refused=wanted))
+    _, [rolled] = conclude(back, _sec(2), closing=False)
+    assert rolled["outcome"] == "rolled_back"
