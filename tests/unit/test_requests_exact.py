@@ -32,6 +32,7 @@ from engine.commands import RequestSnapshot
 from engine.events import CancelRefusal, OrderRefusal
 from engine.model import CloseReason, Operation, OperationKind, OrderRole, OrderStatus, Retry
 from engine.operations import conclude, covered, exposed, settled, touch
+from engine.rejections import retryable
 from tests.strategies import T0
 from tests.unit.test_entries_exact import _short_opened
 from tests.unit.test_timeouts import STOP_ID, _opened, _sec, _tranche_sent
@@ -577,3 +578,151 @@ def test_an_operation_ends_applied_rolled_back_or_closed_with_its_record():
     back = evolve(busy, orders=evolve(pos.orders, exit=restored, refused=wanted))
     _, [rolled] = conclude(back, _sec(2), closing=False)
     assert rolled["outcome"] == "rolled_back"
+
+
+def _new_stop_sent() -> tuple[EngineState, str]:
+    """AAA at 1R, the old stop's cancel confirmed: the breakeven stop (100) is sent."""
+    t = step(_canceling(), OrderCanceled(_sec(2), STOP_ID))
+    [stop] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    assert stop.order_id == "rt-AAA-1-2-stop" and stop.stop_price == D("100.00")
+    return t.state, stop.order_id
+
+
+def test_a_stop_refused_for_good_restores_the_last_accepted_protection_with_its_context():
+    state, oid = _new_stop_sent()
+    t = step(state, OrderRejected(_sec(2.1), oid, "HTTP 422 bad", OrderRefusal.PERMANENT))
+    [restore] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    assert (restore.order_id, restore.purpose, restore.stop_price, restore.limit_price) == (
+        "rt-AAA-1-3-restore", "restore", D("99.00"), D("104.00")
+    )  # fmt: skip
+    [rejected] = _records(t.commands, "order.rejected")
+    assert rejected.data == {"symbol": "AAA", "key": "AAA-1", "order_id": oid,
+                             "reason": "HTTP 422 bad"}  # fmt: skip
+    [alert] = [c for c in t.commands if isinstance(c, Alert)]
+    assert alert == Alert(
+        _sec(2.1),
+        "order_rejected",
+        {"symbol": "AAA", "key": "AAA-1", "order_id": oid, "reason": "HTTP 422 bad",
+         "kind": "permanent", "halted": False, "attempts": 0, "failures": ["HTTP 422 bad"],
+         "remaining_qty": D(10), "stop": D("100.00"),
+         "resolution": "restored_previous_protection", "restored_order_id": "rt-AAA-1-3-restore",
+         "restored_stop": D("99.00"), "restored_take_profit": D("104.00"), "count": 1},
+    )  # fmt: skip
+    assert oid not in t.state.routes
+    # the restore refused too: the shares are sold at market, never left bare
+    t = step(t.state, OrderRejected(_sec(2.2), restore.order_id, "no", OrderRefusal.PERMANENT))
+    [sale] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    assert (sale.type.value, sale.qty, sale.purpose) == ("market", D(10), "exit")
+    [alert] = [c for c in t.commands if isinstance(c, Alert)]
+    assert alert.context["resolution"] == "exit_at_market"
+
+
+def test_a_stop_whose_answers_were_lost_is_sent_again_under_its_id_forever():
+    """Three lost answers (timeouts) spend the retries; the fourth is not a reason to send
+    another stop (the first may be at the broker): the operator is told and the same order
+    is sent again on a fresh schedule, still marked uncertain."""
+    state, oid = _new_stop_sent()
+    at = 2.1
+    for n in range(3):
+        t = step(state, OrderRejected(_sec(at), oid, f"lost {n}", OrderRefusal.UNKNOWN))
+        assert not [c for c in t.commands if isinstance(c, Alert)]
+        due = t.state.positions["AAA-1"].retry.due
+        t = step(t.state, Clock(due))
+        assert [c.order_id for c in t.commands if isinstance(c, SubmitOrder)] == [oid]
+        state, at = t.state, (due - _sec(0)).total_seconds() + 0.01
+    assert state.positions["AAA-1"].retry.attempts == 3
+    t = step(state, OrderRejected(_sec(at), oid, "lost 3", OrderRefusal.UNKNOWN))
+    [alert] = [c for c in t.commands if isinstance(c, Alert)]
+    assert alert.reason == "retries_exhausted"
+    assert alert.context == {
+        "symbol": "AAA", "key": "AAA-1", "order_id": oid, "reason": "lost 3", "kind": "unknown",
+        "halted": False, "attempts": 3, "failures": ["lost 0", "lost 1", "lost 2", "lost 3"],
+        "remaining_qty": D(10), "stop": D("100.00"), "resolution": "resend_same_order",
+        "count": 1,
+    }  # fmt: skip
+    pos = t.state.positions["AAA-1"]
+    assert pos.retry.attempts == 1 and pos.retry.uncertain
+    assert pos.retry.due == _sec(at) + timedelta(milliseconds=500)
+    assert pos.orders.exit.id == oid and pos.orders.exit.status is OrderStatus.RETRY_WAIT
+    # a later passing refusal keeps it uncertain: still never replaced
+    t = step(step(t.state, Clock(pos.retry.due)).state,
+             OrderRejected(pos.retry.due, oid, "busy", OrderRefusal.TRANSIENT))  # fmt: skip
+    assert t.state.positions["AAA-1"].retry.uncertain
+
+
+def test_a_refusal_for_held_shares_names_the_orders_holding_them():
+    state = _two_milestones()
+    pos = state.positions["AAA-1"]
+    sale = pos.orders.sell
+    t = step(state, OrderRejected(_sec(1.2), sale.id, "HTTP 403 held", OrderRefusal.SHARES_LOCKED))
+    [record] = _records(t.commands, "conflict.detected")
+    assert record.data == {
+        "symbol": "AAA", "key": "AAA-1", "type": "shares_locked", "order_ids": [sale.id],
+        "resolution": "retry_after_backoff", "reason": "HTTP 403 held",
+    }  # fmt: skip
+    assert t.state.positions["AAA-1"].retry.attempts == 1
+
+
+def test_a_held_shares_refusal_telling_fewer_shares_is_evidence_of_a_divergence():
+    state = _tranche_sent()
+    sale = state.positions["AAA-1"].orders.sell
+
+    def refused(available, existing):
+        ack = OrderRejected(_sec(1.2), sale.id, "HTTP 403", OrderRefusal.SHARES_LOCKED,
+                            None if available is None else D(available),
+                            None if existing is None else D(existing))  # fmt: skip
+        t = step(state, ack)
+        return [c for c in t.commands if isinstance(c, Record) and c.kind == "divergence.detected"]
+
+    assert refused(None, None) == []
+    assert refused("0", "10") == []  # the broker holds them all: something holds them for now
+    [found] = refused("0", "9")
+    assert found["believed"] == {"qty": D(10)}
+    assert found["broker"] == {"available": D(0), "existing": D(9), "reason": "HTTP 403"}
+    assert found["evidence"] == "broker holds fewer shares"
+    # the holding not told: as free as ratchet believes (nothing else of its holds them)
+    assert refused("10", None) == []
+    assert len(refused("9", None)) == 1
+
+
+def test_a_market_exit_refused_for_good_is_sent_again_a_tranche_is_not():
+    state = _tranche_sent()
+    pos = state.positions["AAA-1"]
+    sale = pos.orders.sell
+    assert not retryable(state, OrderRejected(_sec(1.2), sale.id, "x", OrderRefusal.PERMANENT))
+    assert retryable(state, OrderRejected(_sec(1.2), sale.id, "x", OrderRefusal.TRANSIENT))
+    exit_sale = evolve(pos, orders=evolve(pos.orders, sell=evolve(sale, role=OrderRole.EXIT)))
+    s = state.evolve(positions=state.positions.set(pos.key, exit_sale))
+    assert retryable(s, OrderRejected(_sec(1.2), sale.id, "x", OrderRefusal.PERMANENT))
+    assert not retryable(s, OrderRejected(_sec(1.2), "rt-AAA-1-9-x", "x", OrderRefusal.PERMANENT))
+    # another order of the position (its stop) refused for good beside the exit: not retried
+    routed = s.evolve(routes=s.routes.set("rt-AAA-1-5-stop", "AAA-1"))
+    other = OrderRejected(_sec(1.2), "rt-AAA-1-5-stop", "x", OrderRefusal.PERMANENT)
+    assert not retryable(routed, other)
+    assert not retryable(s, OrderRejected(_sec(1.2), "nobody", "x", OrderRefusal.PERMANENT))
+    t = step(s, OrderRejected(_sec(1.2), sale.id, "halted", OrderRefusal.PERMANENT))
+    assert t.state.positions["AAA-1"].orders.sell.status is OrderStatus.RETRY_WAIT
+    assert step(state, OrderRejected(_sec(1.2), "theirs", "x")).commands == (
+        Alert(_sec(1.2), "unknown_order", {"order_id": "theirs", "event": "rejected"}),
+    )
+
+
+def test_a_wash_trade_refusal_asks_for_the_snapshot_under_cancel_and_waits_under_leave():
+    state = _tranche_sent()
+    sale = state.positions["AAA-1"].orders.sell
+    ack = OrderRejected(_sec(1.2), sale.id, "HTTP 403 wash", OrderRefusal.WASH_TRADE)
+    t = step(state, ack)
+    [record, *_] = _records(t.commands, "conflict.detected")
+    assert (record["type"], record["resolution"]) == ("wash_trade", "cancel_user_order")
+    assert t.state.positions["AAA-1"].wash_blocked == _sec(1.2)
+    assert [c.symbols for c in t.commands if isinstance(c, RequestSnapshot)] == [("AAA",)]
+    [alert] = [c for c in t.commands if isinstance(c, Alert)]
+    assert alert.context == {"symbol": "AAA", "key": "AAA-1", "order_id": sale.id,
+                             "reason": "HTTP 403 wash", "resolution": "cancel_user_order",
+                             "count": 1}  # fmt: skip
+    leave = state._replace(config=evolve(state.config, foreign_orders="leave"))
+    t = step(leave, ack)
+    [record] = _records(t.commands, "conflict.detected")
+    assert record["resolution"] == "retry_after_backoff"
+    assert t.state.positions["AAA-1"].wash_blocked is None
+    assert not [c for c in t.commands if isinstance(c, RequestSnapshot)]
