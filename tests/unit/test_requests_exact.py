@@ -28,10 +28,22 @@ from engine import (
     Tick,
     step,
 )
-from engine.commands import RequestSnapshot
+from engine.commands import OrderAction, OrderType, RequestSnapshot
+from engine.config import PriceGrid
 from engine.events import CancelRefusal, OrderRefusal
-from engine.model import CloseReason, Operation, OperationKind, OrderRole, OrderStatus, Retry
+from engine.model import (
+    Awaited,
+    AwaitedKind,
+    CloseReason,
+    Operation,
+    OperationKind,
+    Order,
+    OrderRole,
+    OrderStatus,
+    Retry,
+)
 from engine.operations import conclude, covered, exposed, settled, touch
+from engine.orders import Extended, reconcile
 from engine.rejections import retryable
 from tests.strategies import T0
 from tests.unit.test_entries_exact import _short_opened
@@ -726,3 +738,123 @@ def test_a_wash_trade_refusal_asks_for_the_snapshot_under_cancel_and_waits_under
     assert record["resolution"] == "retry_after_backoff"
     assert t.state.positions["AAA-1"].wash_blocked is None
     assert not [c for c in t.commands if isinstance(c, RequestSnapshot)]
+
+
+def _pos(**orders_kw):
+    """AAA-1 (long 10 @ 100, OCO 99 / 104 live) with its orders changed."""
+    pos = _settled_pos()
+    return evolve(pos, orders=evolve(pos.orders, **orders_kw))
+
+
+def _limit_sale(price: str, qty="10", action=OrderAction.SELL):
+    return Order("rt-AAA-1-5-exit", OrderRole.EXIT, action, OrderType.LIMIT, D(qty),
+                 limit_price=D(price), status=OrderStatus.LIVE, extended=True)  # fmt: skip
+
+
+EXT = Extended(D("0.002"), PriceGrid(), False)
+
+
+def test_an_extended_limit_sale_is_withdrawn_only_a_whole_offset_away_or_at_the_open():
+    pos = _pos(exit=None, sell=_limit_sale("100"))
+    assert reconcile(pos, D("99.80"), _sec(1), extended=EXT) == (pos, [])  # 0.2 away: stays
+    assert reconcile(pos, D("100.50"), _sec(1), extended=EXT) == (pos, [])  # above: fills
+    assert reconcile(pos, None, _sec(1), extended=EXT) == (pos, [])
+    for price, ext in ((D("99.79"), EXT), (D("100"), None)):
+        after, cmds = reconcile(pos, price, _sec(1), extended=ext)
+        assert cmds == [CancelOrder(_sec(1), "rt-AAA-1-5-exit", "AAA")]
+        assert after.orders.sell.status is OrderStatus.PENDING_CANCEL
+    buy_back = _limit_sale("100", action=OrderAction.BUY)
+    short = evolve(pos, side=Side.SHORT, long=False, orders=evolve(pos.orders, sell=buy_back))
+    assert reconcile(short, D("100.20"), _sec(1), extended=EXT) == (short, [])
+    assert reconcile(short, D("99"), _sec(1), extended=EXT) == (short, [])
+    assert reconcile(short, D("100.21"), _sec(1), extended=EXT)[1] == [
+        CancelOrder(_sec(1), "rt-AAA-1-5-exit", "AAA")
+    ]
+    market = evolve(pos, orders=evolve(pos.orders, sell=evolve(
+        pos.orders.sell, type=OrderType.MARKET, limit_price=None)))  # fmt: skip
+    assert reconcile(market, D("90"), _sec(1), extended=EXT) == (market, [])
+    waiting = evolve(pos, orders=evolve(pos.orders, sell=evolve(
+        pos.orders.sell, status=OrderStatus.PENDING_NEW)))  # fmt: skip
+    assert reconcile(waiting, D("90"), _sec(1)) == (waiting, [])
+
+
+def _stuck(eo_qty: str, to_sell: str, due=None, other=False):
+    """AAA-1 whose stop (for `eo_qty`) is being canceled, its confirmation alerted (due None)."""
+    pos = _settled_pos()
+    eo = evolve(pos.orders.exit, qty=D(eo_qty), status=OrderStatus.PENDING_CANCEL)
+    waited = Awaited(AwaitedKind.CANCEL, "other" if other else eo.id, _sec(0), due, 4)
+    return evolve(pos, awaited=waited, orders=evolve(pos.orders, exit=eo, to_sell=D(to_sell),
+                                                     milestones=((D(2), D(to_sell)),)))  # fmt: skip
+
+
+def test_shares_a_stuck_cancel_does_not_hold_are_sold_not_left_waiting():
+    pos = _stuck("7", "5")
+    after, cmds = reconcile(pos, D("102"), _sec(9))
+    [sale] = [c for c in cmds if isinstance(c, SubmitOrder)]
+    assert (sale.qty, sale.type, sale.purpose) == (D(3), OrderType.MARKET, "partial")
+    assert after.orders.to_sell == D(2) and after.orders.sell.qty == D(3)
+    for waiting in (_stuck("10", "5"), _stuck("7", "5", due=_sec(10)), _stuck("7", "5", other=True),
+                    _stuck("7", "0")):  # fmt: skip
+        assert reconcile(waiting, D("102"), _sec(9)) == (waiting, [])
+
+
+def test_a_halted_ladder_sells_only_what_its_stop_does_not_hold():
+    pos = evolve(_pos(to_sell=D(4), milestones=((D(2), D(4)),)), halted=True)
+    assert reconcile(pos, D("102"), _sec(1)) == (pos, [])  # the stop holds all 10
+    pos = evolve(pos, orders=evolve(pos.orders, exit=evolve(pos.orders.exit, qty=D(8))))
+    after, cmds = reconcile(pos, D("102"), _sec(1))
+    assert [c.qty for c in cmds if isinstance(c, SubmitOrder)] == [D(2)]
+    assert after.orders.to_sell == D(2)
+    bare = evolve(pos, orders=evolve(pos.orders, exit=None))
+    assert [c.qty for c in reconcile(bare, D("102"), _sec(1))[1] if isinstance(c, SubmitOrder)] == [
+        D(4)
+    ]
+
+
+def test_a_queued_tranche_frees_its_shares_first_and_waits_for_a_print_outside_the_session():
+    pos = _pos(to_sell=D(5), milestones=((D(2), D(5)),))
+    _, cmds = reconcile(pos, D("102"), _sec(1))
+    assert cmds == [CancelOrder(_sec(1), STOP_ID, "AAA")]
+    small = evolve(pos, orders=evolve(pos.orders, exit=evolve(pos.orders.exit, qty=D(5))))
+    _, cmds = reconcile(small, D("102"), _sec(1))
+    assert [c.qty for c in cmds if isinstance(c, SubmitOrder)] == [D(5)]
+    assert reconcile(small, None, _sec(1), extended=EXT) == (small, [])
+    _, cmds = reconcile(small, D("102"), _sec(1), extended=EXT)
+    [sale] = [c for c in cmds if isinstance(c, SubmitOrder)]
+    assert (sale.type, sale.limit_price, sale.extended_hours) == (
+        OrderType.LIMIT,
+        D("101.79"),
+        True,
+    )
+    deferred = Extended(D("0.002"), PriceGrid(), True)
+    assert reconcile(small, D("102"), _sec(1), extended=deferred)[1][:1] == [
+        CancelOrder(_sec(1), STOP_ID, "AAA")
+    ]  # the tranche waits for the open; the stop for 5 is not what the ladder wants
+    exiting = evolve(small, close_reason=CloseReason.STOP_THROUGH_MARKET)
+    assert [c.qty for c in reconcile(exiting, D("102"), _sec(1), extended=deferred)[1]
+            if isinstance(c, SubmitOrder)] == [D(5)]  # fmt: skip
+
+
+def test_a_closed_lot_cancels_its_stop_and_a_stop_as_wanted_stays():
+    pos = _settled_pos()
+    assert reconcile(pos, D("100.5"), _sec(1)) == (pos, [])
+    gone = evolve(pos, fills=evolve(pos.fills, remaining=D(0)))
+    assert reconcile(gone, D("100.5"), _sec(1))[1] == [CancelOrder(_sec(1), STOP_ID, "AAA")]
+    empty = evolve(gone, orders=evolve(gone.orders, exit=None))
+    assert reconcile(empty, D("100.5"), _sec(1)) == (empty, [])
+    moved = evolve(pos, ladder=evolve(pos.ladder, stop=D("100.00")))
+    assert reconcile(moved, D("100.5"), _sec(1))[1] == [CancelOrder(_sec(1), STOP_ID, "AAA")]
+    restored = evolve(pos.orders.exit, role=OrderRole.RESTORE)
+    kept = evolve(moved, orders=evolve(pos.orders, exit=restored,
+                                       refused=(D("100.00"), pos.ladder.take_profit)))  # fmt: skip
+    assert reconcile(kept, D("100.5"), _sec(1)) == (kept, [])
+    bare = evolve(moved, orders=evolve(pos.orders, exit=None))
+    after, cmds = reconcile(bare, D("100.00"), _sec(1))
+    [record] = [c for c in cmds if isinstance(c, Record) and c.kind == "conflict.detected"]
+    assert record["reason"] == "stop 100.00 is at or through the market at 100.00"
+    assert after.close_reason is CloseReason.STOP_THROUGH_MARKET
+    after, cmds = reconcile(bare, D("100.01"), _sec(1))
+    [stop] = [c for c in cmds if isinstance(c, SubmitOrder)]
+    assert (stop.type, stop.qty, stop.stop_price, stop.limit_price) == (
+        OrderType.OCO, D(10), D("100.00"), D("104.00")
+    )  # fmt: skip
