@@ -858,3 +858,34 @@ def test_a_closed_lot_cancels_its_stop_and_a_stop_as_wanted_stays():
     assert (stop.type, stop.qty, stop.stop_price, stop.limit_price) == (
         OrderType.OCO, D(10), D("100.00"), D("104.00")
     )  # fmt: skip
+
+
+def test_a_stop_refused_while_an_exit_sells_every_share_is_not_needed_any_more():
+    """AAA is being sold whole (its stop was through the market): a stop sent for it before
+    and refused for good now is neither restored nor sold around (`exit_in_progress`)."""
+    state, oid = _new_stop_sent()
+    pos = state.positions["AAA-1"]
+    sale = Order("rt-AAA-1-3-exit", OrderRole.EXIT, OrderAction.SELL, OrderType.MARKET, D(10),
+                 status=OrderStatus.LIVE)  # fmt: skip
+    selling = evolve(pos, close_reason=CloseReason.STOP_THROUGH_MARKET,
+                     orders=evolve(pos.orders, sell=sale))  # fmt: skip
+    state = state.evolve(positions=state.positions.set(pos.key, selling),
+                         routes=state.routes.set(sale.id, pos.key))  # fmt: skip
+    t = step(state, OrderRejected(_sec(2.1), oid, "HTTP 422 no", OrderRefusal.PERMANENT))
+    assert not [c for c in t.commands if isinstance(c, SubmitOrder | CancelOrder)]
+    [alert] = [c for c in t.commands if isinstance(c, Alert)]
+    assert (alert.reason, alert.context["resolution"]) == ("order_rejected", "exit_in_progress")
+    after = t.state.positions["AAA-1"]
+    assert after.orders.exit is None and after.orders.sell == sale
+    # a queued sale (not yet sent) counts as selling too
+    queued = evolve(selling, orders=evolve(selling.orders, sell=None, to_sell=D(10)))
+    q = state.evolve(positions=state.positions.set(pos.key, queued))
+    t = step(q, OrderRejected(_sec(2.1), oid, "HTTP 422 no", OrderRefusal.PERMANENT))
+    [alert] = [c for c in t.commands if isinstance(c, Alert)]
+    assert alert.context["resolution"] == "exit_in_progress"
+    # not selling every share: the last accepted protection is restored
+    partial = evolve(selling, close_reason=None)
+    p = state.evolve(positions=state.positions.set(pos.key, partial))
+    t = step(p, OrderRejected(_sec(2.1), oid, "HTTP 422 no", OrderRefusal.PERMANENT))
+    [alert] = [c for c in t.commands if isinstance(c, Alert)]
+    assert alert.context["resolution"] != "exit_in_progress"
