@@ -8,6 +8,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
+from attrs import evolve
+
 from engine import (
     Alert,
     CancelOrder,
@@ -25,7 +27,8 @@ from engine import (
     Tick,
     step,
 )
-from engine.state import Market
+from engine.calendar import MarketHours, TradingDay
+from engine.state import BreakerState, Market
 from tests.laws.test_market_hours import SHORT, T0, _fold
 
 CLOSE = T0 + timedelta(seconds=4)
@@ -144,3 +147,40 @@ def test_entries_working_at_the_close_are_canceled_and_those_waiting_dropped():
     assert "CCC-1" not in entries and "rt-CCC-1-entry" not in t.state.routes
     assert [entries[k].order.status for k in ("AAA-1", "BBB-1")] == [OrderStatus.PENDING_CANCEL] * 2
     assert t.state.routes["rt-AAA-1-entry"] == "AAA-1"
+
+
+def test_with_the_breaker_open_at_the_close_the_engine_still_watches_the_stop():
+    """The breaker holds a covered position's order steps, so the close cannot re-file it
+    through an order step; the engine must still bound its prices by the stop it now
+    watches: a print through the stop after the close queues the sale at once."""
+    state = _fold(_held(), CONFIG)[-1].after
+    reopen = CLOSE + timedelta(hours=1)
+    state = state.evolve(link=evolve(state.link, breaker=BreakerState.OPEN, reopen_at=reopen))
+    t = step(state, Tick(CLOSE + timedelta(minutes=1), "AAA", D("99.50")))
+    assert t.state.books["AAA"].lo == D("99.00")
+    t = step(t.state, Tick(CLOSE + timedelta(minutes=3), "AAA", D("98.99")))
+    assert [c.kind for c in t.commands if isinstance(c, Record)] == ["protection.triggered"]
+    assert t.state.positions["AAA-1"].orders.to_sell == D(10)
+
+
+def test_a_calendar_run_past_after_sessions_it_knew_is_said_once_with_its_last_close():
+    """Three sessions; the events roll through the first two and run past the third: the
+    operator hears once, with the last session's close (not another's)."""
+    days = (*SHORT.days, TradingDay(OPEN + timedelta(days=1), OPEN + timedelta(days=1, hours=6)))
+    cfg = Config(hours=MarketHours("three", days))
+    last = days[-1].close
+    steps = _fold([
+        Tick(T0 + timedelta(seconds=1), "AAA", D("100")),
+        Tick(OPEN + timedelta(minutes=1), "AAA", D("100")),
+        Tick(last - timedelta(minutes=1), "AAA", D("100")),
+        Tick(last + timedelta(minutes=1), "AAA", D("100")),
+        Tick(last + timedelta(hours=30), "AAA", D("100")),
+    ], cfg)  # fmt: skip
+    known = [s.after.market.known for s in steps if isinstance(s.event, Tick)]
+    assert known == [True, True, True, False, False]
+    alerts = [c for s in steps for c in s.commands
+              if isinstance(c, Alert) and c.reason == "market_hours_unknown"]  # fmt: skip
+    assert alerts == [
+        Alert(last, "market_hours_unknown",
+              {"calendar": "three", "last_close": last})
+    ]  # fmt: skip
