@@ -29,7 +29,8 @@ from engine import (
     step,
 )
 from engine.commands import OrderAction, OrderType, RequestSnapshot
-from engine.config import PriceGrid
+from engine.config import Config, PriceGrid
+from engine.deadlines import unprotected
 from engine.events import CancelRefusal, OrderRefusal
 from engine.model import (
     Awaited,
@@ -889,3 +890,50 @@ def test_a_stop_refused_while_an_exit_sells_every_share_is_not_needed_any_more()
     t = step(p, OrderRejected(_sec(2.1), oid, "HTTP 422 no", OrderRefusal.PERMANENT))
     [alert] = [c for c in t.commands if isinstance(c, Alert)]
     assert alert.context["resolution"] != "exit_in_progress"
+
+
+def test_the_protect_deadline_sells_exactly_the_shares_nothing_holds():
+    """AAA-1, 10 shares bare since 1 s, at 11 s: direct calls of `deadlines.unprotected`."""
+    cfg = Config()
+    base = evolve(_settled_pos(), exposed_since=_sec(1))
+    eo = base.orders.exit
+    # no stop at all: all 10 sold, the ladder stopped, the retry dropped
+    bare = evolve(base, orders=evolve(base.orders, exit=None, milestones=((D(2), D(5)),)),
+                  retry=Retry(2, None, ("x",)))  # fmt: skip
+    pos, cmds = unprotected(bare, _sec(11), cfg)
+    assert cmds == [
+        Record("conflict.detected", _sec(11), {
+            "symbol": "AAA", "key": "AAA-1", "type": "no_stop_in_time", "order_ids": [],
+            "resolution": "sold_at_market",
+            "reason": "no working stop for 10 shares in 10000 ms"}),
+        Alert(_sec(11), "protect_deadline", {"symbol": "AAA", "key": "AAA-1", "qty": D(10),
+                                              "bare_since": _sec(1), "stop": D("99.00")}),
+    ]  # fmt: skip
+    assert pos.orders.to_sell == D(10) and pos.orders.milestones == () and pos.retry is None
+    assert pos.ladder.trigger is None and pos.close_reason is CloseReason.PROTECT_DEADLINE
+    # a stop for 6 working: the other 4 sold, the ladder and the retry kept
+    six = evolve(base, orders=evolve(base.orders, exit=evolve(eo, qty=D(6))),
+                 retry=Retry(1, None, ("x",)))  # fmt: skip
+    pos, cmds = unprotected(six, _sec(11), cfg)
+    assert cmds[1].context["qty"] == D(4) and cmds[0]["order_ids"] == [STOP_ID]
+    assert pos.orders.exit == six.orders.exit and pos.orders.to_sell == D(4)
+    assert pos.ladder == six.ladder and pos.close_reason is None and pos.retry == six.retry
+    # the same stop refused and waiting for its retry is not at the broker: all 10 go
+    refused = evolve(six.orders.exit, status=OrderStatus.RETRY_WAIT)
+    waiting = evolve(six, orders=evolve(six.orders, exit=refused))
+    pos, cmds = unprotected(waiting, _sec(11), cfg)
+    assert cmds[1].context["qty"] == D(10) and pos.orders.exit is None and pos.retry is None
+    # ...unless its answer was lost: it may be there, and keeps its 6
+    lost = evolve(waiting, retry=Retry(1, None, ("x",), True))
+    pos, cmds = unprotected(lost, _sec(11), cfg)
+    assert cmds[1].context["qty"] == D(4) and pos.orders.exit == lost.orders.exit
+    # another lot's order holds 3 of the symbol's shares: only 7 are spare
+    pos, cmds = unprotected(bare, _sec(11), cfg, spare=D(7))
+    assert cmds[1].context["qty"] == D(7) and pos.orders.to_sell == D(7)
+    assert unprotected(bare, _sec(11), cfg, spare=D(0)) == (bare, [])
+    # the stop holds every share: nothing to do; a window not timed counts from now
+    assert unprotected(base, _sec(11), cfg) == (base, [])
+    untimed = evolve(bare, exposed_since=None)
+    _, cmds = unprotected(untimed, _sec(11), cfg)
+    assert cmds[1].context["bare_since"] == _sec(11)
+    assert cmds[0]["reason"] == "no working stop for 10 shares in 0 ms"
