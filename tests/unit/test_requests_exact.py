@@ -931,6 +931,9 @@ def test_the_protect_deadline_sells_exactly_the_shares_nothing_holds():
     pos, cmds = unprotected(bare, _sec(11), cfg, spare=D(7))
     assert cmds[1].context["qty"] == D(7) and pos.orders.to_sell == D(7)
     assert unprotected(bare, _sec(11), cfg, spare=D(0)) == (bare, [])
+    # 8 spare, 6 of them under the stop: 2 may be sold
+    _, cmds = unprotected(six, _sec(11), cfg, spare=D(8))
+    assert cmds[1].context["qty"] == D(2)
     # the stop holds every share: nothing to do; a window not timed counts from now
     assert unprotected(base, _sec(11), cfg) == (base, [])
     untimed = evolve(bare, exposed_since=None)
