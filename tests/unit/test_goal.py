@@ -200,3 +200,33 @@ def test_a_flatten_beside_a_sale_in_flight_queues_only_the_shares_it_does_not_se
     assert sent == [CancelOrder(_sec(2), "rt-BBB-1-1-stop", "BBB")]
     other = out.state.positions["BBB-1"]
     assert (other.orders.to_sell, other.close_reason) == (D(10), CloseReason.FLATTEN)
+
+
+def test_the_days_realized_profit_counts_each_step_of_a_position_once():
+    """Goal on. AAA long 10 @ 100 (stop 99) sells 5 at 2R (102: +$10), then the other 5 at
+    its stop's fill (101 after 2R): the day has realized $15, each fill counted once, and
+    nothing is unrealized; a mark in between counts the open half at its price."""
+    seen = {}
+    state, _ = run_simulation(
+        [
+            Tick(_sec(0), "AAA", D("100")),
+            EntryIntent(_sec(0), "AAA", Side.LONG, D("99"), D(10)),
+            Tick(_sec(1), "AAA", D("102")),
+            Tick(_sec(2), "AAA", D("102.40")),
+            Tick(_sec(3), "AAA", D("100.90")),
+            Tick(_sec(4), "AAA", D("100.90")),
+        ],
+        EngineState.empty(GOAL),
+        SimulatedBroker(market_fill="same"),
+        on_step=lambda e, before, t: seen.setdefault(e, t.state),
+    )
+    mid = seen[Tick(_sec(2), "AAA", D("102.40"))]
+    pos = mid.positions["AAA-1"]
+    assert pos.fills.remaining == D(5) and pos.fills.realized == D(10)
+    assert mid.daily.realized == D(10)
+    assert mid.daily.unrealized == D("12.00")  # 5 x 2.40
+    assert mid.daily.pnl == D("22.00") and mid.daily.peak == D("22.00")
+    assert "AAA-1" not in state.positions
+    fill = state.daily.realized - D(10)
+    assert fill == D(5) * (D("100.90") - D(100))  # the stop at 101 filled at the print, 100.90
+    assert state.daily.unrealized == 0 and state.daily.peak == D("22.00")
