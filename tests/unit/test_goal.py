@@ -8,6 +8,7 @@ from decimal import Decimal as D
 from zoneinfo import ZoneInfo
 
 import pytest
+from attrs import evolve
 from click.testing import CliRunner
 
 from engine import (
@@ -26,12 +27,13 @@ from engine.calendar import session_of
 from engine.config import SessionConfig
 from engine.goal import GoalConfig, OnTrigger
 from engine.session import flatten
+from engine.state import BreakerState, Market
 from shell.broker.simulated import SimulatedBroker
 from shell.cli import main
 from shell.codec import event_to_json
 from shell.config import ConfigError, load_settings
 from shell.simulate import run_simulation
-from tests.unit.test_timeouts import _sec, _tranche_sent
+from tests.unit.test_timeouts import _opened, _sec, _tranche_sent
 
 NY = ZoneInfo("America/New_York")
 GOAL = Config(goal=GoalConfig(D(500), D("0.5")), session=SessionConfig(NY, time(4)))
@@ -230,3 +232,26 @@ def test_the_days_realized_profit_counts_each_step_of_a_position_once():
     fill = state.daily.realized - D(10)
     assert fill == D(5) * (D("100.90") - D(100))  # the stop at 101 filled at the print, 100.90
     assert state.daily.unrealized == 0 and state.daily.peak == D("22.00")
+
+
+def test_a_flatten_outside_the_session_sells_bare_shares_by_a_limit_through_the_last_print():
+    """`flatten` by hand: AAA-1 with no stop at the broker while the regular session is
+    closed: its 10 shares go as an extended-hours limit 0.2 % through the last print; with the
+    breaker open a covered position's flatten is queued, not sent."""
+    state = _opened()
+    pos = state.positions["AAA-1"]
+    bare = evolve(pos, orders=evolve(pos.orders, exit=None), exposed_since=_sec(0))
+    closed = state.evolve(positions=state.positions.set(pos.key, bare), market=Market(False))
+    t = flatten(Transition(closed), _sec(1))
+    sales = [c for c in t.commands if isinstance(c, SubmitOrder) and c.symbol == "AAA"]
+    assert [(c.type.value, c.qty, c.limit_price, c.extended_hours) for c in sales] == [
+        ("limit", D(10), D("99.80"), True)
+    ]
+    assert t.state.positions["AAA-1"].close_reason is CloseReason.FLATTEN
+    breaker = evolve(state.link, breaker=BreakerState.OPEN, reopen_at=_sec(300))
+    held = flatten(Transition(state.evolve(link=breaker)), _sec(1))
+    assert not [c for c in held.commands if isinstance(c, SubmitOrder | CancelOrder)]
+    for key in ("AAA-1", "BBB-1"):
+        after = held.state.positions[key]
+        assert after.orders.to_sell == D(10) and after.close_reason is CloseReason.FLATTEN
+        assert after.ladder.trigger is None and after.orders.milestones == ()
