@@ -204,3 +204,30 @@ def test_lots_are_ordered_by_their_number_even_in_symbols_with_a_dash():
     assert [t.key for t in canonical(trades)] == [
         "AAA-x", "AAA-0", "AAA-2", "AAA-11", "BRK-B-2", "BRK-B-11",
     ]  # fmt: skip
+
+
+def test_a_trade_of_cents_counts_as_won_or_lost_like_any_other():
+    """Sub-dollar results are wins and losses (not breakevens); exactly 0 is a breakeven."""
+    at = datetime(2024, 3, 4, 15, tzinfo=UTC)
+    win = Stats.of(_trade("0.50", at))
+    assert (win.wins, win.losses, win.breakevens, win.gross_profit, win.gross_loss) == (
+        1, 0, 0, D("0.50"), D(0)
+    )  # fmt: skip
+    assert (win.first, win.last, win.longest_win, win.drawdown) == (_Run(1, 1), _Run(1, 1), 1, 0)
+    one = Stats.of(_trade("1", at))
+    assert (one.wins, one.gross_profit) == (1, D(1))
+    loss = Stats.of(_trade("-0.50", at))
+    assert (loss.wins, loss.losses, loss.gross_profit, loss.gross_loss, loss.drawdown) == (
+        0, 1, D(0), D("-0.50"), D("0.50")
+    )  # fmt: skip
+    assert (loss.trough, loss.peak, loss.longest_loss) == (D("-0.50"), D(0), 1)
+    flat = Stats.of(_trade("0", at))
+    assert (flat.wins, flat.losses, flat.breakevens, flat.gross_profit, flat.gross_loss) == (
+        0, 0, 1, D(0), D(0)
+    )  # fmt: skip
+    assert (flat.drawdown, flat.first, flat.longest_win, flat.longest_loss) == (0, _Run(), 0, 0)
+    seq = Stats.of_sequence([_trade("0.50", at), _trade("0", at), _trade("-0.25", at)])
+    assert (seq.wins, seq.losses, seq.breakevens, seq.gross_profit, seq.gross_loss) == (
+        1, 1, 1, D("0.50"), D("-0.25")
+    )  # fmt: skip
+    assert (seq.peak, seq.trough, seq.drawdown) == (D("0.50"), D(0), D("0.25"))
