@@ -6,6 +6,7 @@ recovery."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal as D
 
 from attrs import evolve
@@ -15,6 +16,7 @@ from engine import (
     CancelOrder,
     Connectivity,
     EngineState,
+    EntryIntent,
     Record,
     Side,
     SubmitOrder,
@@ -24,8 +26,12 @@ from engine import (
 from engine.commands import OrderAction, OrderType
 from engine.config import Config
 from engine.events import BrokerOrder, BrokerSnapshot
-from engine.model import OrderStatus
+from engine.goal import GoalConfig
+from engine.model import CloseReason, Order, OrderRole, OrderStatus
 from engine.snapshots import _count_past, _their_stop
+from engine.state import Book, BreakerState, Link, LinkMode, Market, tracks_days
+from shell.broker.simulated import SimulatedBroker
+from shell.simulate import run_simulation
 from tests.unit.test_timeouts import STOP_ID, _opened, _sec, _tranche_sent
 
 SELL, BUY = OrderAction.SELL, OrderAction.BUY
@@ -220,3 +226,130 @@ def test_shares_the_engine_cannot_match_keep_it_in_recovery_with_an_alert():
     assert mode["reason"] == "snapshot reconciled; every position validated"
     adopted = ok.state.positions["CCC-1"]
     assert adopted.ladder.entry == D(20) and adopted.ladder.initial_stop == D("19.60")
+
+
+# --- the state's derived values, by hand ------------------------------------------------
+
+
+def test_a_book_bounds_its_prices_by_the_triggers_watched_stops_and_limit_sales():
+    state = _opened()
+    pos = state.positions["AAA-1"]
+    assert pos.ladder.trigger == D("101.0")
+    book = Book.of((pos,), D("100.5"), True)
+    assert (book.lo, book.hi, book.q, book.c, book.u, book.tracked) == (
+        D("-Infinity"), D("101.0"), D(10), D(1000), D("5.0"), True
+    )  # fmt: skip
+    assert Book.of((pos,), None, False).u == 0
+    watched = Book.of((pos,), D("100.5"), False, watch=True)
+    assert (watched.lo, watched.hi) == (D("99.00"), D("101.0"))
+    closing = evolve(pos, close_reason=CloseReason.FLATTEN)
+    assert Book.of((closing,), D("100.5"), False, watch=True).lo == D("-Infinity")
+    sale = Order("s", OrderRole.EXIT, SELL, OrderType.LIMIT, D(10), limit_price=D("99.50"))
+    selling = evolve(pos, orders=evolve(pos.orders, sell=sale))
+    assert Book.of((selling,), D("100.5"), False).lo == D("99.50")
+    assert Book.of((selling,), D("100.5"), False, watch=True).lo == D("99.50")  # the higher
+    two = Book.of((pos, evolve(pos, key="AAA-2", ladder=evolve(pos.ladder, trigger=D("100.7")))),
+                  D("100"), False)  # fmt: skip
+    assert (two.hi, two.q, two.keys) == (D("100.7"), D(20), ("AAA-1", "AAA-2"))
+    short, _ = _short()
+    spos = short.positions["AAA-1"]
+    sbook = Book.of((spos,), D("99.5"), False, watch=True)
+    assert (sbook.lo, sbook.hi, sbook.q, sbook.u) == (D("99.0"), D("101.00"), D(-10), D("5.0"))
+    assert Book.of((), None, False) == Book()
+
+
+def _short():
+    return run_simulation(
+        [Tick(_sec(0), "AAA", D("100")), EntryIntent(_sec(0), "AAA", Side.SHORT, D("101"), D(10))],
+        EngineState.empty(),
+        SimulatedBroker(market_fill="same"),
+    )
+
+
+def test_lots_of_one_instant_act_by_symbol_then_lot_number():
+    state = _opened()
+    a = state.positions["AAA-1"]
+    lots = {
+        "BBB-1": state.positions["BBB-1"],
+        "AAA-10": evolve(a, key="AAA-10"),
+        "AAA-9": evolve(a, key="AAA-9"),
+        "AAA-1": a,
+        "AA-3": evolve(a, key="AA-3", symbol="AA"),
+        "ZZZ-1": evolve(a, key="ZZZ-1", symbol="ZZZ", opened=a.opened - timedelta(seconds=1)),
+    }
+    s = state.evolve(positions=state.positions.update(lots))
+    assert [p.key for p in s.opened_order()] == [
+        "ZZZ-1", "AA-3", "AAA-1", "AAA-9", "AAA-10", "BBB-1"
+    ]  # fmt: skip
+
+
+def test_the_link_sends_and_holds_as_its_state_says():
+    pos = _opened().positions["AAA-1"]
+    bare = evolve(pos, exposed_since=_sec(1))
+    assert Link().sending and Link().open_for(pos) and Link().mode is LinkMode.NORMAL
+    down = Link(up=False)
+    assert not down.sending and not down.open_for(bare) and down.mode is LinkMode.OFFLINE
+    unsynced = Link(synced=False)
+    assert not unsynced.sending and not unsynced.open_for(bare)
+    assert unsynced.mode is LinkMode.NORMAL
+    assert Link(recovering=True).mode is LinkMode.RECOVERY
+    assert Link(up=False, recovering=True).mode is LinkMode.OFFLINE
+    tripped = Link(breaker=BreakerState.OPEN)
+    assert not tripped.sending and not tripped.open_for(pos) and tripped.open_for(bare)
+    half = Link(breaker=BreakerState.HALF_OPEN)
+    assert half.sending and half.open_for(pos)
+
+
+def test_the_state_reads_back_what_it_holds():
+    state = _opened()
+    assert state.last_price("AAA") == D("100") and state.last_price("ZZZ") is None
+    assert [p.key for p in state.in_symbol("AAA")] == ["AAA-1"] and state.in_symbol("ZZZ") == ()
+    view = state.view("AAA-1")
+    assert (view.price, view.as_of, view.r, view.unrealized) == (D("100"), _sec(0), 0, 0)
+    assert state.view("nope") is None
+    moved = step(state, Tick(_sec(5), "AAA", D("100.5"))).state
+    view = moved.view("AAA-1")
+    assert (view.price, view.as_of, view.r, view.unrealized) == (
+        D("100.5"), _sec(5), D("0.5"), D("5.0")
+    )  # fmt: skip
+    early = state.evolve(marks=state.marks.set("AAA", Tick(_sec(-5), "AAA", D("90"))))
+    assert early.view("AAA-1").price == D(100)  # a mark older than the opening: its entry
+    same = state.evolve(marks=state.marks.set("AAA", Tick(_sec(0), "AAA", D("100.25"))))
+    assert same.view("AAA-1").price == D("100.25")  # a print at the opening instant counts
+    assert not state.watching
+    closed = state.evolve(market=Market(regular=False))
+    assert closed.watching
+    assert not closed._replace(config=Config(extended_exit="wait")).watching
+    assert not tracks_days(Config())
+    assert tracks_days(Config(goal=GoalConfig(target=D(1))))
+    every = {
+        "positions": state.positions.delete("AAA-1"),
+        "books": state.books.delete("AAA"),
+        "marks": state.marks.delete("AAA"),
+        "entries": state.entries.set("E-1", None),
+        "counts": state.counts.set("X", 1),
+        "routes": state.routes.delete(STOP_ID),
+        "daily": evolve(state.daily, trades=9),
+        "phase": evolve(state.phase, win_streak=3),
+        "stale": state.stale.set("X", _sec(1)),
+        "due": _sec(7),
+        "link": Link(up=False),
+        "intents": state.intents.set("i", ""),
+        "market": Market(regular=False),
+    }
+    changed = state.evolve(**every)
+    for name, value in every.items():
+        assert getattr(changed, name) == value, name
+    assert changed.config is state.config and state.evolve() == state
+
+
+def test_which_close_reasons_sell_everything_and_which_are_protections_own_exits():
+    assert {r for r in CloseReason if r.market_exit} == {
+        CloseReason.STOP_THROUGH_MARKET, CloseReason.PROTECTION_REFUSED,
+        CloseReason.PROTECT_DEADLINE,
+    }  # fmt: skip
+    assert {r for r in CloseReason if r.sells_all} == {
+        CloseReason.STOP_THROUGH_MARKET, CloseReason.PROTECTION_REFUSED,
+        CloseReason.PROTECT_DEADLINE, CloseReason.FLATTEN, CloseReason.INITIAL_RISK_NOT_POSITIVE,
+        CloseReason.WATCHED_STOP,
+    }  # fmt: skip
