@@ -6,6 +6,7 @@ from datetime import timedelta
 from decimal import Decimal as D
 
 from engine import (
+    Alert,
     BreakerState,
     BrokerOrder,
     BrokerSnapshot,
@@ -26,9 +27,11 @@ from engine import (
     Side,
     SubmitOrder,
     Tick,
+    Transition,
     fold,
     step,
 )
+from engine.link import failed
 from shell.broker.simulated import SimulatedBroker
 from shell.simulate import run_simulation
 from tests.strategies import T0
@@ -271,3 +274,50 @@ def test_a_stop_filled_during_the_outage_closes_the_position_at_the_brokers_pric
     [closed] = [c for c in t.commands if isinstance(c, Record) and c.kind == "position.closed"]
     assert (closed["reason"], closed["pnl"]) == ("stop", D("-0.20"))
     assert "AAA-1" not in t.state.positions
+
+
+def test_the_fifth_failure_in_a_row_opens_the_breaker_for_its_cooldown_exactly():
+    state = _opened()
+    t = Transition(state)
+    for n in range(1, 5):
+        t = failed(t, T0 + timedelta(seconds=n))
+        assert t.state.link.failures == n and t.state.link.breaker is BreakerState.CLOSED
+        assert t.commands == ()
+    at = T0 + timedelta(seconds=5)
+    reopen = at + timedelta(seconds=300)
+    t = failed(t, at)
+    link = t.state.link
+    assert (link.failures, link.breaker, link.reopen_at) == (5, BreakerState.OPEN, reopen)
+    assert t.state.due <= reopen
+    assert t.commands == (
+        Record("breaker.opened", at, {"breaker": "orders", "failures": 5, "reopen_at": reopen}),
+        Alert(at, "order_breaker_open", {"failures": 5, "reopen_at": reopen}),
+    )
+    more = failed(t, at + timedelta(seconds=1))  # open: counted, nothing more said
+    assert more.state.link.failures == 6 and more.commands == t.commands
+    assert more.state.link.reopen_at == reopen
+    # the cooldown's end, on a clock: half-open
+    assert step(t.state, Clock(reopen - timedelta(seconds=1))).state.link.breaker is (
+        BreakerState.OPEN
+    )
+    half = step(t.state, Clock(reopen))
+    assert half.state.link.breaker is BreakerState.HALF_OPEN
+    assert [c.kind for c in half.commands if isinstance(c, Record)][:1] == ["breaker.half_open"]
+
+
+def test_the_link_going_down_and_up_is_journaled_with_its_modes():
+    state = _opened()
+    down = step(state, Connectivity(T0 + timedelta(seconds=1), False))
+    assert down.commands == (
+        Record("mode.changed", T0 + timedelta(seconds=1),
+               {"from": "normal", "to": "offline", "reason": "broker connection lost"}),
+    )  # fmt: skip
+    assert down.state.link.up is False and down.state.link.synced is False
+    assert step(down.state, Connectivity(T0 + timedelta(seconds=2), False)).commands == ()
+    up = step(down.state, Connectivity(T0 + timedelta(seconds=3), True))
+    assert up.commands == (
+        Record("mode.changed", T0 + timedelta(seconds=3),
+               {"from": "offline", "to": "recovery", "reason": "broker connection restored"}),
+    )  # fmt: skip
+    assert up.state.link.up is True and up.state.link.recovering is True
+    assert up.state.link.synced is False

@@ -127,3 +127,16 @@ def test_a_tranche_not_filled_in_five_seconds_is_alerted_and_never_sold_twice():
     t = step(later.state, OrderFilled(_sec(31), sell.order_id, D(5), D("102")))
     [stop] = [c for c in t.commands if isinstance(c, SubmitOrder)]
     assert stop.qty == D(5)
+
+
+def test_a_resent_cancel_waits_a_whole_timeout_again_before_the_next():
+    """After the first resend at 3 s the next is due at 5 s, not at once: events at 3.5 and
+    4.9 s send nothing."""
+    state = step(_opened(), Tick(_sec(1), "AAA", D("101"))).state
+    t = step(state, Clock(_sec(3)))
+    assert [c.order_id for c in t.commands if isinstance(c, CancelOrder)] == [STOP_ID]
+    assert t.state.positions["AAA-1"].awaited.due == _sec(5)
+    for at in (3.5, 4.9):
+        assert step(t.state, Clock(_sec(at))).commands == ()
+    assert [c.order_id for c in step(t.state, Clock(_sec(5))).commands
+            if isinstance(c, CancelOrder)] == [STOP_ID]  # fmt: skip
