@@ -44,7 +44,7 @@ from engine.model import (
     Retry,
 )
 from engine.operations import conclude, covered, exposed, settled, touch
-from engine.orders import Extended, reconcile
+from engine.orders import Extended, reconcile, roll_back
 from engine.rejections import retryable
 from tests.strategies import T0
 from tests.unit.test_entries_exact import _short_opened
@@ -940,3 +940,42 @@ def test_the_protect_deadline_sells_exactly_the_shares_nothing_holds():
     _, cmds = unprotected(untimed, _sec(11), cfg)
     assert cmds[1].context["bare_since"] == _sec(11)
     assert cmds[0]["reason"] == "no working stop for 10 shares in 0 ms"
+
+
+def test_a_roll_back_by_hand_restores_sells_or_waits_as_the_position_stands():
+    pos = _settled_pos()
+    old = pos.orders.restore
+    queued = _pos(to_sell=D(3), milestones=((D(2), D(3)),))
+    after, cmds = roll_back(queued, D("100.5"), _sec(1))
+    assert cmds == [] and after.orders.to_sell == 0 and after.orders.milestones == ()
+    assert after.orders.refused == (pos.ladder.stop, pos.ladder.take_profit)
+    # nothing at the broker: the last accepted protection goes back
+    bare = _pos(exit=None)
+    after, cmds = roll_back(bare, D("100.5"), _sec(1))
+    [restore] = [c for c in cmds if isinstance(c, SubmitOrder)]
+    assert (restore.purpose, restore.qty, restore.stop_price, restore.limit_price) == (
+        "restore", D(10), old.stop_price, old.limit_price
+    )  # fmt: skip
+    gone = evolve(bare, fills=evolve(bare.fills, remaining=D(0)))
+    assert roll_back(gone, D("100.5"), _sec(1))[1] == []
+    # nothing to restore: sold, at market in the session, by a limit outside it
+    unprotectable = _pos(exit=None, restore=None)
+    _, cmds = roll_back(unprotectable, D("100.5"), _sec(1))
+    assert [(c.type, c.qty) for c in cmds if isinstance(c, SubmitOrder)] == [
+        (OrderType.MARKET, D(10))
+    ]
+    _, cmds = roll_back(unprotectable, D("100"), _sec(1), EXT)
+    assert [(c.type, c.limit_price) for c in cmds if isinstance(c, SubmitOrder)] == [
+        (OrderType.LIMIT, D("99.80"))
+    ]
+    # the old stop is through the market: out, by a limit outside the session
+    _, cmds = roll_back(bare, D("98.5"), _sec(1), EXT)
+    assert [(c.type, c.limit_price) for c in cmds if isinstance(c, SubmitOrder)] == [
+        (OrderType.LIMIT, D("98.30"))
+    ]
+    # beside a limit sale: what the sale's state calls for (re-priced only a whole offset away)
+    selling = _pos(exit=None, sell=_limit_sale("100"))
+    assert roll_back(selling, D("99.90"), _sec(1), EXT)[1] == []
+    assert roll_back(selling, D("99.50"), _sec(1), EXT)[1] == [
+        CancelOrder(_sec(1), "rt-AAA-1-5-exit", "AAA")
+    ]
