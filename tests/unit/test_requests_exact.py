@@ -979,3 +979,41 @@ def test_a_roll_back_by_hand_restores_sells_or_waits_as_the_position_stands():
     assert roll_back(selling, D("99.50"), _sec(1), EXT)[1] == [
         CancelOrder(_sec(1), "rt-AAA-1-5-exit", "AAA")
     ]
+
+
+def _overdue(eo_qty: str | None, *, halted=False, status=OrderStatus.LIVE, to_sell="0"):
+    """AAA-1 (10 shares) selling 4 at market, that sale's fill overdue (alerted once), with a
+    stop for `eo_qty` shares (None: no stop)."""
+    pos = _settled_pos()
+    sale = Order("rt-AAA-1-5-partial", OrderRole.PARTIAL, OrderAction.SELL, OrderType.MARKET,
+                 D(4), status=OrderStatus.LIVE)  # fmt: skip
+    eo = None if eo_qty is None else evolve(pos.orders.exit, qty=D(eo_qty), status=status)
+    waited = Awaited(AwaitedKind.FILL, sale.id, _sec(0), None, 1)
+    orders = evolve(pos.orders, exit=eo, sell=sale, to_sell=D(to_sell),
+                    milestones=((D(2), D(4)),))  # fmt: skip
+    return evolve(pos, orders=orders, awaited=waited, halted=halted)
+
+
+def test_the_shares_beside_an_overdue_sale_get_their_stop_or_follow_it_out():
+    # no stop: one for the 6 the sale does not sell
+    after, cmds = reconcile(_overdue(None), D("101"), _sec(9))
+    [stop] = [c for c in cmds if isinstance(c, SubmitOrder)]
+    assert (stop.qty, stop.stop_price) == (D(6), D("99.00"))
+    # a stop for all 6 already: nothing; one for 4 (shares added since): replaced
+    assert reconcile(_overdue("6"), D("101"), _sec(9))[1] == []
+    assert reconcile(_overdue("4"), D("101"), _sec(9))[1] == [CancelOrder(_sec(9), STOP_ID, "AAA")]
+    waiting = _overdue("4", status=OrderStatus.PENDING_NEW)
+    assert reconcile(waiting, D("101"), _sec(9)) == (waiting, [])  # its answer comes first
+    # 2 still queued count as covered
+    assert reconcile(_overdue("4", to_sell="2"), D("101"), _sec(9))[1] == []
+    # through the market with no stop: the 6 follow the sale out, said as a stop through it
+    pos = _overdue(None)
+    after, cmds = reconcile(pos, D("98.9"), _sec(9))
+    [record] = [c for c in cmds if isinstance(c, Record)]
+    assert record["reason"] == "stop 99.00 is at or through the market at 98.9"
+    assert after.orders.to_sell == D(6) and after.orders.milestones == ()
+    assert after.close_reason is CloseReason.STOP_THROUGH_MARKET and after.ladder.trigger is None
+    # a halted ladder whose stop covers 4: the other 2 follow the sale, no record, reason kept
+    after, cmds = reconcile(_overdue("4", halted=True), D("101"), _sec(9))
+    assert cmds == []
+    assert after.orders.to_sell == D(2) and after.close_reason is None
