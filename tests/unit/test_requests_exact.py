@@ -1017,3 +1017,17 @@ def test_the_shares_beside_an_overdue_sale_get_their_stop_or_follow_it_out():
     after, cmds = reconcile(_overdue("4", halted=True), D("101"), _sec(9))
     assert cmds == []
     assert after.orders.to_sell == D(2) and after.close_reason is None
+
+
+def test_beside_an_overdue_sale_a_refused_stop_sends_the_rest_out_quietly():
+    """The stop the ladder wants was refused for good (no stop at the broker, the market not
+    through it): the 6 shares follow the sale out, with no `invalid_price` record and the
+    position's own close reason kept."""
+    pos = _overdue(None)
+    wanted = (pos.ladder.stop, pos.ladder.take_profit)
+    refused = evolve(pos, orders=evolve(pos.orders, refused=wanted))
+    after, cmds = reconcile(refused, D("101"), _sec(9))
+    assert cmds == [] and after.orders.to_sell == D(6) and after.close_reason is None
+    flat = evolve(_overdue("4", halted=True), close_reason=CloseReason.FLATTEN)
+    after, cmds = reconcile(flat, D("101"), _sec(9))
+    assert cmds == [] and after.close_reason is CloseReason.FLATTEN
