@@ -17,6 +17,7 @@ from engine import (
     Connectivity,
     EngineState,
     EntryIntent,
+    OrderAccepted,
     Record,
     Side,
     SubmitOrder,
@@ -353,3 +354,63 @@ def test_which_close_reasons_sell_everything_and_which_are_protections_own_exits
         CloseReason.PROTECT_DEADLINE, CloseReason.FLATTEN, CloseReason.INITIAL_RISK_NOT_POSITIVE,
         CloseReason.WATCHED_STOP,
     }  # fmt: skip
+
+
+def test_shares_held_at_a_price_of_zero_are_evidence_not_a_position():
+    state = _outage(_opened())
+    snap = _snap(2, [_stop_of(state), _stop_of(state, "BBB-1")],
+                 positions=(("AAA", D(10)), ("BBB", D(10)), ("CCC", D(5))),
+                 prices=(("CCC", D(0)),), marks=(("CCC", D(0)),))  # fmt: skip
+    t = step(state, snap)
+    [evidence] = [
+        c for c in t.commands if isinstance(c, Record) and c.kind == "divergence.detected"
+    ]
+    assert evidence["evidence"] == "held shares without a price"
+    assert not [k for k in t.state.positions if k.startswith("CCC")]
+
+
+def test_an_adopted_position_takes_the_stop_rounded_in_its_favour_and_routes_the_users_stop():
+    state = EngineState.empty()
+    t = step(state, BrokerSnapshot(_sec(0), positions=(("CCC", D(7)),),
+                                    prices=(("CCC", D("20.37")),)))  # fmt: skip
+    pos = t.state.positions["CCC-1"]
+    # 2 % below 20.37 is 19.9626: a long's stop rounds up, to 19.97 (never further away)
+    assert (pos.ladder.initial_stop, pos.ladder.stop) == (D("19.97"), D("19.97"))
+    [adopted] = [c for c in t.commands if isinstance(c, Record) and c.kind == "position.adopted"]
+    assert (adopted["stop_source"], adopted["initial_stop"], adopted["order_adopted"]) == (
+        "default_risk", D("19.97"), None
+    )  # fmt: skip
+    t = step(state, BrokerSnapshot(_sec(0), positions=(("CCC", D(-7)),),
+                                    prices=(("CCC", D("20.37")),)))  # fmt: skip
+    assert t.state.positions["CCC-1"].ladder.initial_stop == D("20.77")  # 20.7774, rounded down
+    theirs = BrokerOrder("user-stop", "CCC", "open", D(7), side=SELL, type=OrderType.STOP,
+                         stop_price=D("19.50"))  # fmt: skip
+    t = step(state, BrokerSnapshot(_sec(0), positions=(("CCC", D(7)),), orders=(theirs,),
+                                    prices=(("CCC", D("20.37")),)))  # fmt: skip
+    pos = t.state.positions["CCC-1"]
+    assert t.state.routes["user-stop"] == "CCC-1"
+    assert pos.orders.exit.id == "user-stop" and pos.ladder.initial_stop == D("19.50")
+    [adopted] = [c for c in t.commands if isinstance(c, Record) and c.kind == "position.adopted"]
+    assert (adopted["stop_source"], adopted["order_adopted"]) == ("own_stop", "user-stop")
+
+
+def test_a_lot_closed_outside_cancels_its_sale_too_and_a_shrink_caps_the_queue():
+    state = _tranche_sent()
+    pos = state.positions["AAA-1"]
+    sale = pos.orders.sell
+    accepted = step(state, OrderAccepted(_sec(1.1), sale.id)).state
+    listed = BrokerOrder(sale.id, "AAA", "open", sale.qty, side=SELL, type=OrderType.MARKET)
+    t = step(accepted, _snap(2, [listed, _stop_of(accepted, "BBB-1")],
+                             positions=(("BBB", D(10)),)))  # fmt: skip
+    assert sale.id in _cancels(t.commands)
+    after = t.state.positions["AAA-1"]
+    assert after.orders.sell.status is OrderStatus.PENDING_CANCEL
+    assert after.orders.to_sell == 0 and after.orders.milestones == ()
+    # a queue of 8 on a lot the broker holds 3 of: at most the 3 stay queued
+    queued = evolve(pos, orders=evolve(pos.orders, sell=None, to_sell=D(8),
+                                       milestones=((D(2), D(8)),)))  # fmt: skip
+    s = state.evolve(positions=state.positions.set(pos.key, queued))
+    t = step(s, _snap(2, [_stop_of(s, "BBB-1")], positions=(("AAA", D(3)), ("BBB", D(10)))))
+    assert t.state.positions["AAA-1"].fills.remaining == D(3)
+    sold = [c.qty for c in t.commands if isinstance(c, SubmitOrder) and c.symbol == "AAA"]
+    assert sold == [D(3)] and t.state.positions["AAA-1"].orders.to_sell == 0
