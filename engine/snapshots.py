@@ -367,12 +367,10 @@ def _adopt(
         pos, passed = climb(pos, now, ts, pcfg, sell=False)
         out.extend(passed)
     adopted_order: str | None = None
-    routes = state.routes
     if theirs is not None:
+        # (`store` routes the order taken over to the position, as it does every working order)
         pos, adopted_order, records = _take_over(pos, theirs, cfg, ts)
         out.extend(records)
-        if adopted_order is not None:
-            routes = routes.set(adopted_order, key)
     r = pos.r_at(now)
     record = Record(
         "position.adopted",
@@ -381,7 +379,7 @@ def _adopt(
          "initial_stop": initial, "stop_source": source, "stop": pos.ladder.stop, "r": r,
          "protection": pos.ladder.protection.value, "order_adopted": adopted_order},
     )  # fmt: skip
-    state = state.evolve(counts=state.counts.set(symbol, count), routes=routes)
+    state = state.evolve(counts=state.counts.set(symbol, count))
     state, more = store(state, pos, ts)
     return state, [record, *out, *more]
 
@@ -412,7 +410,7 @@ def _their_stop(
 
 def _take_over(
     pos: Position, theirs: BrokerOrder, cfg: Config, ts: datetime
-) -> tuple[Position, str | None, list[Command]]:
+) -> tuple[Position, str, list[Command]]:
     """The user's stop protects the adopted shares: it becomes the position's protective
     order, working (a correct order is never canceled, P37). When it is not what the ladder
     wants, the next order step replaces it (`foreign_orders = "cancel"`), or, left alone
