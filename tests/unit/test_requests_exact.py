@@ -1031,3 +1031,37 @@ def test_beside_an_overdue_sale_a_refused_stop_sends_the_rest_out_quietly():
     flat = evolve(_overdue("4", halted=True), close_reason=CloseReason.FLATTEN)
     after, cmds = reconcile(flat, D("101"), _sec(9))
     assert cmds == [] and after.close_reason is CloseReason.FLATTEN
+
+
+def test_a_sale_refused_beside_a_live_stop_waits_alone_for_its_retry():
+    state = _opened()
+    pos = _overdue("6")  # a stop for 6, a sale of 4
+    sale = pos.orders.sell
+    state = state.evolve(positions=state.positions.set(pos.key, evolve(pos, awaited=None)),
+                         routes=state.routes.set(sale.id, pos.key))  # fmt: skip
+    t = step(state, OrderRejected(_sec(1), sale.id, BUSY, OrderRefusal.TRANSIENT))
+    after = t.state.positions["AAA-1"]
+    assert after.orders.sell.status is OrderStatus.RETRY_WAIT
+    assert after.orders.exit.status is OrderStatus.LIVE
+    [record] = _records(t.commands, "order.retry")
+    assert (record["order_id"], record["command"], record["key"]) == (sale.id, "submit", "AAA-1")
+    # the stop refused beside the sale: the stop waits, the sale is untouched
+    t = step(state, OrderRejected(_sec(1), STOP_ID, BUSY, OrderRefusal.TRANSIENT))
+    after = t.state.positions["AAA-1"]
+    assert after.orders.exit.status is OrderStatus.RETRY_WAIT
+    assert after.orders.sell.status is OrderStatus.LIVE
+
+
+def test_an_entry_refused_keeps_whether_its_answer_was_lost():
+    state = step(EngineState.empty(), Tick(T0, "AAA", D("100"))).state
+    t = step(state, EntryIntent(T0, "AAA", Side.LONG, D("99"), D(10)))
+    [order] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    for kind, lost in ((OrderRefusal.TRANSIENT, False), (OrderRefusal.UNKNOWN, True)):
+        r = step(t.state, OrderRejected(_sec(1), order.order_id, "x", kind))
+        pending = r.state.entries["AAA-1"]
+        assert pending.retry == Retry(1, _sec(1.5), ("x",), lost)
+        [record] = _records(r.commands, "order.retry")
+        assert record.data == {
+            "symbol": "AAA", "key": "AAA-1", "order_id": order.order_id, "attempt": 1,
+            "delay": D("0.5"), "due": _sec(1.5), "reason": "x", "command": "submit",
+        }  # fmt: skip
