@@ -1065,3 +1065,15 @@ def test_an_entry_refused_keeps_whether_its_answer_was_lost():
             "symbol": "AAA", "key": "AAA-1", "order_id": order.order_id, "attempt": 1,
             "delay": D("0.5"), "due": _sec(1.5), "reason": "x", "command": "submit",
         }  # fmt: skip
+
+
+def test_a_refusal_of_an_order_the_position_no_longer_holds_leaves_its_sale_alone():
+    state = _opened()
+    pos = evolve(_overdue("6"), awaited=None)
+    sale = pos.orders.sell
+    routes = state.routes.set(sale.id, pos.key).set("rt-AAA-1-4-stop", pos.key)
+    state = state.evolve(positions=state.positions.set(pos.key, pos), routes=routes)
+    t = step(state, OrderRejected(_sec(1), "rt-AAA-1-4-stop", BUSY, OrderRefusal.TRANSIENT))
+    after = t.state.positions["AAA-1"]
+    assert after.orders.sell == sale and after.orders.exit == pos.orders.exit
+    assert "rt-AAA-1-4-stop" not in t.state.routes
