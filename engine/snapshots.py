@@ -428,12 +428,8 @@ def _take_over(
         limit_price=theirs.limit_price,
         status=OrderStatus.LIVE,
     )
-    covered = order.open_qty >= pos.fills.remaining
-    pos = evolve(
-        pos,
-        orders=evolve(pos.orders, exit=order, restore=order),
-        exposed_since=None if covered else pos.exposed_since,
-    )
+    # (`_their_stop` takes only a stop whose open quantity covers every share)
+    pos = evolve(pos, orders=evolve(pos.orders, exit=order, restore=order), exposed_since=None)
     if cfg.foreign_orders == "leave":
         record = conflict(
             ts, pos.key, "foreign_order", [order.id], "left_alone",

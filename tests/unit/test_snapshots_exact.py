@@ -414,3 +414,15 @@ def test_a_lot_closed_outside_cancels_its_sale_too_and_a_shrink_caps_the_queue()
     assert t.state.positions["AAA-1"].fills.remaining == D(3)
     sold = [c.qty for c in t.commands if isinstance(c, SubmitOrder) and c.symbol == "AAA"]
     assert sold == [D(3)] and t.state.positions["AAA-1"].orders.to_sell == 0
+
+
+def test_a_users_stop_filled_in_part_is_taken_over_for_what_it_still_holds():
+    theirs = BrokerOrder("user-stop", "CCC", "open", D(12), D(3), side=SELL,
+                         type=OrderType.STOP, stop_price=D("19.50"))  # fmt: skip
+    snap = BrokerSnapshot(
+        _sec(0), positions=(("CCC", D(9)),), orders=(theirs,), prices=(("CCC", D(20)),)
+    )
+    t = step(EngineState.empty(), snap)
+    pos = t.state.positions["CCC-1"]
+    assert (pos.orders.exit.qty, pos.orders.exit.open_qty) == (D(9), D(9))
+    assert pos.exposed_since is None and pos.orders.restore.open_qty == D(9)
