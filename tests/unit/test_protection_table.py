@@ -19,6 +19,7 @@ from engine import (
     Record,
     Side,
     Tick,
+    ladder,
 )
 from shell.broker.simulated import SimulatedBroker
 from shell.simulate import run_simulation
@@ -37,6 +38,10 @@ def test_the_table_is_one_forward_chain_through_every_state():
     assert list(Protection) == ORDER
     assert Protection.FINAL_PROFIT_TAKEN not in NEXT_PROTECTION
     assert len(set(NEXT_PROTECTION.values())) == len(NEXT_PROTECTION)
+    # the states a schedule's levels lead to (built at import, out of mutation testing's reach)
+    assert list(ladder._PROTECTIONS) == ORDER[1:]
+    assert ladder._successors(Protection.ADVANCED_PROFIT_TAKEN) == (Protection.FINAL_PROFIT_TAKEN,)
+    assert ladder._successors(Protection.FINAL_PROFIT_TAKEN) == ()
 
 
 def _transitions(start: Protection, r: D, side: Side) -> list[tuple[str, str]]:
