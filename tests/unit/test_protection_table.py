@@ -148,3 +148,13 @@ def test_a_tranche_never_sells_shares_queued_or_in_flight():
     full = attrs.evolve(pos, orders=attrs.evolve(pos.orders, to_sell=D(10)))
     after, records = climb(full, D("102"), _sec(1), cfg)
     assert "partial.ordered" not in [r.kind for r in records] and after.orders.milestones == ()
+
+
+def test_a_tranche_never_sells_shares_a_sale_in_flight_holds():
+    state = _opened()
+    pos = state.positions["AAA-1"]
+    sale = attrs.evolve(pos.orders.exit, id="s", qty=D(8), filled=D(1))  # 7 still to sell
+    selling = attrs.evolve(pos, orders=attrs.evolve(pos.orders, sell=sale))
+    after, records = climb(selling, D("102"), _sec(1), state.config.protection)
+    assert records[-1].kind == "partial.ordered" and records[-1]["qty"] == D(3)
+    assert after.orders.to_sell == D(3)
