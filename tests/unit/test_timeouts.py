@@ -140,3 +140,21 @@ def test_a_resent_cancel_waits_a_whole_timeout_again_before_the_next():
         assert step(t.state, Clock(_sec(at))).commands == ()
     assert [c.order_id for c in step(t.state, Clock(_sec(5))).commands
             if isinstance(c, CancelOrder)] == [STOP_ID]  # fmt: skip
+
+
+def test_a_stale_price_is_alerted_once_with_its_age_and_the_positions_it_leaves_blind():
+    """AAA and BBB last printed at 0 s. At 60 s nothing is stale (not over 60 s); at 60.5 s
+    both are, each alerted once with its last price, time, age and lots; a new BBB print
+    starts its clock again."""
+    state = _opened()
+    assert step(state, Clock(_sec(60))).commands == ()
+    t = step(state, Clock(_sec(60.5)))
+    assert t.commands == tuple(
+        Alert(_sec(60.5), "stale_price", {"symbol": sym, "last_price": D(price), "last_ts": _sec(0),
+                                          "age_s": 60.5, "positions": [f"{sym}-1"]})
+        for sym, price in (("AAA", "100"), ("BBB", "50"))
+    )  # fmt: skip
+    assert step(t.state, Clock(_sec(90))).commands == ()
+    t = step(t.state, Tick(_sec(91), "BBB", D("50.5")))
+    [again] = step(t.state, Clock(_sec(151.5))).commands
+    assert (again.context["symbol"], again.context["age_s"]) == ("BBB", 60.5)
