@@ -184,3 +184,12 @@ def test_a_calendar_run_past_after_sessions_it_knew_is_said_once_with_its_last_c
         Alert(last, "market_hours_unknown",
               {"calendar": "three", "last_close": last})
     ]  # fmt: skip
+
+
+def test_a_print_exactly_at_the_close_rolls_the_market():
+    state = _fold(_held(), CONFIG)[-1].after
+    assert state.market.until == CLOSE
+    t = step(state, Tick(CLOSE, "AAA", D("100")))
+    [mode] = [c for c in t.commands if isinstance(c, Record) and c.kind == "protection.mode"]
+    assert (mode.ts, mode["mode"]) == (CLOSE, "watched")
+    assert not t.state.market.regular

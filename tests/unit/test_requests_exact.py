@@ -1077,3 +1077,20 @@ def test_a_refusal_of_an_order_the_position_no_longer_holds_leaves_its_sale_alon
     after = t.state.positions["AAA-1"]
     assert after.orders.sell == sale and after.orders.exit == pos.orders.exit
     assert "rt-AAA-1-4-stop" not in t.state.routes
+
+
+def test_a_print_exactly_at_a_due_time_or_a_trigger_is_not_a_quiet_one():
+    """The tick fast path is for prints strictly inside the band, strictly before anything is
+    due: a print of another symbol exactly at a retry's due time sends it; a print exactly at
+    the trigger climbs."""
+    state = _refused_sale()
+    sale = state.positions["AAA-1"].orders.sell
+    assert state.due == _sec(1.7) and state.books["BBB"].lo < D(50) < state.books["BBB"].hi
+    t = step(state, Tick(_sec(1.7), "BBB", D("50")))
+    assert [c.order_id for c in t.commands if isinstance(c, SubmitOrder)] == [sale.id]
+    opened = _opened()
+    assert opened.books["AAA"].hi == D("101.0")
+    t = step(opened, Tick(_sec(1), "AAA", D("101.0")))
+    assert "position.state" in [c.kind for c in t.commands if isinstance(c, Record)]
+    t = step(opened, Tick(_sec(1), "AAA", D("100.99")))
+    assert t.commands == ()
