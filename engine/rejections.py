@@ -19,6 +19,7 @@ from engine.events import (
     OrderRefusal,
     OrderRejected,
 )
+from engine.ids import symbol_of
 from engine.model import Order, OrderRole, OrderStatus, Position, Slot
 from engine.orders import exit_unprotectable, roll_back
 from engine.records import conflict, entry_blocked, order_rejected
@@ -216,7 +217,7 @@ def on_rejected(state: EngineState, ack: OrderRejected) -> Transition:
         if retried is not None:
             return retried
     state = state.evolve(routes=state.routes.delete(ack.order_id))
-    symbol = pending.symbol if pending is not None else pos.symbol if pos is not None else ""
+    symbol = symbol_of(key)  # (the position may be gone already: its key names its symbol)
     record = order_rejected(symbol, key, ack.order_id, ack.reason, ack.ts)
     if pending is not None and pending.order.id == ack.order_id:
         blocked = entry_blocked(symbol, "order_rejected", ack.reason, ack.ts, pending.client_id)

@@ -1094,3 +1094,68 @@ def test_a_print_exactly_at_a_due_time_or_a_trigger_is_not_a_quiet_one():
     assert "position.state" in [c.kind for c in t.commands if isinstance(c, Record)]
     t = step(opened, Tick(_sec(1), "AAA", D("100.99")))
     assert t.commands == ()
+
+
+def test_an_entry_refused_for_good_is_blocked_with_the_brokers_words_and_its_id():
+    state = step(EngineState.empty(), Tick(T0, "AAA", D("100"))).state
+    t = step(state, EntryIntent(T0, "AAA", Side.LONG, D("99"), D(10), None, "mine"))
+    [order] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    r = step(t.state, OrderRejected(_sec(1), order.order_id, "HTTP 422 no", OrderRefusal.PERMANENT))
+    assert r.commands == (
+        Record("order.rejected", _sec(1), {"symbol": "AAA", "key": "AAA-1",
+                                           "order_id": order.order_id, "reason": "HTTP 422 no"}),
+        Record("entry.blocked", _sec(1), {"symbol": "AAA", "reason": "order_rejected",
+                                          "detail": "HTTP 422 no", "id": "mine"}),
+    )  # fmt: skip
+    assert len(r.state.entries) == 0 and order.order_id not in r.state.routes
+    # after its retries: the operator is told why no position opened
+    s = t.state
+    for n in range(3):
+        s = step(s, OrderRejected(_sec(1 + n), order.order_id, f"b{n}", OrderRefusal.TRANSIENT))
+        s = step(s.state, Clock(s.state.entries["AAA-1"].retry.due)).state
+    r = step(s, OrderRejected(_sec(9), order.order_id, "b3", OrderRefusal.TRANSIENT))
+    kinds = [c.kind if isinstance(c, Record) else c.reason for c in r.commands]
+    assert kinds == ["order.rejected", "entry.blocked", "retries_exhausted"]
+    assert r.commands[2].context == {
+        "symbol": "AAA", "key": "AAA-1", "order_id": order.order_id, "reason": "b3",
+        "kind": "transient", "attempts": 3, "failures": ["b0", "b1", "b2", "b3"],
+        "remaining_qty": D(0), "stop": D(99), "resolution": "entry_blocked",
+    }  # fmt: skip
+
+
+def test_a_duplicate_id_refusal_adopts_the_order_an_earlier_send_placed():
+    state, oid = _new_stop_sent()
+    t = step(state, OrderRejected(_sec(2.1), oid, "HTTP 422 duplicate", OrderRefusal.DUPLICATE))
+    assert t.commands[0] == Record(
+        "conflict.detected",
+        _sec(2.1),
+        {"symbol": "AAA", "key": "AAA-1", "type": "duplicate_order", "order_ids": [oid],
+         "resolution": "adopted_existing", "reason": "HTTP 422 duplicate"},
+    )  # fmt: skip
+    assert t.state.positions["AAA-1"].orders.exit.status is OrderStatus.LIVE
+
+
+def test_a_refusal_for_a_position_already_gone_is_only_journaled():
+    state, oid = _new_stop_sent()
+    gone = state.evolve(positions=state.positions.delete("AAA-1"))
+    t = step(gone, OrderRejected(_sec(2.1), oid, "late", OrderRefusal.PERMANENT))
+    assert t.commands == (
+        Record("order.rejected", _sec(2.1),
+               {"symbol": "AAA", "key": "AAA-1", "order_id": oid, "reason": "late"}),
+    )  # fmt: skip
+    assert oid not in t.state.routes
+
+
+def test_the_rest_of_an_entry_refused_leaves_the_shares_filled_protected():
+    """An entry filled in part, the rest of its order refused for good: the position keeps
+    the shares it has (its stop goes on), the entry order is forgotten."""
+    state = step(EngineState.empty(), Tick(T0, "AAA", D("100"))).state
+    t = step(state, EntryIntent(T0, "AAA", Side.LONG, D("99"), D(10)))
+    [order] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    t = step(t.state, OrderFilled(_sec(1), order.order_id, D(4), D("100")))
+    assert t.state.positions["AAA-1"].orders.entry is not None
+    r = step(t.state, OrderRejected(_sec(2), order.order_id, "halted", OrderRefusal.PERMANENT))
+    pos = r.state.positions["AAA-1"]
+    assert pos.orders.entry is None and pos.fills.remaining == D(4)
+    assert pos.orders.exit is not None and pos.orders.exit.qty == D(4)
+    assert [c.kind for c in r.commands if isinstance(c, Record)][:1] == ["order.rejected"]
