@@ -46,6 +46,8 @@ from engine.model import (
 from engine.operations import conclude, covered, exposed, settled, touch
 from engine.orders import Extended, reconcile, roll_back
 from engine.rejections import retryable
+from shell.broker.simulated import SimulatedBroker
+from shell.simulate import run_simulation
 from tests.strategies import T0
 from tests.unit.test_entries_exact import _short_opened
 from tests.unit.test_timeouts import STOP_ID, _opened, _sec, _tranche_sent
@@ -1159,3 +1161,35 @@ def test_the_rest_of_an_entry_refused_leaves_the_shares_filled_protected():
     assert pos.orders.entry is None and pos.fills.remaining == D(4)
     assert pos.orders.exit is not None and pos.orders.exit.qty == D(4)
     assert [c.kind for c in r.commands if isinstance(c, Record)][:1] == ["order.rejected"]
+
+
+def test_held_shares_evidence_counts_what_the_symbols_other_orders_hold():
+    """Two lots of AAA (10 and 6). The second lot's sale of its 6 is refused 403 with 6 free
+    and the holding not told: the first lot's working stop holds the other 10, so that is a
+    passing lock; with 5 free, or with that stop not at the broker, it is evidence."""
+    state, _ = run_simulation(
+        [
+            Tick(T0, "AAA", D("100")),
+            EntryIntent(T0, "AAA", Side.LONG, D("99"), D(10)),
+            EntryIntent(T0, "AAA", Side.LONG, D("99"), D(6)),
+        ],
+        EngineState.empty(),
+        SimulatedBroker(market_fill="same"),
+    )
+    two = state.positions["AAA-2"]
+    sale = Order("rt-AAA-2-7-exit", OrderRole.EXIT, OrderAction.SELL, OrderType.MARKET, D(6))
+    two = evolve(two, orders=evolve(two.orders, exit=None, sell=sale))
+    state = state.evolve(positions=state.positions.set(two.key, two),
+                         routes=state.routes.set(sale.id, two.key))  # fmt: skip
+
+    def evidence(s: EngineState, free: str) -> bool:
+        ack = OrderRejected(_sec(1), sale.id, "403", OrderRefusal.SHARES_LOCKED, D(free))
+        t = step(s, ack)
+        return any(isinstance(c, Record) and c.kind == "divergence.detected" for c in t.commands)
+
+    assert not evidence(state, "6")
+    assert evidence(state, "5")
+    one = state.positions["AAA-1"]
+    not_there = evolve(one.orders.exit, status=OrderStatus.RETRY_WAIT)
+    waiting = evolve(one, orders=evolve(one.orders, exit=not_there))
+    assert evidence(state.evolve(positions=state.positions.set(one.key, waiting)), "6")
