@@ -56,9 +56,10 @@ def _locked_evidence(
         if ack.existing >= believed:
             return state, []  # the shares are there; something holds them for now
     else:
+        # (the refused order itself waits for its retry by now: it is not at the broker)
         holding = sum(
             (o.open_qty for p in lots for o in (p.orders.exit, p.orders.sell)
-             if o is not None and o.id != ack.order_id and o.status in _AT_BROKER),
+             if o is not None and o.status in _AT_BROKER),
             Decimal(0),
         )  # fmt: skip
         if ack.available >= believed - holding:
