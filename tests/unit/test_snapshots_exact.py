@@ -28,7 +28,7 @@ from engine.commands import OrderAction, OrderType
 from engine.config import Config
 from engine.events import BrokerOrder, BrokerSnapshot
 from engine.goal import GoalConfig
-from engine.model import CloseReason, Order, OrderRole, OrderStatus
+from engine.model import CloseReason, Order, OrderRole, OrderStatus, Retry
 from engine.snapshots import _count_past, _their_stop
 from engine.state import Book, BreakerState, Link, LinkMode, Market, tracks_days
 from shell.broker.simulated import SimulatedBroker
@@ -426,3 +426,55 @@ def test_a_users_stop_filled_in_part_is_taken_over_for_what_it_still_holds():
     pos = t.state.positions["CCC-1"]
     assert (pos.orders.exit.qty, pos.orders.exit.open_qty) == (D(9), D(9))
     assert pos.exposed_since is None and pos.orders.restore.open_qty == D(9)
+
+
+def test_an_entry_the_broker_never_got_is_dropped_not_resent():
+    state = step(EngineState.empty(), Tick(_sec(0), "AAA", D("100"))).state
+    state = step(state, EntryIntent(_sec(0), "AAA", Side.LONG, D("99"), D(10))).state
+    state = _outage(state)
+    t = step(state, _snap(2, [], positions=()))
+    [record] = _conflicts(t.commands)
+    assert record == {
+        "symbol": "AAA", "key": "AAA-1", "type": "order_unknown_to_broker",
+        "order_ids": ["rt-AAA-1-entry"], "resolution": "entry_dropped",
+        "reason": "not in the broker's snapshot of open and changed orders",
+    }  # fmt: skip
+    assert len(t.state.entries) == 0
+    assert not [c for c in t.commands if isinstance(c, SubmitOrder)]
+
+
+def test_one_missed_share_and_a_cancel_at_the_brokers_time_are_replayed():
+    state = _outage(_opened())
+    a, b = _stop_of(state), _stop_of(state, "BBB-1")
+    one = evolve(a, filled_qty=D(1), filled_avg_price=D("98.95"))
+    gone = evolve(b, status="canceled", updated_at=_sec(1.55))
+    t = step(state, _snap(2, [one, gone], positions=(("AAA", D(9)), ("BBB", D(10)))))
+    [fill] = [c for c in t.commands if isinstance(c, Record) and c.kind == "order.filled"]
+    assert (fill["qty"], fill["price"]) == (D(1), D("98.95"))
+    assert t.state.positions["AAA-1"].fills.remaining == D(9)
+    # BBB's stop was canceled at 1.55 s by the broker's clock: bare since then
+    assert t.state.positions["BBB-1"].exposed_since == _sec(1.55)
+
+
+def test_an_order_waiting_for_its_retry_is_skipped_and_the_next_still_judged():
+    state = _opened()
+    aaa = state.positions["AAA-1"]
+    waiting = evolve(aaa.orders.exit, status=OrderStatus.RETRY_WAIT)
+    aaa = evolve(aaa, orders=evolve(aaa.orders, exit=waiting), retry=Retry(1, _sec(50)))
+    state = state.evolve(positions=state.positions.set(aaa.key, aaa))
+    state = _outage(state)
+    t = step(state, _snap(2, [], positions=(("AAA", D(10)), ("BBB", D(10)))))
+    unknown = [c["order_ids"] for c in _conflicts(t.commands)
+               if c["type"] == "order_unknown_to_broker"]  # fmt: skip
+    assert unknown == [["rt-BBB-1-1-stop"]]
+
+
+def test_shares_beyond_the_lots_are_adopted_as_a_new_lot_and_one_share_short_shrinks():
+    state = _outage(_opened())
+    orders = [_stop_of(state), _stop_of(state, "BBB-1")]
+    t = step(state, _snap(2, orders, positions=(("AAA", D(15)), ("BBB", D(9))),
+                          prices=(("AAA", D(100)),)))  # fmt: skip
+    assert t.state.positions["AAA-1"].fills.remaining == D(10)
+    assert t.state.positions["AAA-2"].fills.remaining == D(5)
+    [shrunk] = [c for c in t.commands if isinstance(c, Record) and c.kind == "position.reconciled"]
+    assert (shrunk["key"], shrunk["from"], shrunk["to"]) == ("BBB-1", D(10), D(9))
