@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal as D
 
+from attrs import evolve as ev
+
 from engine import (
     Alert,
     BreakerState,
@@ -31,7 +33,7 @@ from engine import (
     fold,
     step,
 )
-from engine.link import failed
+from engine.link import failed, flush
 from shell.broker.simulated import SimulatedBroker
 from shell.simulate import run_simulation
 from tests.strategies import T0
@@ -321,3 +323,33 @@ def test_the_link_going_down_and_up_is_journaled_with_its_modes():
     )  # fmt: skip
     assert up.state.link.up is True and up.state.link.recovering is True
     assert up.state.link.synced is False
+
+
+def test_the_held_steps_go_in_order_and_an_open_breaker_keeps_only_the_optional_ones():
+    """`flush` by hand. AAA's step is optional (its shares covered), BBB's is protection (its
+    shares bare, and its stop through the last print): with the breaker open AAA's waits
+    again and BBB's goes, judged at the last print (out at market); a lot gone meanwhile is
+    passed over."""
+    state = _opened()
+    bbb = state.positions["BBB-1"]
+    bare = ev(bbb, orders=ev(bbb.orders, exit=None), exposed_since=T0)
+    state = state.evolve(
+        positions=state.positions.set("BBB-1", bare),
+        marks=state.marks.set("BBB", Tick(T0, "BBB", D("48.90"))),
+        link=ev(state.link, waiting=("AAA-1", "ZZZ-9", "BBB-1"), breaker=BreakerState.OPEN,
+                reopen_at=T0 + timedelta(seconds=300)),
+    )  # fmt: skip
+    t = flush(state, T0 + timedelta(seconds=1))
+    assert t.state.link.waiting == ("AAA-1",)
+    [record] = [c for c in t.commands if isinstance(c, Record) and c.kind == "conflict.detected"]
+    assert record["reason"] == "stop 49.00 is at or through the market at 48.90"
+    [sale] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    assert (sale.symbol, sale.type, sale.qty) == ("BBB", OrderType.MARKET, D(10))
+    closed = state.evolve(link=ev(state.link, breaker=BreakerState.CLOSED, reopen_at=None))
+    t = flush(closed, T0 + timedelta(seconds=1))
+    assert t.state.link.waiting == ()
+    assert flush(state.evolve(link=ev(state.link, up=False)), T0).state.link.waiting == (
+        "AAA-1", "ZZZ-9", "BBB-1"
+    )  # fmt: skip
+    unsynced = state.evolve(link=ev(state.link, synced=False))
+    assert flush(unsynced, T0) == (unsynced, ())
