@@ -1193,3 +1193,25 @@ def test_held_shares_evidence_counts_what_the_symbols_other_orders_hold():
     not_there = evolve(one.orders.exit, status=OrderStatus.RETRY_WAIT)
     waiting = evolve(one, orders=evolve(one.orders, exit=not_there))
     assert evidence(state.evolve(positions=state.positions.set(one.key, waiting)), "6")
+
+
+def test_shares_added_to_a_frozen_or_selling_position_do_not_restart_its_ladder():
+    state = step(EngineState.empty(), Tick(T0, "AAA", D("100"))).state
+    t = step(state, EntryIntent(T0, "AAA", Side.LONG, D("99"), D(10)))
+    [order] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    t = step(t.state, OrderFilled(_sec(1), order.order_id, D(4), D("100")))
+    pos = t.state.positions["AAA-1"]
+
+    def grown(p):
+        s = t.state.evolve(positions=t.state.positions.set(p.key, p))
+        return step(s, OrderFilled(_sec(2), order.order_id, D(6), D("100"))).state.positions[
+            "AAA-1"
+        ]
+
+    assert grown(pos).ladder.trigger == D("101.0")
+    halted = grown(evolve(pos, halted=True))
+    assert halted.ladder.trigger is None and halted.orders.to_sell == 0
+    flat = evolve(pos, close_reason=CloseReason.FLATTEN, orders=evolve(pos.orders, to_sell=D(4)))
+    selling = grown(flat)
+    sold = selling.orders.sell.open_qty if selling.orders.sell is not None else 0
+    assert selling.ladder.trigger is None and selling.orders.to_sell + sold == D(10)
