@@ -855,7 +855,7 @@ def test_a_closed_lot_cancels_its_stop_and_a_stop_as_wanted_stays():
     after, cmds = reconcile(bare, D("100.00"), _sec(1))
     [record] = [c for c in cmds if isinstance(c, Record) and c.kind == "conflict.detected"]
     assert record["reason"] == "stop 100.00 is at or through the market at 100.00"
-    assert after.close_reason is CloseReason.STOP_THROUGH_MARKET
+    assert after.close_reason is CloseReason.STOP_THROUGH_MARKET and after.ladder.trigger is None
     after, cmds = reconcile(bare, D("100.01"), _sec(1))
     [stop] = [c for c in cmds if isinstance(c, SubmitOrder)]
     assert (stop.type, stop.qty, stop.stop_price, stop.limit_price) == (
@@ -933,6 +933,10 @@ def test_the_protect_deadline_sells_exactly_the_shares_nothing_holds():
     pos, cmds = unprotected(bare, _sec(11), cfg, spare=D(7))
     assert cmds[1].context["qty"] == D(7) and pos.orders.to_sell == D(7)
     assert unprotected(bare, _sec(11), cfg, spare=D(0)) == (bare, [])
+    # a sale of 3 on its way beside the stop for 6: 1 share is bare
+    sale = Order("s", OrderRole.PARTIAL, OrderAction.SELL, OrderType.MARKET, D(3))
+    _, cmds = unprotected(evolve(six, orders=evolve(six.orders, sell=sale)), _sec(11), cfg)
+    assert cmds[1].context["qty"] == D(1)
     # 8 spare, 6 of them under the stop: 2 may be sold
     _, cmds = unprotected(six, _sec(11), cfg, spare=D(8))
     assert cmds[1].context["qty"] == D(2)
