@@ -153,9 +153,8 @@ def test_a_sale_is_held_while_it_wants_more_than_the_spare_shares():
     assert gate(state, pos, pos, [_sale("50", side=OrderAction.BUY)], NOW)[1]
 
 
-def test_the_shares_of_a_symbol_are_shared_between_its_lots():
-    """Two lots of AAA (10 and 6): each may take its own shares and the other's, less what the
-    other's orders hold at the broker (its stop), unless that order waits to be sent again."""
+def two_lots() -> EngineState:
+    """Two lots of AAA, long 10 and 6 @ 100 (stops 99), both stops accepted."""
     state, _ = run_simulation(
         [
             Tick(T0, "AAA", D("100")),
@@ -165,6 +164,13 @@ def test_the_shares_of_a_symbol_are_shared_between_its_lots():
         EngineState.empty(),
         SimulatedBroker(market_fill="same"),
     )
+    return state
+
+
+def test_the_shares_of_a_symbol_are_shared_between_its_lots():
+    """Two lots of AAA (10 and 6): each may take its own shares and the other's, less what the
+    other's orders hold at the broker (its stop), unless that order waits to be sent again."""
+    state = two_lots()
     one, two = state.positions["AAA-1"], state.positions["AAA-2"]
     assert spare(state, one) == D(10) + D(6) - D(6)
     assert spare(state, two) == D(6) + D(10) - D(10)

@@ -46,9 +46,8 @@ from engine.model import (
 from engine.operations import conclude, covered, exposed, settled, touch
 from engine.orders import Extended, reconcile, roll_back
 from engine.rejections import retryable
-from shell.broker.simulated import SimulatedBroker
-from shell.simulate import run_simulation
 from tests.strategies import T0
+from tests.unit.test_budget_exact import two_lots
 from tests.unit.test_entries_exact import _short_opened
 from tests.unit.test_timeouts import STOP_ID, _opened, _sec, _tranche_sent
 
@@ -395,11 +394,16 @@ def test_an_entry_filled_through_its_stop_is_sold_and_the_operator_told():
     assert order.order_id not in t.state.routes
 
 
-def test_an_entry_filled_in_parts_keeps_its_order_until_every_share_is_in():
+def _part_filled():
+    """AAA's entry for 10 (stop 99) filled 4 @ 100 at 1 s: the step and the entry order."""
     state = step(EngineState.empty(), Tick(T0, "AAA", D("100"))).state
     t = step(state, EntryIntent(T0, "AAA", Side.LONG, D("99"), D(10)))
     [order] = [c for c in t.commands if isinstance(c, SubmitOrder)]
-    t = step(t.state, OrderFilled(_sec(1), order.order_id, D(4), D("100")))
+    return step(t.state, OrderFilled(_sec(1), order.order_id, D(4), D("100"))), order
+
+
+def test_an_entry_filled_in_parts_keeps_its_order_until_every_share_is_in():
+    t, order = _part_filled()
     pos = t.state.positions["AAA-1"]
     assert pos.orders.entry.filled == D(4) and pos.orders.entry.status is OrderStatus.LIVE
     assert pos.opened == _sec(1) and pos.exposed_since == _sec(1)
@@ -1155,10 +1159,7 @@ def test_a_refusal_for_a_position_already_gone_is_only_journaled():
 def test_the_rest_of_an_entry_refused_leaves_the_shares_filled_protected():
     """An entry filled in part, the rest of its order refused for good: the position keeps
     the shares it has (its stop goes on), the entry order is forgotten."""
-    state = step(EngineState.empty(), Tick(T0, "AAA", D("100"))).state
-    t = step(state, EntryIntent(T0, "AAA", Side.LONG, D("99"), D(10)))
-    [order] = [c for c in t.commands if isinstance(c, SubmitOrder)]
-    t = step(t.state, OrderFilled(_sec(1), order.order_id, D(4), D("100")))
+    t, order = _part_filled()
     assert t.state.positions["AAA-1"].orders.entry is not None
     r = step(t.state, OrderRejected(_sec(2), order.order_id, "halted", OrderRefusal.PERMANENT))
     pos = r.state.positions["AAA-1"]
@@ -1171,15 +1172,7 @@ def test_held_shares_evidence_counts_what_the_symbols_other_orders_hold():
     """Two lots of AAA (10 and 6). The second lot's sale of its 6 is refused 403 with 6 free
     and the holding not told: the first lot's working stop holds the other 10, so that is a
     passing lock; with 5 free, or with that stop not at the broker, it is evidence."""
-    state, _ = run_simulation(
-        [
-            Tick(T0, "AAA", D("100")),
-            EntryIntent(T0, "AAA", Side.LONG, D("99"), D(10)),
-            EntryIntent(T0, "AAA", Side.LONG, D("99"), D(6)),
-        ],
-        EngineState.empty(),
-        SimulatedBroker(market_fill="same"),
-    )
+    state = two_lots()
     two = state.positions["AAA-2"]
     sale = Order("rt-AAA-2-7-exit", OrderRole.EXIT, OrderAction.SELL, OrderType.MARKET, D(6))
     two = evolve(two, orders=evolve(two.orders, exit=None, sell=sale))
@@ -1200,10 +1193,7 @@ def test_held_shares_evidence_counts_what_the_symbols_other_orders_hold():
 
 
 def test_shares_added_to_a_frozen_or_selling_position_do_not_restart_its_ladder():
-    state = step(EngineState.empty(), Tick(T0, "AAA", D("100"))).state
-    t = step(state, EntryIntent(T0, "AAA", Side.LONG, D("99"), D(10)))
-    [order] = [c for c in t.commands if isinstance(c, SubmitOrder)]
-    t = step(t.state, OrderFilled(_sec(1), order.order_id, D(4), D("100")))
+    t, order = _part_filled()
     pos = t.state.positions["AAA-1"]
 
     def grown(p):

@@ -31,8 +31,7 @@ from engine.goal import GoalConfig
 from engine.model import CloseReason, Order, OrderRole, OrderStatus, Retry
 from engine.snapshots import _count_past, _their_stop
 from engine.state import Book, BreakerState, Link, LinkMode, Market, tracks_days
-from shell.broker.simulated import SimulatedBroker
-from shell.simulate import run_simulation
+from tests.unit.test_entries_exact import _short_opened
 from tests.unit.test_timeouts import STOP_ID, _opened, _sec, _tranche_sent
 
 SELL, BUY = OrderAction.SELL, OrderAction.BUY
@@ -252,19 +251,11 @@ def test_a_book_bounds_its_prices_by_the_triggers_watched_stops_and_limit_sales(
     two = Book.of((pos, evolve(pos, key="AAA-2", ladder=evolve(pos.ladder, trigger=D("100.7")))),
                   D("100"), False)  # fmt: skip
     assert (two.hi, two.q, two.keys) == (D("100.7"), D(20), ("AAA-1", "AAA-2"))
-    short, _ = _short()
+    short, _ = _short_opened()
     spos = short.positions["AAA-1"]
     sbook = Book.of((spos,), D("99.5"), False, watch=True)
     assert (sbook.lo, sbook.hi, sbook.q, sbook.u) == (D("99.0"), D("101.00"), D(-10), D("5.0"))
     assert Book.of((), None, False) == Book()
-
-
-def _short():
-    return run_simulation(
-        [Tick(_sec(0), "AAA", D("100")), EntryIntent(_sec(0), "AAA", Side.SHORT, D("101"), D(10))],
-        EngineState.empty(),
-        SimulatedBroker(market_fill="same"),
-    )
 
 
 def test_lots_of_one_instant_act_by_symbol_then_lot_number():
