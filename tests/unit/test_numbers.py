@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
+from attrs import evolve
 from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
@@ -31,6 +33,8 @@ from engine import (
     step,
 )
 from engine.ids import key_of
+from engine.model import CloseReason
+from engine.records import _average, milliseconds, position_closed, trade_closed
 from shell.broker.simulated import Faults, SimulatedBroker
 from shell.cli import main
 from shell.config import ENV_GIVEBACK, ENV_TARGET, ConfigError, parse_settings
@@ -38,6 +42,7 @@ from shell.figures import money, plain, price, qty, r_multiple, ratio, signed_mo
 from shell.report import render_summary, summary_to_json
 from shell.simulate import run_simulation
 from tests.strategies import T0, fault_models, histories, interleave
+from tests.unit.test_timeouts import _opened, _sec
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "samples" / "synthetic.jsonl"
@@ -302,3 +307,33 @@ def test_an_entry_filled_again_through_its_stop_has_no_ladder():
     t = step(_first_fill(Side.LONG, "99.50"), OrderFilled(T0, ENTRY, D(6), D("100.20")))
     ladder = t.state.positions["AAA-1"].ladder
     assert (ladder.trigger, ladder.take_profit) == (D("100.74"), D("102.60"))
+
+
+def test_record_numbers_by_hand_averages_spans_and_a_trades_r():
+    assert str(_average(D("100.1234"))) == "100.1234"  # as traded: shown as it is
+    assert str(_average(D("100.12345"))) == "100.1234"  # an average: to 1/100 of a cent
+    assert str(_average(D("100.12355"))) == "100.1236"
+    assert str(_average(D("100"))) == "100"
+    assert milliseconds(timedelta(microseconds=1500)) == D("1.5")
+    assert milliseconds(timedelta(seconds=2, microseconds=1)) == D("2000.001")
+    pos = _opened().positions["AAA-1"]
+    # 4 sold at 102 and 6 at 101: realized $14 on a $10 risk
+    done = evolve(pos, fills=evolve(pos.fills, remaining=D(0), exited=D(10),
+                                    exit_value=D(4) * D(102) + D(6) * D(101), realized=D(14),
+                                    last_qty=D(6), last_price=D(101)))  # fmt: skip
+    trade = trade_closed(done, _sec(9))
+    assert (trade["exit"], trade["pnl"], trade["r"], trade["risk"], trade["risk_per_share"]) == (
+        D("101.4"), D(14), D("1.4"), D(10), D(1)
+    )  # fmt: skip
+    assert trade["reason"] == "exit" and trade["opened"] == _sec(0) and trade["closed"] == _sec(9)
+    closed = position_closed(evolve(done, close_reason=CloseReason.STOP), _sec(9))
+    assert (closed["qty"], closed["price"], closed["reason"], closed["r"]) == (
+        D(6), D(101), "stop", D("1.4")
+    )  # fmt: skip
+    even = trade_closed(evolve(done, fills=evolve(done.fills, realized=D("0.00"))), _sec(9))
+    assert str(even["r"]) == "0"  # never "0E+2"
+    unsold = trade_closed(evolve(done, fills=evolve(done.fills, exited=D(0))), _sec(9))
+    assert unsold["exit"] == D(100)  # nothing exited: the entry
+    gapped = evolve(done, ladder=evolve(done.ladder, initial_stop=D(101)))
+    trade = trade_closed(gapped, _sec(9))
+    assert (trade["risk"], trade["r"], trade["risk_per_share"]) == (0, 0, 0)
