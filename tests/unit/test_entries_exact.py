@@ -329,6 +329,9 @@ def test_experience_entries_are_paper_and_waiting_entries_are_due_a_retry_delay_
     state = _phased(Phase.EXPERIENCE)
     t = step(state, _intent(qty=None))
     assert t.state.entries["AAA-1"].paper
+    real = step(_phased(Phase.PROOF_OF_CONCEPT), _intent(qty=None))
+    assert not real.state.entries["AAA-1"].paper
+    assert not [c for c in real.commands if isinstance(c, SubmitOrder) and c.paper]
     [order] = [c for c in t.commands if isinstance(c, SubmitOrder)]
     assert order.paper and order.qty == D(1)
     waits = _resting(_opened(), _limit("tp", "104"))._replace(config=Config(wash_trade="wait"))
