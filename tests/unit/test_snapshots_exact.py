@@ -28,7 +28,7 @@ from engine.commands import OrderAction, OrderType
 from engine.config import Config
 from engine.events import BrokerOrder, BrokerSnapshot
 from engine.goal import GoalConfig
-from engine.model import CloseReason, Order, OrderRole, OrderStatus, Retry
+from engine.model import CloseReason, Order, OrderRole, Orders, OrderStatus, Retry, Slot
 from engine.snapshots import _count_past, _their_stop
 from engine.state import Book, BreakerState, Link, LinkMode, Market, tracks_days
 from tests.unit.test_entries_exact import _short_opened
@@ -469,3 +469,25 @@ def test_shares_beyond_the_lots_are_adopted_as_a_new_lot_and_one_share_short_shr
     assert t.state.positions["AAA-2"].fills.remaining == D(5)
     [shrunk] = [c for c in t.commands if isinstance(c, Record) and c.kind == "position.reconciled"]
     assert (shrunk["key"], shrunk["from"], shrunk["to"]) == ("BBB-1", D(10), D(9))
+
+
+def test_a_positions_orders_say_which_slot_holds_an_id_and_what_they_hold():
+    stop = Order("x", OrderRole.PROTECT, SELL, OrderType.STOP, D(10), stop_price=D(99),
+                 filled=D(2), status=OrderStatus.LIVE)  # fmt: skip
+    sale = Order("s", OrderRole.PARTIAL, SELL, OrderType.MARKET, D(5), filled=D(1))
+    entry = Order("e", OrderRole.ENTRY, OrderAction.BUY, OrderType.MARKET, D(20))
+    orders = Orders(entry=entry, exit=stop, sell=sale)
+    assert [orders.slot_of(i) for i in ("x", "s", "e", "z")] == [
+        Slot.EXIT, Slot.SELL, Slot.ENTRY, None
+    ]  # fmt: skip
+    assert [orders.get(s) for s in (Slot.EXIT, Slot.SELL, Slot.ENTRY)] == [stop, sale, entry]
+    assert orders.held_by_sells() == D(8) + D(4)
+    assert Orders().held_by_sells() == 0 and Orders().slot_of("x") is None
+    for status, working in (
+        (OrderStatus.LIVE, True), (OrderStatus.PENDING_CANCEL, True),
+        (OrderStatus.CANCEL_WAIT, True), (OrderStatus.PENDING_NEW, False),
+        (OrderStatus.RETRY_WAIT, False),
+    ):  # fmt: skip
+        o = Orders(exit=evolve(stop, status=status))
+        assert o.working_stop_qty() == (D(8) if working else 0), status
+    assert Orders().working_stop_qty() == 0
