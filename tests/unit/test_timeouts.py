@@ -158,3 +158,12 @@ def test_a_stale_price_is_alerted_once_with_its_age_and_the_positions_it_leaves_
     t = step(t.state, Tick(_sec(91), "BBB", D("50.5")))
     [again] = step(t.state, Clock(_sec(151.5))).commands
     assert (again.context["symbol"], again.context["age_s"]) == ("BBB", 60.5)
+
+
+def test_a_position_with_no_print_at_all_is_stale_from_its_opening():
+    state = _opened()
+    state = state.evolve(marks=state.marks.delete("AAA"))
+    t = step(state, Clock(_sec(60.5)))
+    [aaa] = [a for a in t.commands if a.context["symbol"] == "AAA"]
+    assert (aaa.context["last_price"], aaa.context["last_ts"]) == (None, _sec(0))
+    assert t.state.stale["AAA"] == _sec(0)
