@@ -46,6 +46,8 @@ from engine.model import (
 from engine.operations import conclude, covered, exposed, settled, touch
 from engine.orders import Extended, reconcile, roll_back
 from engine.rejections import retryable
+from engine.retries import fire
+from engine.state import BreakerState
 from tests.strategies import T0
 from tests.unit.test_budget_exact import two_lots
 from tests.unit.test_entries_exact import _short_opened
@@ -1209,3 +1211,50 @@ def test_shares_added_to_a_frozen_or_selling_position_do_not_restart_its_ladder(
     selling = grown(flat)
     sold = selling.orders.sell.open_qty if selling.orders.sell is not None else 0
     assert selling.ladder.trigger is None and selling.orders.to_sell + sold == D(10)
+
+
+def test_fire_works_out_exactly_when_the_next_thing_falls_due():
+    """`retries.fire` by hand: what it leaves in `state.due` is the earliest of what is still
+    pending, so that no later event passes it by on the quiet path."""
+    base = _refused_sale()  # AAA's sale waits for its retry at 1.7 s
+    assert fire(base, _sec(1.5), None).state.due == _sec(1.7)
+    # the breaker's reopening comes first when it is earlier
+    opened = base.evolve(link=evolve(base.link, breaker=BreakerState.OPEN, reopen_at=_sec(1.6)))
+    assert fire(opened, _sec(1.5), None).state.due == _sec(1.6)
+    # a snapshot asked at 0.1 s is asked again 5 s later
+    asked = base.evolve(link=evolve(base.link, snapshot_asked=_sec(-4)))
+    assert fire(asked, _sec(0.5), None).state.due == _sec(1)
+    # a position the open breaker holds (its shares covered) keeps its own due time
+    held = _opened()
+    bbb = evolve(held.positions["BBB-1"], retry=Retry(1, _sec(2)))
+    tripped = evolve(held.link, breaker=BreakerState.OPEN, reopen_at=_sec(300))
+    held = held.evolve(positions=held.positions.set(bbb.key, bbb), link=tripped)
+    assert fire(held, _sec(1.5), None).state.due == _sec(2)
+    # entries: one due later keeps its time; one waiting for exits is looked at again
+    state = step(EngineState.empty(), Tick(T0, "CCC", D("10"))).state
+    t = step(state, EntryIntent(T0, "CCC", Side.LONG, D("9"), D(1)))
+    [order] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+    t = step(t.state, OrderRejected(_sec(1), order.order_id, BUSY, OrderRefusal.TRANSIENT))
+    assert fire(t.state, _sec(1.2), None).state.due == _sec(1.5)
+    down = t.state.evolve(link=evolve(t.state.link, up=False))
+    assert fire(down, _sec(2), None).state.due == t.state.due  # held: its time stays
+    sent = fire(t.state, _sec(1.5), None)
+    assert [c.order_id for c in sent.commands if isinstance(c, SubmitOrder)] == [order.order_id]
+    assert sent.state.due > _sec(1000)  # nothing pending any more
+
+
+def test_fire_holds_a_waiting_entry_while_exits_rest_and_sends_a_protection_past_its_hold():
+    waits = _resting_exit_state()
+    pending = next(iter(waits.entries.values()))
+    assert pending.retry.due == _sec(0.5)
+    t = fire(waits, _sec(0.5), None)
+    assert not [c for c in t.commands if isinstance(c, SubmitOrder)]
+    assert next(iter(t.state.entries.values())).retry.due == _sec(1)
+    assert t.state.due == _sec(1)
+
+
+def _resting_exit_state() -> EngineState:
+    """AAA held with its take-profit resting, `wash_trade = "wait"`: a second AAA entry waits
+    unsent, looked at again every first retry delay."""
+    state = _opened()._replace(config=Config(wash_trade="wait"))
+    return step(state, EntryIntent(_sec(0), "AAA", Side.LONG, D("99"), D(2))).state
