@@ -1258,3 +1258,16 @@ def _resting_exit_state() -> EngineState:
     unsent, looked at again every first retry delay."""
     state = _opened()._replace(config=Config(wash_trade="wait"))
     return step(state, EntryIntent(_sec(0), "AAA", Side.LONG, D("99"), D(2))).state
+
+
+def test_a_stop_move_held_by_the_budget_goes_at_the_holds_end_exactly():
+    state = _opened()
+    pos = state.positions["AAA-1"]
+    moved = evolve(pos, ladder=evolve(pos.ladder, stop=D("100.00")), held_until=_sec(3))
+    state = state.evolve(positions=state.positions.set(pos.key, moved), due=_sec(3))
+    assert fire(state, _sec(2.9), None).commands == ()
+    t = fire(state, _sec(3), None)
+    assert [c for c in t.commands if isinstance(c, CancelOrder)] == [
+        CancelOrder(_sec(3), STOP_ID, "AAA")
+    ]
+    assert t.state.positions["AAA-1"].held_until is None
