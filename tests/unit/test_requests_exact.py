@@ -1271,3 +1271,20 @@ def test_a_stop_move_held_by_the_budget_goes_at_the_holds_end_exactly():
         CancelOrder(_sec(3), STOP_ID, "AAA")
     ]
     assert t.state.positions["AAA-1"].held_until is None
+
+
+def test_fire_sends_nothing_before_the_snapshot_and_passes_an_entry_not_yet_due():
+    base = _refused_sale()
+    unsynced = base.evolve(link=evolve(base.link, synced=False))
+    assert fire(unsynced, _sec(2), None) == (unsynced, ())
+    state = step(EngineState.empty(), Tick(T0, "CCC", D("10"))).state
+    orders = []
+    for at, refused_at in ((0, 1.0), (0.1, 0.1)):
+        t = step(state, EntryIntent(_sec(at), "CCC", Side.LONG, D("9"), D(1)))
+        [order] = [c for c in t.commands if isinstance(c, SubmitOrder)]
+        state = step(t.state, OrderRejected(_sec(refused_at), order.order_id, BUSY,
+                                            OrderRefusal.TRANSIENT)).state  # fmt: skip
+        orders.append(order.order_id)
+    t = fire(state, _sec(0.6), None)  # the first entry is due at 1.5 s, the second at 0.6 s
+    assert [c.order_id for c in t.commands if isinstance(c, SubmitOrder)] == [orders[1]]
+    assert t.state.due == _sec(1.5)
