@@ -33,7 +33,7 @@ from engine import (
     fold,
     step,
 )
-from engine.link import failed, flush
+from engine.link import failed, flush, succeeded
 from shell.broker.simulated import SimulatedBroker
 from shell.simulate import run_simulation
 from tests.strategies import T0
@@ -353,3 +353,25 @@ def test_the_held_steps_go_in_order_and_an_open_breaker_keeps_only_the_optional_
     )  # fmt: skip
     unsynced = state.evolve(link=ev(state.link, synced=False))
     assert flush(unsynced, T0) == (unsynced, ())
+
+
+def test_an_answer_ends_a_failure_run_and_closes_a_half_open_breaker():
+    state = _opened()
+    quiet = Transition(state)
+    assert succeeded(quiet, T0) is quiet  # nothing to reset
+    t = Transition(state)
+    for n in range(3):
+        t = failed(t, T0 + timedelta(seconds=n))
+    assert t.state.link.failures == 3
+    reset = succeeded(Transition(t.state), T0 + timedelta(seconds=4))
+    assert reset.state.link.failures == 0 and reset.commands == ()
+    assert reset.state.link.breaker is BreakerState.CLOSED
+    half = state.evolve(link=ev(state.link, breaker=BreakerState.HALF_OPEN, failures=5))
+    closed = succeeded(Transition(half), T0 + timedelta(seconds=9))
+    assert closed.state.link.failures == 0 and closed.state.link.breaker is BreakerState.CLOSED
+    assert closed.commands == (
+        Record("breaker.closed", T0 + timedelta(seconds=9), {"breaker": "orders"}),
+    )
+    tripped = state.evolve(link=ev(state.link, breaker=BreakerState.OPEN, failures=5))
+    kept = succeeded(Transition(tripped), T0 + timedelta(seconds=9))
+    assert kept.state.link.breaker is BreakerState.OPEN and kept.state.link.failures == 0

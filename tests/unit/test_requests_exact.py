@@ -1288,3 +1288,24 @@ def test_fire_sends_nothing_before_the_snapshot_and_passes_an_entry_not_yet_due(
     t = fire(state, _sec(0.6), None)  # the first entry is due at 1.5 s, the second at 0.6 s
     assert [c.order_id for c in t.commands if isinstance(c, SubmitOrder)] == [orders[1]]
     assert t.state.due == _sec(1.5)
+
+
+def test_a_fill_of_an_order_the_position_no_longer_holds_is_told_not_counted():
+    state = _opened()
+    state = state.evolve(routes=state.routes.set("rt-AAA-1-8-stop", "AAA-1"))
+    t = step(state, OrderFilled(_sec(1), "rt-AAA-1-8-stop", D(3), D("99")))
+    [alert] = [c for c in t.commands if isinstance(c, Alert)]
+    assert alert == Alert(
+        _sec(1), "unknown_order", {"order_id": "rt-AAA-1-8-stop", "event": "fill"}
+    )
+    assert t.state.positions["AAA-1"].fills == state.positions["AAA-1"].fills
+
+
+def test_a_later_fill_of_the_entry_is_journaled_with_the_positions_new_size():
+    t, order = _part_filled()
+    t = step(t.state, OrderFilled(_sec(2), order.order_id, D(6), D("101"), at=_sec(1.5)))
+    [filled] = [c for c in t.commands if isinstance(c, Record) and c.kind == "order.filled"]
+    assert (filled["qty"], filled["price"], filled["position_qty"], filled["executed"]) == (
+        D(6), D(101), D(10), _sec(1.5)
+    )  # fmt: skip
+    assert (filled["order_filled"], filled["order_open"]) == (D(10), D(0))
