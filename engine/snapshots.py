@@ -428,7 +428,9 @@ def _take_over(
         limit_price=theirs.limit_price,
         status=OrderStatus.LIVE,
     )
-    # (`_their_stop` takes only a stop whose open quantity covers every share)
+    # `_their_stop` takes only a stop whose open quantity covers every share: no share of the
+    # position is left without it.
+    assert order.open_qty >= pos.fills.remaining
     pos = evolve(pos, orders=evolve(pos.orders, exit=order, restore=order), exposed_since=None)
     if cfg.foreign_orders == "leave":
         record = conflict(
